@@ -1,0 +1,267 @@
+/**
+ * The configuration contract (DESIGN.md §3) as Effect Schemas. Decoding is the only place
+ * that validates the shape of the input: once a `Config` exists, the rest of the gateway trusts it.
+ */
+import { Schema } from "effect"
+import { DurationMs } from "./Duration.ts"
+
+const validRegex = (source: string): true | string => {
+  try {
+    new RegExp(source)
+    return true
+  } catch (e) {
+    return (e as Error).message
+  }
+}
+
+/** A string that must compile as a JavaScript regular expression. */
+export const RegexSource = Schema.String.pipe(Schema.check(Schema.makeFilter(validRegex)))
+
+const listenPattern = /^(?:\[([0-9a-fA-F:.]+)\]|([^:\s[\]]*)):(\d{1,5})$/
+
+/**
+ * Splits a listen address (`127.0.0.1:8080`, `:8080`, `[::1]:8080`) into host and port;
+ * an empty host means every interface.
+ */
+export const parseListen = (text: string): { readonly host: string; readonly port: number } | undefined => {
+  const m = listenPattern.exec(text)
+  if (m === null) return undefined
+  const port = Number(m[3])
+  if (port > 65535) return undefined
+  return { host: m[1] ?? (m[2] === "" ? "0.0.0.0" : m[2]), port }
+}
+
+/** `host:port` where a server or the admin API listens. Port 0 asks the OS for a free port. */
+export const ListenAddress = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((s: string) =>
+    parseListen(s) !== undefined || "Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080"
+  ))
+)
+
+const endpointUrl = (s: string): true | string => {
+  let url: URL
+  try {
+    url = new URL(s)
+  } catch {
+    return "Expected an absolute URL such as http://127.0.0.1:3000"
+  }
+  if (url.protocol !== "http:") return "Expected an http:// URL (https upstreams are not supported yet)"
+  if (url.pathname !== "/" || url.search !== "" || url.hash !== "") {
+    return "Expected an origin only (scheme, host and port), without a path or query"
+  }
+  if (url.username !== "" || url.password !== "") return "Expected no credentials in the URL"
+  return true
+}
+
+const Method = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^[A-Z]+$/, { message: "Expected an upper-case HTTP method such as GET" }))
+)
+
+const exactlyOne = (keys: ReadonlyArray<string>) => (o: object): true | string =>
+  keys.filter((k) => Object.hasOwn(o, k)).length === 1 || `Expected exactly one of ${keys.join(", ")}`
+
+/** A header or query condition: an exact value, `{ present: true|false }`, or `{ regex: "..." }`. */
+export const ValueMatch = Schema.Union([
+  Schema.String,
+  Schema.Struct({ present: Schema.optionalKey(Schema.Boolean), regex: Schema.optionalKey(RegexSource) }).pipe(
+    Schema.check(Schema.makeFilter(exactlyOne(["present", "regex"])))
+  )
+])
+export type ValueMatch = typeof ValueMatch.Type
+
+const AbsolutePath = Schema.String.pipe(Schema.check(Schema.isStartingWith("/")))
+
+/** Exactly one of `exact`, `prefix` (matched on a segment boundary) or `regex`. */
+export const PathMatch = Schema.Struct({
+  exact: Schema.optionalKey(AbsolutePath),
+  prefix: Schema.optionalKey(AbsolutePath),
+  regex: Schema.optionalKey(RegexSource)
+}).pipe(Schema.check(Schema.makeFilter(exactlyOne(["exact", "prefix", "regex"]))))
+export type PathMatch = typeof PathMatch.Type
+
+const HostPattern = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^(\*\.)?[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?)*$/, {
+    message: "Expected a host name such as api.example.com or *.example.com"
+  }))
+)
+
+export const RouteMatch = Schema.Struct({
+  host: Schema.optionalKey(HostPattern),
+  path: Schema.optionalKey(PathMatch),
+  methods: Schema.optionalKey(Schema.Array(Method)),
+  headers: Schema.optionalKey(Schema.Record(Schema.String, ValueMatch)),
+  query: Schema.optionalKey(Schema.Record(Schema.String, ValueMatch))
+})
+
+/** Either `strip_prefix` and/or `add_prefix`, or `regex` with `replace` (`$1` refers to a group). */
+export const Rewrite = Schema.Struct({
+  strip_prefix: Schema.optionalKey(AbsolutePath),
+  add_prefix: Schema.optionalKey(AbsolutePath),
+  regex: Schema.optionalKey(RegexSource),
+  replace: Schema.optionalKey(Schema.String)
+}).pipe(Schema.check(Schema.makeFilter((r) => {
+  const prefixes = r.strip_prefix !== undefined || r.add_prefix !== undefined
+  const regex = r.regex !== undefined || r.replace !== undefined
+  if (prefixes && regex) return "Expected either strip_prefix/add_prefix or regex/replace, not both"
+  if (regex && (r.regex === undefined || r.replace === undefined)) return "Expected both regex and replace"
+  if (!prefixes && !regex) return "Expected strip_prefix, add_prefix or regex/replace"
+  return true
+})))
+export type Rewrite = typeof Rewrite.Type
+
+const HeaderName = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "Expected an HTTP header name" }))
+)
+const HeaderValue = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^[\t\x20-\x7e\x80-\xff]*$/, { message: "Expected a header value without control characters" }))
+)
+
+export const HeaderOps = Schema.Struct({
+  set: Schema.optionalKey(Schema.Record(HeaderName, HeaderValue)),
+  add: Schema.optionalKey(Schema.Record(HeaderName, HeaderValue)),
+  remove: Schema.optionalKey(Schema.Array(HeaderName))
+})
+export type HeaderOps = typeof HeaderOps.Type
+
+export const Route = Schema.Struct({
+  id: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
+  match: Schema.optionalKey(RouteMatch),
+  upstream: Schema.String,
+  rewrite: Schema.optionalKey(Rewrite),
+  headers: Schema.optionalKey(Schema.Struct({
+    request: Schema.optionalKey(HeaderOps),
+    response: Schema.optionalKey(HeaderOps)
+  })),
+  timeout: Schema.optionalKey(DurationMs)
+})
+export type Route = typeof Route.Type
+
+const PositiveInt = Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(1)))
+
+export const Limits = Schema.Struct({
+  max_connections: Schema.optionalKey(PositiveInt),
+  max_header_bytes: Schema.optionalKey(PositiveInt),
+  max_body_bytes: Schema.optionalKey(PositiveInt),
+  idle_timeout: Schema.optionalKey(DurationMs)
+})
+export type Limits = typeof Limits.Type
+
+export const Server = Schema.Struct({
+  name: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
+  listen: ListenAddress,
+  protocol: Schema.optionalKey(Schema.Literals(["http"]).annotate({
+    message: "Expected \"http\" (https, http2, h2c and tcp listeners are not supported yet)"
+  })),
+  limits: Schema.optionalKey(Limits),
+  routes: Schema.Array(Route)
+})
+export type Server = typeof Server.Type
+
+export const HashOnText = Schema.String.pipe(
+  Schema.check(Schema.isPattern(/^(ip|path|header:[!#$%&'*+.^_`|~0-9A-Za-z-]+|cookie:[^\s;=]+)$/, {
+    message: "Expected ip, path, header:<name> or cookie:<name>"
+  }))
+)
+
+export const Endpoint = Schema.Struct({
+  url: Schema.String.pipe(Schema.check(Schema.makeFilter(endpointUrl))),
+  weight: Schema.optionalKey(PositiveInt)
+})
+
+export const Pool = Schema.Struct({
+  connections: Schema.optionalKey(PositiveInt),
+  keep_alive: Schema.optionalKey(DurationMs),
+  connect_timeout: Schema.optionalKey(DurationMs),
+  http2: Schema.optionalKey(Schema.Literals([false]).annotate({ message: "Expected false (HTTP/2 upstreams are not supported yet)" }))
+})
+
+export const Upstream = Schema.Struct({
+  balance: Schema.optionalKey(Schema.Literals(["round_robin", "weighted", "random", "least_request", "ewma", "consistent_hash"])),
+  hash_on: Schema.optionalKey(HashOnText),
+  endpoints: Schema.Array(Endpoint).pipe(Schema.check(Schema.isMinLength(1))),
+  pool: Schema.optionalKey(Pool)
+})
+export type Upstream = typeof Upstream.Type
+
+export const Admin = Schema.Struct({ listen: ListenAddress })
+
+export const Log = Schema.Struct({
+  level: Schema.optionalKey(Schema.Literals(["trace", "debug", "info", "warn", "error", "fatal", "none"])),
+  format: Schema.optionalKey(Schema.Literals(["json", "text"])),
+  access_log: Schema.optionalKey(Schema.Boolean)
+})
+
+export const Shutdown = Schema.Struct({ drain_timeout: Schema.optionalKey(DurationMs) })
+
+type Issue = { readonly path: ReadonlyArray<PropertyKey>; readonly issue: string }
+
+/** Rules that span several keys: references, uniqueness and combinations. */
+const crossChecks = (c: ConfigShape): Array<Issue> => {
+  const issues: Array<Issue> = []
+  const upstreamNames = Object.keys(c.upstreams)
+  const routeIds = new Map<string, string>()
+  const listens = new Map<string, string>()
+  const names = new Set<string>()
+  const claimListen = (listen: string, where: ReadonlyArray<PropertyKey>) => {
+    const parsed = parseListen(listen)
+    if (parsed === undefined || parsed.port === 0) return
+    const key = `${parsed.host}:${parsed.port}`
+    const first = listens.get(key)
+    if (first !== undefined) issues.push({ path: where, issue: `Duplicate listen address ${listen} (already used by ${first})` })
+    else listens.set(key, where.map(String).join("."))
+  }
+  if (c.admin !== undefined) claimListen(c.admin.listen, ["admin", "listen"])
+  c.servers.forEach((server, i) => {
+    if (names.has(server.name)) issues.push({ path: ["servers", i, "name"], issue: `Duplicate server name ${server.name}` })
+    names.add(server.name)
+    claimListen(server.listen, ["servers", i, "listen"])
+    server.routes.forEach((route, j) => {
+      const first = routeIds.get(route.id)
+      if (first !== undefined) {
+        issues.push({ path: ["servers", i, "routes", j, "id"], issue: `Duplicate route id ${route.id} (first declared at ${first})` })
+      } else routeIds.set(route.id, `servers[${i}].routes[${j}]`)
+      if (!Object.hasOwn(c.upstreams, route.upstream)) {
+        issues.push({
+          path: ["servers", i, "routes", j, "upstream"],
+          issue: `Unknown upstream ${JSON.stringify(route.upstream)} (defined: ${upstreamNames.join(", ") || "none"})`
+        })
+      }
+    })
+  })
+  for (const [name, upstream] of Object.entries(c.upstreams)) {
+    if (upstream.hash_on !== undefined && upstream.balance !== "consistent_hash") {
+      issues.push({ path: ["upstreams", name, "hash_on"], issue: "hash_on applies only to balance: consistent_hash" })
+    }
+    const seen = new Set<string>()
+    upstream.endpoints.forEach((e, k) => {
+      const origin = URL.canParse(e.url) ? new URL(e.url).origin : e.url
+      if (seen.has(origin)) issues.push({ path: ["upstreams", name, "endpoints", k, "url"], issue: `Duplicate endpoint ${origin}` })
+      seen.add(origin)
+    })
+  }
+  return issues
+}
+
+const ConfigFields = {
+  admin: Schema.optionalKey(Admin),
+  log: Schema.optionalKey(Log),
+  workers: Schema.optionalKey(Schema.Union([PositiveInt, Schema.Literal("auto")])),
+  shutdown: Schema.optionalKey(Shutdown),
+  servers: Schema.Array(Server).pipe(Schema.check(Schema.isMinLength(1))),
+  upstreams: Schema.Record(Schema.String, Upstream)
+}
+type ConfigShape = Schema.Struct<typeof ConfigFields>["Type"]
+
+/**
+ * The whole gateway configuration. Decode with `onExcessProperty: "error"` (as `ConfigLoader` does)
+ * so that a misspelt key is an error rather than silently ignored.
+ *
+ * @example
+ * const config = Schema.decodeUnknownSync(Config)({
+ *   servers: [{ name: "web", listen: ":8080", routes: [{ id: "all", upstream: "app" }] }],
+ *   upstreams: { app: { endpoints: [{ url: "http://127.0.0.1:3000" }] } }
+ * }, { onExcessProperty: "error" })
+ */
+export const Config = Schema.Struct(ConfigFields).pipe(Schema.check(Schema.makeFilter(crossChecks)))
+export type Config = typeof Config.Type
+export type ConfigEncoded = typeof Config.Encoded
