@@ -1,0 +1,93 @@
+/**
+ * Every way a request can fail, as tagged errors, and the one function that maps them to a
+ * response. Each error records where it came from (client, upstream, internal).
+ */
+import { Schema } from "effect"
+
+const fields = { message: Schema.String }
+
+/** The request matched no route (404). */
+export class RouteNotFound extends Schema.TaggedError<RouteNotFound>()("RouteNotFound", fields) {
+  readonly source = "client"
+}
+/** The request is malformed: bad target, bad host, bad framing (400). */
+export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", fields) {
+  readonly source = "client"
+}
+/** The request body is larger than the listener's `max_body_bytes` (413). */
+export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", fields) {
+  readonly source = "client"
+}
+/** The request headers are larger than `max_header_bytes` (431). */
+export class HeadersTooLarge extends Schema.TaggedError<HeadersTooLarge>()("HeadersTooLarge", fields) {
+  readonly source = "client"
+}
+/** A method the gateway does not proxy, such as CONNECT on an HTTP listener (405). */
+export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()("MethodNotAllowed", fields) {
+  readonly source = "client"
+}
+/** The balancer had no endpoint to offer (503). */
+export class NoHealthyUpstream extends Schema.TaggedError<NoHealthyUpstream>()("NoHealthyUpstream", fields) {
+  readonly source = "upstream"
+}
+/** The upstream could not be reached: refused, unreachable, DNS failure (502). */
+export class UpstreamConnectError extends Schema.TaggedError<UpstreamConnectError>()("UpstreamConnectError", fields) {
+  readonly source = "upstream"
+}
+/** Connecting, or waiting for the response, took longer than allowed (504). */
+export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("UpstreamTimeout", {
+  ...fields,
+  phase: Schema.Literals(["connect", "response", "body", "route"])
+}) {
+  readonly source = "upstream"
+}
+/** The upstream closed or reset the connection before a complete response (502). */
+export class UpstreamReset extends Schema.TaggedError<UpstreamReset>()("UpstreamReset", fields) {
+  readonly source = "upstream"
+}
+/** A bug or an unexpected failure inside the gateway (500). */
+export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", fields) {
+  readonly source = "internal"
+}
+
+export type GatewayError =
+  | RouteNotFound
+  | BadRequest
+  | PayloadTooLarge
+  | HeadersTooLarge
+  | MethodNotAllowed
+  | NoHealthyUpstream
+  | UpstreamConnectError
+  | UpstreamTimeout
+  | UpstreamReset
+  | InternalError
+
+const statusByTag: Record<GatewayError["_tag"], number> = {
+  RouteNotFound: 404,
+  BadRequest: 400,
+  PayloadTooLarge: 413,
+  HeadersTooLarge: 431,
+  MethodNotAllowed: 405,
+  NoHealthyUpstream: 503,
+  UpstreamConnectError: 502,
+  UpstreamTimeout: 504,
+  UpstreamReset: 502,
+  InternalError: 500
+}
+
+export interface ErrorResponse {
+  readonly status: number
+  readonly body: string
+}
+
+/**
+ * Maps a gateway error to its status and small JSON body. The body names the error and never
+ * echoes request data back, so it is safe to show to any client.
+ *
+ * @example
+ * errorResponse(new RouteNotFound({ message: "no route" })) // => { status: 404, body: '{"error":"RouteNotFound","message":"no route"}' }
+ */
+export const errorResponse = (error: GatewayError): ErrorResponse => ({
+  status: statusByTag[error._tag],
+  body: `{"error":"${error._tag}","message":${JSON.stringify(error.message)}}`
+})

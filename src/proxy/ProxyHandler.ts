@@ -1,0 +1,149 @@
+/**
+ * The per-request entry point of a listener: parse the target, route, pick an endpoint and
+ * dispatch. Everything it consults was compiled when the config was loaded; per request it
+ * reads the current snapshot synchronously and allocates little.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { Transform, type TransformCallback } from "node:stream"
+import type { Router } from "../routing/Router.ts"
+import type { PathRewrite } from "../routing/Rewrite.ts"
+import { parseRequestTarget } from "../routing/RequestTarget.ts"
+import type { AccessLog } from "../telemetry/AccessLog.ts"
+import type { Endpoint } from "../upstream/UpstreamGroup.ts"
+import { dropHeaders, Exchange, scanRequestHeaders, sendError, type ExchangeRoute } from "./Exchange.ts"
+import { BadRequest, NoHealthyUpstream, PayloadTooLarge, RouteNotFound } from "./GatewayError.ts"
+import type { HeaderRules } from "./HeaderRules.ts"
+import { connectionTokens } from "./HopByHop.ts"
+import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
+
+/** A route compiled for the request path. */
+export interface CompiledRoute extends ExchangeRoute {
+  readonly rewrite: PathRewrite
+  readonly requestHeaders: HeaderRules
+}
+
+/** Everything one listener needs per request, swapped atomically on reload. */
+export interface ListenerTable {
+  readonly router: Router<CompiledRoute>
+  readonly maxBodyBytes: number
+  readonly accessLog: AccessLog | undefined
+}
+
+const VIA = "1.1 fibergate"
+const routeNotFound = new RouteNotFound({ message: "No route matches this request" })
+const badTarget = new BadRequest({ message: "Invalid request target" })
+const badEncoding = new BadRequest({ message: "Invalid percent-encoding in the request path" })
+const badHost = new BadRequest({ message: "Invalid or repeated Host header" })
+const tooLarge = new PayloadTooLarge({ message: "The request body is too large" })
+const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
+
+/** Counts request body bytes and fails the stream once it passes the limit (chunked bodies only). */
+class BodyLimit extends Transform {
+  private seen = 0
+  private readonly limit: number
+  constructor(limit: number) {
+    super()
+    this.limit = limit
+  }
+  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
+    this.seen += chunk.length
+    if (this.seen > this.limit) callback(Object.assign(new Error("request body too large"), { code: BODY_TOO_LARGE }))
+    else callback(null, chunk)
+  }
+}
+
+/**
+ * Makes the node:http `request` listener for one listener. `current` returns the table of the
+ * config in force; a request keeps the snapshot it started with.
+ */
+export const makeRequestHandler = (current: () => ListenerTable) =>
+(req: IncomingMessage, res: ServerResponse): void => {
+  const table = current()
+  const url = req.url ?? "/"
+  if (url === "*") {
+    // The asterisk form asks about the server itself (RFC 9112 §3.2.4); only OPTIONS may use it.
+    if (req.method === "OPTIONS") {
+      res.writeHead(200, ["allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", "content-length", "0"])
+      res.end()
+    } else sendError(res, badTarget)
+    return
+  }
+  const scan = scanRequestHeaders(req.rawHeaders)
+  if (scan.hostCount > 1 || (scan.hostCount === 0 && req.httpVersionMinor === 1 && req.httpVersionMajor === 1)) {
+    sendError(res, badHost, true)
+    return
+  }
+  const target = parseRequestTarget(url, scan.host)
+  if (typeof target === "string") {
+    sendError(res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
+    return
+  }
+  const route = table.router.find({
+    host: target.host,
+    path: target.path,
+    method: req.method ?? "GET",
+    query: target.query,
+    header: (name) => {
+      const v = req.headersDistinct[name]
+      return v === undefined ? undefined : v.join(", ")
+    }
+  })
+  if (route === undefined) {
+    sendError(res, routeNotFound)
+    return
+  }
+  if (scan.contentLength > table.maxBodyBytes) {
+    sendError(res, tooLarge, true)
+    return
+  }
+  const ip = req.socket.remoteAddress ?? ""
+  const endpoint = route.group.balancer.pick({
+    clientIp: ip,
+    path: target.path,
+    header: (name) => {
+      const v = req.headersDistinct[name]
+      return v === undefined ? undefined : v.join(", ")
+    }
+  }) as Endpoint | undefined
+  if (endpoint === undefined) {
+    sendError(res, noEndpoint)
+    return
+  }
+
+  let headers = scan.headers
+  const extraHop = connectionTokens(scan.connection)
+  if (extraHop !== undefined) headers = dropHeaders(headers, extraHop)
+  if (route.requestHeaders.drop !== undefined) headers = dropHeaders(headers, route.requestHeaders.drop)
+  const host = scan.host ?? target.host
+  headers.push(
+    "host", url.charCodeAt(0) === 47 ? host : target.host,
+    "x-forwarded-for", scan.forwardedFor === undefined ? ip : `${scan.forwardedFor}, ${ip}`,
+    "x-forwarded-proto", "http",
+    "x-forwarded-host", host,
+    "via", scan.via === undefined ? VIA : `${scan.via}, ${VIA}`
+  )
+  const append = route.requestHeaders.append
+  for (let i = 0; i < append.length; i++) headers.push(append[i])
+
+  let body: IncomingMessage | BodyLimit | null = null
+  if (scan.hasBody) {
+    if (scan.chunked && Number.isFinite(table.maxBodyBytes)) {
+      const limited = new BodyLimit(table.maxBodyBytes)
+      req.pipe(limited)
+      body = limited
+    } else body = req
+  }
+
+  const path = route.rewrite(target.path)
+  const exchange = new Exchange(req, res, route, endpoint, table.accessLog, target.path)
+  endpoint.pool.dispatch(
+    {
+      origin: endpoint.origin,
+      method: req.method as "GET",
+      path: path + target.query,
+      headers,
+      body
+    },
+    exchange
+  )
+}

@@ -1,0 +1,58 @@
+/**
+ * The boundary where undici's and the OS's errors become gateway errors: mapped once, here,
+ * so nothing past this module looks at an error code string.
+ */
+import {
+  InternalError,
+  PayloadTooLarge,
+  UpstreamConnectError,
+  UpstreamReset,
+  UpstreamTimeout,
+  type GatewayError
+} from "./GatewayError.ts"
+
+const connectCodes = new Set([
+  "ECONNREFUSED",
+  "EHOSTUNREACH",
+  "ENETUNREACH",
+  "ENOTFOUND",
+  "EAI_AGAIN",
+  "EADDRNOTAVAIL"
+])
+
+/** The code the request-body limiter fails its stream with; surfaces here through undici. */
+export const BODY_TOO_LARGE = "FG_BODY_TOO_LARGE"
+
+/**
+ * @example
+ * fromUpstreamError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }))._tag // => "UpstreamConnectError"
+ */
+export const fromUpstreamError = (error: Error): GatewayError => {
+  const code = (error as { code?: unknown }).code ?? (error.cause as { code?: unknown } | undefined)?.code
+  switch (code) {
+    case BODY_TOO_LARGE:
+      return new PayloadTooLarge({ message: "The request body is too large" })
+    case "UND_ERR_CONNECT_TIMEOUT":
+      return new UpstreamTimeout({ phase: "connect", message: "Timed out connecting to the upstream" })
+    case "UND_ERR_HEADERS_TIMEOUT":
+      return new UpstreamTimeout({ phase: "response", message: "Timed out waiting for the upstream response" })
+    case "UND_ERR_BODY_TIMEOUT":
+      return new UpstreamTimeout({ phase: "body", message: "Timed out waiting for the upstream response body" })
+    case "UND_ERR_SOCKET":
+    case "ECONNRESET":
+    case "EPIPE":
+    case "UND_ERR_CLOSED":
+    case "UND_ERR_DESTROYED":
+      return new UpstreamReset({ message: "The upstream closed the connection" })
+    case "UND_ERR_RES_CONTENT_LENGTH_MISMATCH":
+    case "UND_ERR_INFO":
+    case "HPE_INVALID_CONSTANT":
+      return new UpstreamReset({ message: "The upstream sent an invalid response" })
+  }
+  if (typeof code === "string" && (connectCodes.has(code) || code.startsWith("HPE_"))) {
+    return code.startsWith("HPE_")
+      ? new UpstreamReset({ message: "The upstream sent an invalid response" })
+      : new UpstreamConnectError({ message: `Cannot connect to the upstream (${code})` })
+  }
+  return new InternalError({ message: "Unexpected error while forwarding" })
+}

@@ -1,0 +1,88 @@
+/**
+ * One `upstreams.<name>` entry at run time: its endpoints (each with an undici keep-alive Pool
+ * and live counters) and its balancer. Pools outlive config reloads when their endpoint and
+ * pool settings do not change, so a reload keeps warm connections.
+ */
+import { Pool } from "undici"
+import type { Upstream } from "../config/Schema.ts"
+import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
+import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
+
+/** An endpoint with its connection pool. */
+export interface Endpoint extends EndpointState {
+  readonly origin: string
+  readonly pool: Pool
+  /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
+  readonly poolKey: string
+}
+
+export interface UpstreamGroup {
+  readonly name: string
+  readonly endpoints: ReadonlyArray<Endpoint>
+  readonly balancer: Balancer
+}
+
+/** Defaults as nginx/Envoy users expect them; DESIGN.md §3 documents each key. */
+export const poolDefaults = { connections: 128, keep_alive: 60_000, connect_timeout: 2_000 } as const
+
+/** undici's idle-read timeouts, the equivalent of nginx's `proxy_read_timeout` (60s). */
+export const READ_TIMEOUT_MS = 60_000
+
+const poolKeyOf = (upstream: Upstream): string => {
+  const pool = upstream.pool ?? {}
+  return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}`
+}
+
+const makePool = (origin: string, upstream: Upstream): Pool => {
+  const pool = upstream.pool ?? {}
+  return new Pool(origin, {
+    connections: pool.connections ?? poolDefaults.connections,
+    keepAliveTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
+    keepAliveMaxTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
+    connectTimeout: pool.connect_timeout ?? poolDefaults.connect_timeout,
+    headersTimeout: READ_TIMEOUT_MS,
+    bodyTimeout: READ_TIMEOUT_MS,
+    pipelining: 1
+  })
+}
+
+export const parseHashOn = (text: string | undefined): HashOn | undefined => {
+  if (text === undefined) return undefined
+  if (text === "ip" || text === "path") return { _tag: text }
+  const colon = text.indexOf(":")
+  const kind = text.slice(0, colon)
+  const name = text.slice(colon + 1)
+  return kind === "header" ? { _tag: "header", name: name.toLowerCase() } : { _tag: "cookie", name }
+}
+
+/**
+ * Builds a group for `upstream`, reusing endpoints of `previous` whose origin and pool settings
+ * are unchanged (they keep their pool and counters). Returns the pools no longer used, for the
+ * caller to close once in-flight requests on them are done.
+ */
+export const buildUpstreamGroup = (
+  name: string,
+  upstream: Upstream,
+  previous: UpstreamGroup | undefined
+): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
+  const poolKey = poolKeyOf(upstream)
+  const reusable = new Map<string, Endpoint>()
+  for (const e of previous?.endpoints ?? []) reusable.set(e.origin, e)
+  const endpoints = upstream.endpoints.map((config): Endpoint => {
+    const origin = new URL(config.url).origin
+    const weight = config.weight ?? 1
+    const old = reusable.get(origin)
+    if (old !== undefined && old.poolKey === poolKey) {
+      reusable.delete(origin)
+      if (old.weight === weight) return old
+      return { ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, origin, pool: old.pool, poolKey }
+    }
+    return { ...makeEndpointState(origin, weight), origin, pool: makePool(origin, upstream), poolKey }
+  })
+  const balancer = makeBalancer({
+    algorithm: upstream.balance ?? "round_robin",
+    endpoints,
+    hashOn: parseHashOn(upstream.hash_on)
+  })
+  return { group: { name, endpoints, balancer }, retired: [...reusable.values()].map((e) => e.pool) }
+}

@@ -1,0 +1,55 @@
+/**
+ * The upstream groups of the running config. Reconciled on every config change: endpoints
+ * that stay keep their pools, counters and balancer-visible state; pools of removed endpoints
+ * are closed in the background once their in-flight requests are done.
+ */
+import { Context, Effect, FiberSet, Layer } from "effect"
+import type { Pool } from "undici"
+import type { Config } from "../config/Schema.ts"
+import { buildUpstreamGroup, type UpstreamGroup } from "./UpstreamGroup.ts"
+
+export class Upstreams extends Context.Service<Upstreams, {
+  /** The groups in force, by upstream name. Read synchronously on the request path. */
+  readonly current: () => ReadonlyMap<string, UpstreamGroup>
+  /** Brings the groups in line with `config` and returns them. */
+  readonly reconcile: (config: Config) => Effect.Effect<ReadonlyMap<string, UpstreamGroup>>
+}>()("fibergate/upstream/Upstreams") {
+  static readonly layer: Layer.Layer<Upstreams> = Layer.effect(
+    Upstreams,
+    Effect.gen(function*() {
+      let groups: ReadonlyMap<string, UpstreamGroup> = new Map()
+      // Pools being retired close in fibers owned by this layer's scope, never detached.
+      const closing = yield* FiberSet.make()
+      const closePools = (pools: ReadonlyArray<Pool>) =>
+        Effect.forEach(pools, (pool) => Effect.promise(() => pool.close().catch(() => undefined)), { discard: true, concurrency: "unbounded" })
+
+      yield* Effect.addFinalizer(() =>
+        closePools([...groups.values()].flatMap((g) => g.endpoints.map((e) => e.pool))).pipe(
+          Effect.timeout("5 seconds"),
+          Effect.ignore,
+          Effect.andThen(Effect.sync(() => {
+            for (const g of groups.values()) for (const e of g.endpoints) void e.pool.destroy().catch(() => undefined)
+          }))
+        )
+      )
+
+      const reconcile = Effect.fnUntraced(function*(config: Config) {
+        const next = new Map<string, UpstreamGroup>()
+        const retired: Array<Pool> = []
+        for (const [name, upstream] of Object.entries(config.upstreams)) {
+          const built = buildUpstreamGroup(name, upstream, groups.get(name))
+          next.set(name, built.group)
+          retired.push(...built.retired)
+        }
+        for (const [name, group] of groups) {
+          if (!next.has(name)) retired.push(...group.endpoints.map((e) => e.pool))
+        }
+        groups = next
+        if (retired.length > 0) yield* FiberSet.run(closing, closePools(retired))
+        return next
+      })
+
+      return Upstreams.of({ current: () => groups, reconcile })
+    })
+  )
+}

@@ -1,0 +1,441 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import type { PathMatch, ValueMatch } from "../../src/config/Schema.ts"
+import { compileRouter, type RouteMatchSpec, type RouteRequest } from "../../src/routing/Router.ts"
+
+interface Req {
+  readonly host?: string
+  readonly path?: string
+  readonly method?: string
+  readonly query?: string
+  readonly headers?: Readonly<Record<string, string>>
+}
+
+const req = (r: Req = {}): RouteRequest => ({
+  host: r.host ?? "",
+  path: r.path ?? "/",
+  method: r.method ?? "GET",
+  query: r.query ?? "",
+  header: (name) => r.headers?.[name]
+})
+
+/** Compiles routes whose values are their ids. */
+const router = (routes: ReadonlyArray<readonly [string, RouteMatchSpec]>) =>
+  compileRouter(routes.map(([id, match]) => ({ match, value: id })))
+
+describe("Router: path precedence", () => {
+  it("an exact path beats a prefix that also matches", () => {
+    const r = router([
+      ["prefix", { path: { prefix: "/api" } }],
+      ["exact", { path: { exact: "/api/login" } }]
+    ])
+    expect(r.find(req({ path: "/api/login" }))).toBe("exact")
+    expect(r.find(req({ path: "/api/logout" }))).toBe("prefix")
+  })
+
+  it("the longest matching prefix wins regardless of declaration order", () => {
+    const r = router([
+      ["short", { path: { prefix: "/a" } }],
+      ["long", { path: { prefix: "/a/b" } }],
+      ["root", { path: { prefix: "/" } }]
+    ])
+    expect(r.find(req({ path: "/a/b/c" }))).toBe("long")
+    expect(r.find(req({ path: "/a/c" }))).toBe("short")
+    expect(r.find(req({ path: "/x" }))).toBe("root")
+  })
+
+  it("a prefix without a trailing slash matches itself and sub-paths, not a longer segment", () => {
+    const r = router([["api", { path: { prefix: "/api" } }]])
+    expect(r.find(req({ path: "/api" }))).toBe("api")
+    expect(r.find(req({ path: "/api/" }))).toBe("api")
+    expect(r.find(req({ path: "/api/x" }))).toBe("api")
+    expect(r.find(req({ path: "/apix" }))).toBeUndefined()
+  })
+
+  it("a prefix with a trailing slash matches sub-paths but not the path without the slash", () => {
+    const r = router([["api", { path: { prefix: "/api/" } }]])
+    expect(r.find(req({ path: "/api/x" }))).toBe("api")
+    expect(r.find(req({ path: "/api/" }))).toBe("api")
+    expect(r.find(req({ path: "/api" }))).toBeUndefined()
+  })
+
+  it("a regex path is only tried after exact and prefix routes", () => {
+    const r = router([
+      ["regex", { path: { regex: "^/a" } }],
+      ["prefix", { path: { prefix: "/a" } }],
+      ["exact", { path: { exact: "/a/x" } }]
+    ])
+    expect(r.find(req({ path: "/a/x" }))).toBe("exact")
+    expect(r.find(req({ path: "/a/y" }))).toBe("prefix")
+    expect(r.find(req({ path: "/ab" }))).toBe("regex")
+  })
+
+  it("declaration order breaks ties between equally specific routes", () => {
+    const r = router([
+      ["first", { path: { prefix: "/a" } }],
+      ["second", { path: { prefix: "/a" } }],
+      ["re1", { path: { regex: "x$" } }],
+      ["re2", { path: { regex: "^/x" } }]
+    ])
+    expect(r.find(req({ path: "/a/b" }))).toBe("first")
+    expect(r.find(req({ path: "/x" }))).toBe("re1")
+    expect(r.find(req({ path: "/xy" }))).toBe("re2")
+  })
+
+  it("a route without a path matches every path like prefix \"/\"", () => {
+    const r = router([
+      ["any", {}],
+      ["root", { path: { prefix: "/" } }],
+      ["regex", { path: { regex: "." } }]
+    ])
+    expect(r.find(req({ path: "/" }))).toBe("any")
+    expect(r.find(req({ path: "/deep/path/" }))).toBe("any")
+  })
+
+  it("a longer prefix beats a route without a path", () => {
+    const r = router([
+      ["any", {}],
+      ["a", { path: { prefix: "/a" } }]
+    ])
+    expect(r.find(req({ path: "/a/b" }))).toBe("a")
+    expect(r.find(req({ path: "/b" }))).toBe("any")
+  })
+
+  it("returns undefined when nothing matches", () => {
+    const r = router([
+      ["exact", { path: { exact: "/a" } }],
+      ["host", { host: "a.com" }]
+    ])
+    expect(r.find(req({ path: "/b" }))).toBeUndefined()
+    expect(router([]).find(req())).toBeUndefined()
+  })
+})
+
+describe("Router: host precedence", () => {
+  it("an exact host beats *.suffix, which beats no host", () => {
+    const r = router([
+      ["none", {}],
+      ["wild", { host: "*.example.com" }],
+      ["exact", { host: "api.example.com" }]
+    ])
+    expect(r.find(req({ host: "api.example.com" }))).toBe("exact")
+    expect(r.find(req({ host: "www.example.com" }))).toBe("wild")
+    expect(r.find(req({ host: "other.org" }))).toBe("none")
+  })
+
+  it("host class is decided before path class", () => {
+    const r = router([
+      ["none-exact", { path: { exact: "/a" } }],
+      ["host-regex", { host: "a.com", path: { regex: "^/" } }]
+    ])
+    expect(r.find(req({ host: "a.com", path: "/a" }))).toBe("host-regex")
+  })
+
+  it("the longer wildcard suffix wins", () => {
+    const r = router([
+      ["short", { host: "*.com" }],
+      ["long", { host: "*.example.com" }]
+    ])
+    expect(r.find(req({ host: "a.example.com" }))).toBe("long")
+    expect(r.find(req({ host: "a.other.com" }))).toBe("short")
+  })
+
+  it("*.example.com matches one or more labels in front but not example.com itself", () => {
+    const r = router([["wild", { host: "*.example.com" }]])
+    expect(r.find(req({ host: "a.example.com" }))).toBe("wild")
+    expect(r.find(req({ host: "a.b.example.com" }))).toBe("wild")
+    expect(r.find(req({ host: "example.com" }))).toBeUndefined()
+    expect(r.find(req({ host: "aexample.com" }))).toBeUndefined()
+    expect(r.find(req({ host: "" }))).toBeUndefined()
+  })
+
+  it("a route with a host does not match other hosts or a request without a host", () => {
+    const r = router([["h", { host: "a.com" }]])
+    expect(r.find(req({ host: "b.com" }))).toBeUndefined()
+    expect(r.find(req({ host: "" }))).toBeUndefined()
+  })
+
+  it("host matching is case-insensitive for mixed-case spec hosts", () => {
+    const r = router([
+      ["exact", { host: "API.Example.COM" }],
+      ["wild", { host: "*.Example.Com" }]
+    ])
+    expect(r.find(req({ host: "api.example.com" }))).toBe("exact")
+    expect(r.find(req({ host: "www.example.com" }))).toBe("wild")
+  })
+})
+
+describe("Router: conditions", () => {
+  it("methods restricts a route to the listed methods", () => {
+    const r = router([["post", { methods: ["POST", "PUT"] }]])
+    expect(r.find(req({ method: "POST" }))).toBe("post")
+    expect(r.find(req({ method: "PUT" }))).toBe("post")
+    expect(r.find(req({ method: "GET" }))).toBeUndefined()
+  })
+
+  it("a header condition with a string requires that exact value", () => {
+    const r = router([["h", { headers: { "X-Env": "prod" } }]])
+    expect(r.find(req({ headers: { "x-env": "prod" } }))).toBe("h")
+    expect(r.find(req({ headers: { "x-env": "Prod" } }))).toBeUndefined()
+    expect(r.find(req({ headers: { "x-env": "prod2" } }))).toBeUndefined()
+    expect(r.find(req())).toBeUndefined()
+  })
+
+  it("a header condition {present: true} requires the header, whatever its value", () => {
+    const r = router([["h", { headers: { "x-a": { present: true } } }]])
+    expect(r.find(req({ headers: { "x-a": "" } }))).toBe("h")
+    expect(r.find(req({ headers: { "x-a": "anything" } }))).toBe("h")
+    expect(r.find(req())).toBeUndefined()
+  })
+
+  it("a header condition {present: false} requires the header to be absent", () => {
+    const r = router([["h", { headers: { "x-a": { present: false } } }]])
+    expect(r.find(req())).toBe("h")
+    expect(r.find(req({ headers: { "x-a": "" } }))).toBeUndefined()
+  })
+
+  it("a header condition {regex} requires a present header matching the regex", () => {
+    const r = router([["h", { headers: { "x-v": { regex: "^v[0-9]+$" } } }]])
+    expect(r.find(req({ headers: { "x-v": "v12" } }))).toBe("h")
+    expect(r.find(req({ headers: { "x-v": "v" } }))).toBeUndefined()
+    expect(r.find(req())).toBeUndefined()
+  })
+
+  it("all header conditions of a route must hold", () => {
+    const r = router([["h", { headers: { "x-a": "1", "x-b": { present: true } } }]])
+    expect(r.find(req({ headers: { "x-a": "1", "x-b": "" } }))).toBe("h")
+    expect(r.find(req({ headers: { "x-a": "1" } }))).toBeUndefined()
+  })
+
+  it("a query condition with a string requires that URL-decoded value", () => {
+    const r = router([["q", { query: { name: "a b/c" } }]])
+    expect(r.find(req({ query: "?name=a%20b%2Fc" }))).toBe("q")
+    expect(r.find(req({ query: "?x=1&name=a+b/c" }))).toBe("q")
+    expect(r.find(req({ query: "?name=ab" }))).toBeUndefined()
+    expect(r.find(req({ query: "" }))).toBeUndefined()
+  })
+
+  it("a query condition {present} tests whether the parameter is there", () => {
+    const present = router([["q", { query: { debug: { present: true } } }]])
+    expect(present.find(req({ query: "?debug" }))).toBe("q")
+    expect(present.find(req({ query: "?debug=" }))).toBe("q")
+    expect(present.find(req({ query: "?other=1" }))).toBeUndefined()
+    const absent = router([["q", { query: { debug: { present: false } } }]])
+    expect(absent.find(req({ query: "?other=1" }))).toBe("q")
+    expect(absent.find(req({ query: "" }))).toBe("q")
+    expect(absent.find(req({ query: "?debug=0" }))).toBeUndefined()
+  })
+
+  it("a query condition {regex} tests the URL-decoded value", () => {
+    const r = router([["q", { query: { v: { regex: "^\\d+ \\d+$" } } }]])
+    expect(r.find(req({ query: "?v=12%2034" }))).toBe("q")
+    expect(r.find(req({ query: "?v=12+34" }))).toBe("q")
+    expect(r.find(req({ query: "?v=12" }))).toBeUndefined()
+    expect(r.find(req({ query: "" }))).toBeUndefined()
+  })
+
+  it("a route whose conditions fail falls through to the next candidate", () => {
+    const r = router([
+      ["post-a", { path: { exact: "/a" }, methods: ["POST"] }],
+      ["root", { path: { prefix: "/" } }]
+    ])
+    expect(r.find(req({ path: "/a", method: "GET" }))).toBe("root")
+    expect(r.find(req({ path: "/a", method: "POST" }))).toBe("post-a")
+  })
+
+  it("falling through crosses host classes", () => {
+    const r = router([
+      ["exact-host", { host: "a.example.com", headers: { "x-a": "1" } }],
+      ["wild", { host: "*.example.com", methods: ["POST"] }],
+      ["none", {}]
+    ])
+    expect(r.find(req({ host: "a.example.com", headers: { "x-a": "1" } }))).toBe("exact-host")
+    expect(r.find(req({ host: "a.example.com", method: "POST" }))).toBe("wild")
+    expect(r.find(req({ host: "a.example.com" }))).toBe("none")
+  })
+
+  it("falling through tries the same prefix's later routes, then shorter prefixes, then regex", () => {
+    const r = router([
+      ["a-post", { path: { prefix: "/a" }, methods: ["POST"] }],
+      ["a-put", { path: { prefix: "/a" }, methods: ["PUT"] }],
+      ["root-put", { path: { prefix: "/" }, methods: ["PUT", "DELETE"] }],
+      ["regex", { path: { regex: "^/a" } }]
+    ])
+    expect(r.find(req({ path: "/a/b", method: "PUT" }))).toBe("a-put")
+    expect(r.find(req({ path: "/a/b", method: "DELETE" }))).toBe("root-put")
+    expect(r.find(req({ path: "/a/b", method: "GET" }))).toBe("regex")
+  })
+})
+
+// ---------------------------------------------------------------------------------------------
+// Property: the compiled router agrees with a direct reading of the precedence rules.
+
+const SEGMENTS = ["", "a", "b", "ab"] as const
+const ROUTE_HOSTS = [undefined, "a.com", "b.a.com", "*.a.com", "*.com"] as const
+const REQUEST_HOSTS = ["", "a.com", "b.a.com", "c.b.a.com", "x.com"] as const
+
+const pathArb: fc.Arbitrary<string> = fc
+  .tuple(fc.array(fc.constantFrom(...SEGMENTS), { maxLength: 3 }), fc.boolean())
+  .map(([segs, slash]) => {
+    const p = "/" + segs.join("/")
+    return slash && !p.endsWith("/") ? p + "/" : p
+  })
+
+const regexArb: fc.Arbitrary<string> = fc.constantFrom("^/a", "b$", "^/$", "/ab", "^/a/b", "a/", ".")
+
+const pathMatchArb: fc.Arbitrary<PathMatch | undefined> = fc.oneof(
+  fc.constant(undefined),
+  pathArb.map((exact): PathMatch => ({ exact })),
+  pathArb.map((prefix): PathMatch => ({ prefix })),
+  regexArb.map((regex): PathMatch => ({ regex }))
+)
+
+const valueMatchArb: fc.Arbitrary<ValueMatch> = fc.constantFrom<ValueMatch>("1", { present: true }, { present: false })
+const queryMatchArb: fc.Arbitrary<ValueMatch> = fc.constantFrom<ValueMatch>(
+  "1",
+  { present: true },
+  { present: false },
+  { regex: "^2$" }
+)
+
+const specArb: fc.Arbitrary<RouteMatchSpec> = fc
+  .record({
+    host: fc.constantFrom(...ROUTE_HOSTS),
+    path: pathMatchArb,
+    methods: fc.option(fc.subarray(["GET", "POST"]), { nil: undefined }),
+    header: fc.option(valueMatchArb, { nil: undefined }),
+    query: fc.option(queryMatchArb, { nil: undefined })
+  })
+  .map(({ host, path, methods, header, query }) => {
+    const spec: { -readonly [K in keyof RouteMatchSpec]: RouteMatchSpec[K] } = {}
+    if (host !== undefined) spec.host = host
+    if (path !== undefined) spec.path = path
+    if (methods !== undefined) spec.methods = methods
+    if (header !== undefined) spec.headers = { "x-h": header }
+    if (query !== undefined) spec.query = { q: query }
+    return spec
+  })
+
+interface PlainRequest {
+  readonly host: string
+  readonly path: string
+  readonly method: string
+  readonly xh: string | undefined
+  readonly query: string
+}
+
+const requestArb: fc.Arbitrary<PlainRequest> = fc.record({
+  host: fc.constantFrom(...REQUEST_HOSTS),
+  path: pathArb,
+  method: fc.constantFrom("GET", "POST", "PUT"),
+  xh: fc.constantFrom(undefined, "1", "2"),
+  query: fc.constantFrom("", "?q=1", "?q=2")
+})
+
+const toRouteRequest = (r: PlainRequest): RouteRequest => ({
+  host: r.host,
+  path: r.path,
+  method: r.method,
+  query: r.query,
+  header: (name) => (name === "x-h" ? r.xh : undefined)
+})
+
+const queryValue = (query: string, name: string): string | undefined => {
+  for (const pair of query.replace(/^\?/, "").split("&")) {
+    if (pair === "") continue
+    const eq = pair.indexOf("=")
+    const key = eq === -1 ? pair : pair.slice(0, eq)
+    if (key === name) return eq === -1 ? "" : pair.slice(eq + 1)
+  }
+  return undefined
+}
+
+const valueHolds = (m: ValueMatch, v: string | undefined): boolean => {
+  if (typeof m === "string") return v === m
+  if (m.regex !== undefined) return v !== undefined && new RegExp(m.regex).test(v)
+  return (v !== undefined) === (m.present === true)
+}
+
+const hostMatches = (specHost: string | undefined, host: string): boolean => {
+  if (specHost === undefined) return true
+  const h = specHost.toLowerCase()
+  if (h.startsWith("*.")) {
+    const suffix = h.slice(1)
+    return host.endsWith(suffix) && host.length > suffix.length
+  }
+  return host === h
+}
+
+const pathMatches = (m: PathMatch | undefined, path: string): boolean => {
+  if (m === undefined) return true
+  if (m.exact !== undefined) return path === m.exact
+  if (m.prefix !== undefined) {
+    const p = m.prefix
+    return path === p || (p.endsWith("/") && path.startsWith(p)) || path.startsWith(p + "/")
+  }
+  return new RegExp(m.regex!).test(path)
+}
+
+const conditionsHold = (spec: RouteMatchSpec, r: PlainRequest): boolean => {
+  if (spec.methods !== undefined && !spec.methods.includes(r.method)) return false
+  for (const m of Object.values(spec.headers ?? {})) if (!valueHolds(m, r.xh)) return false
+  for (const [name, m] of Object.entries(spec.query ?? {})) if (!valueHolds(m, queryValue(r.query, name))) return false
+  return true
+}
+
+/** [class, -length] for the host; smaller sorts first. */
+const hostRank = (spec: RouteMatchSpec): readonly [number, number] => {
+  if (spec.host === undefined) return [2, 0]
+  if (spec.host.startsWith("*.")) return [1, -spec.host.length]
+  return [0, 0]
+}
+
+/** [class, -length] for the path; smaller sorts first. */
+const pathRank = (m: PathMatch | undefined): readonly [number, number] => {
+  if (m === undefined) return [1, -1]
+  if (m.exact !== undefined) return [0, 0]
+  if (m.prefix !== undefined) return [1, -m.prefix.length]
+  return [2, 0]
+}
+
+const referenceFind = (specs: ReadonlyArray<RouteMatchSpec>, r: PlainRequest): number | undefined => {
+  const matching = specs
+    .map((spec, index) => ({ spec, index }))
+    .filter(({ spec }) => hostMatches(spec.host, r.host) && pathMatches(spec.path, r.path) && conditionsHold(spec, r))
+  const key = ({ spec, index }: { spec: RouteMatchSpec; index: number }) => [
+    ...hostRank(spec),
+    ...pathRank(spec.path),
+    index
+  ]
+  matching.sort((x, y) => {
+    const a = key(x)
+    const b = key(y)
+    for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return a[i] - b[i]
+    return 0
+  })
+  return matching[0]?.index
+}
+
+describe("Router: property", () => {
+  it("the reference matcher's query reading agrees with URLSearchParams on the generated queries", () => {
+    for (const q of ["", "?q=1", "?q=2"]) {
+      expect(queryValue(q, "q")).toBe(new URLSearchParams(q).get("q") ?? undefined)
+    }
+  })
+
+  it("picks the same route as a reference matcher written from the precedence rules", () => {
+    fc.assert(
+      fc.property(
+        fc.array(specArb, { minLength: 1, maxLength: 30 }),
+        fc.array(requestArb, { minLength: 1, maxLength: 20 }),
+        (specs, requests) => {
+          const compiled = compileRouter(specs.map((match, index) => ({ match, value: index })))
+          for (const r of requests) {
+            expect(compiled.find(toRouteRequest(r))).toBe(referenceFind(specs, r))
+          }
+        }
+      ),
+      { numRuns: 1000 }
+    )
+  })
+})

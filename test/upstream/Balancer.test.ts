@@ -1,0 +1,455 @@
+import fc from "fast-check"
+import { describe, expect, it } from "vitest"
+import { type BalanceAlgorithm, type HashOn, makeBalancer } from "../../src/upstream/Balancer.ts"
+import { type EndpointState, makeEndpointState, type PickContext } from "../../src/upstream/Endpoint.ts"
+
+const ALGORITHMS: ReadonlyArray<BalanceAlgorithm> = [
+  "round_robin",
+  "weighted",
+  "random",
+  "least_request",
+  "ewma",
+  "consistent_hash"
+]
+
+const endpointsOf = (weights: ReadonlyArray<number>): Array<EndpointState> =>
+  weights.map((w, i) => makeEndpointState(`http://127.0.0.1:${3000 + i}`, w))
+
+const ctxOf = (
+  clientIp: string,
+  options: { readonly path?: string; readonly headers?: Record<string, string> } = {}
+): PickContext => ({
+  clientIp,
+  path: options.path ?? "/",
+  header: (name) => options.headers?.[name]
+})
+
+const CTX = ctxOf("10.0.0.1")
+
+/** Deterministic [0, 1) source from a seed (32-bit LCG, Numerical Recipes constants). */
+const lcg = (seed: number): () => number => {
+  let s = seed >>> 0
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0
+    return s / 4294967296
+  }
+}
+
+const countPicks = (pick: () => EndpointState | undefined, times: number): Map<EndpointState, number> => {
+  const counts = new Map<EndpointState, number>()
+  for (let i = 0; i < times; i++) {
+    const e = pick()
+    if (e !== undefined) counts.set(e, (counts.get(e) ?? 0) + 1)
+  }
+  return counts
+}
+
+const ipKey = fc.tuple(fc.nat(255), fc.nat(255), fc.nat(255), fc.nat(255)).map((p) => p.join("."))
+
+const weightsArb = fc.array(fc.integer({ min: 1, max: 10 }), { minLength: 1, maxLength: 6 })
+
+describe("round_robin", () => {
+  it("cycles in order, ignoring weight", () => {
+    const eps = endpointsOf([5, 1, 1])
+    const b = makeBalancer({ algorithm: "round_robin", endpoints: eps })
+    const ids = Array.from({ length: 6 }, () => b.pick(CTX)!.id)
+    expect(ids).toEqual([eps[0].id, eps[1].id, eps[2].id, eps[0].id, eps[1].id, eps[2].id])
+  })
+
+  it("gives each endpoint exactly k picks over n*k picks", () => {
+    fc.assert(
+      fc.property(weightsArb, fc.integer({ min: 1, max: 20 }), (weights, k) => {
+        const eps = endpointsOf(weights)
+        const b = makeBalancer({ algorithm: "round_robin", endpoints: eps })
+        const counts = countPicks(() => b.pick(CTX), eps.length * k)
+        for (const e of eps) expect(counts.get(e)).toBe(k)
+      })
+    )
+  })
+
+  it("never returns an ineligible endpoint and stays fair among the rest", () => {
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 2, max: 8 }),
+        fc.nat(),
+        fc.integer({ min: 1, max: 20 }),
+        (n, skipSeed, k) => {
+          const eps = endpointsOf(Array.from({ length: n }, () => 1))
+          const skipped = eps[skipSeed % n]
+          const b = makeBalancer({ algorithm: "round_robin", endpoints: eps })
+          const counts = countPicks(() => b.pick(CTX, (e) => e !== skipped), (n - 1) * k)
+          expect(counts.has(skipped)).toBe(false)
+          for (const e of eps) if (e !== skipped) expect(counts.get(e)).toBe(k)
+        }
+      )
+    )
+  })
+})
+
+describe("weighted (smooth weighted round robin)", () => {
+  it("interleaves weights 5,1,1 as nginx does: a a b a c a a", () => {
+    const eps = endpointsOf([5, 1, 1])
+    const b = makeBalancer({ algorithm: "weighted", endpoints: eps })
+    const names = new Map(eps.map((e, i) => [e, "abc"[i]]))
+    const seq = Array.from({ length: 14 }, () => names.get(b.pick(CTX)!)).join("")
+    expect(seq).toBe("aabacaa".repeat(2))
+  })
+
+  it("hits each endpoint exactly k*weight times over k full cycles, within 1 of its share on every prefix", () => {
+    fc.assert(
+      fc.property(weightsArb, fc.integer({ min: 1, max: 5 }), (weights, k) => {
+        const eps = endpointsOf(weights)
+        const total = weights.reduce((a, b) => a + b, 0)
+        const b = makeBalancer({ algorithm: "weighted", endpoints: eps })
+        const counts = new Map<EndpointState, number>(eps.map((e) => [e, 0]))
+        for (let t = 1; t <= k * total; t++) {
+          const e = b.pick(CTX)!
+          counts.set(e, counts.get(e)! + 1)
+          for (const x of eps) {
+            expect(Math.abs(counts.get(x)! - (t * x.weight) / total)).toBeLessThanOrEqual(1)
+          }
+        }
+        for (const e of eps) expect(counts.get(e)).toBe(k * e.weight)
+      })
+    )
+  })
+
+  it("redistributes an ineligible endpoint's share by weight among the rest", () => {
+    fc.assert(
+      fc.property(weightsArb.filter((w) => w.length >= 2), fc.nat(), fc.integer({ min: 1, max: 5 }), (weights, skipSeed, k) => {
+        const eps = endpointsOf(weights)
+        const skipped = eps[skipSeed % eps.length]
+        const rest = eps.filter((e) => e !== skipped)
+        const total = rest.reduce((a, e) => a + e.weight, 0)
+        const b = makeBalancer({ algorithm: "weighted", endpoints: eps })
+        const counts = countPicks(() => b.pick(CTX, (e) => e !== skipped), k * total)
+        expect(counts.has(skipped)).toBe(false)
+        for (const e of rest) expect(counts.get(e)).toBe(k * e.weight)
+      })
+    )
+  })
+})
+
+describe("random", () => {
+  it("converges to weight shares with a seeded source", () => {
+    fc.assert(
+      fc.property(weightsArb, fc.integer(), (weights, seed) => {
+        const eps = endpointsOf(weights)
+        const total = weights.reduce((a, b) => a + b, 0)
+        const picks = 20_000
+        const b = makeBalancer({ algorithm: "random", endpoints: eps, random: lcg(seed) })
+        const counts = countPicks(() => b.pick(CTX), picks)
+        for (const e of eps) {
+          expect(Math.abs((counts.get(e) ?? 0) / picks - e.weight / total)).toBeLessThan(0.025)
+        }
+      }),
+      { numRuns: 50 }
+    )
+  })
+
+  it("maps the random source onto weight ranges in endpoint order", () => {
+    const eps = endpointsOf([1, 3])
+    let r = 0
+    const b = makeBalancer({ algorithm: "random", endpoints: eps, random: () => r })
+    r = 0.2
+    expect(b.pick(CTX)).toBe(eps[0])
+    r = 0.3
+    expect(b.pick(CTX)).toBe(eps[1])
+    r = 0.9999999999999999
+    expect(b.pick(CTX)).toBe(eps[1])
+  })
+})
+
+describe("least_request (power of two choices)", () => {
+  it("never picks the unique busiest eligible endpoint", () => {
+    fc.assert(
+      fc.property(
+        fc.array(fc.nat({ max: 50 }), { minLength: 2, maxLength: 8 }),
+        fc.integer(),
+        (actives, seed) => {
+          const eps = endpointsOf(actives.map(() => 1))
+          eps.forEach((e, i) => (e.active = actives[i]))
+          const max = Math.max(...actives)
+          const busiest = eps.filter((e) => e.active === max)
+          fc.pre(busiest.length === 1)
+          const b = makeBalancer({ algorithm: "least_request", endpoints: eps, random: lcg(seed) })
+          const counts = countPicks(() => b.pick(CTX), 200)
+          expect(counts.has(busiest[0])).toBe(false)
+        }
+      )
+    )
+  })
+
+  it("sends the idle endpoint about 2/n of the picks, more than any other", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 3, max: 8 }), fc.nat(), fc.integer(), (n, idleSeed, seed) => {
+        const eps = endpointsOf(Array.from({ length: n }, () => 1))
+        for (const e of eps) e.active = 10
+        const idle = eps[idleSeed % n]
+        idle.active = 0
+        const picks = 5_000
+        const b = makeBalancer({ algorithm: "least_request", endpoints: eps, random: lcg(seed) })
+        const counts = countPicks(() => b.pick(CTX), picks)
+        const idleShare = counts.get(idle)! / picks
+        expect(Math.abs(idleShare - 2 / n)).toBeLessThan(0.04)
+        for (const e of eps) if (e !== idle) expect(counts.get(e) ?? 0).toBeLessThan(counts.get(idle)!)
+      }),
+      { numRuns: 50 }
+    )
+  })
+
+  it("samples two distinct endpoints, so with two the less busy always wins", () => {
+    fc.assert(
+      fc.property(fc.integer(), (seed) => {
+        const eps = endpointsOf([1, 1])
+        eps[0].active = 3
+        eps[1].active = 2
+        const b = makeBalancer({ algorithm: "least_request", endpoints: eps, random: lcg(seed) })
+        const counts = countPicks(() => b.pick(CTX), 50)
+        expect(counts.get(eps[1])).toBe(50)
+      })
+    )
+  })
+})
+
+describe("ewma", () => {
+  it("sends far fewer picks to a slow endpoint than to a fast one", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 6 }), fc.integer(), (n, seed) => {
+        const eps = endpointsOf(Array.from({ length: n }, () => 1))
+        const b = makeBalancer({ algorithm: "ewma", endpoints: eps, random: lcg(seed) })
+        const [slow, ...fast] = eps
+        b.observe(slow, 100)
+        for (const e of fast) b.observe(e, 1)
+        const counts = countPicks(() => b.pick(CTX), 1_000)
+        for (const e of fast) expect(counts.get(slow) ?? 0).toBeLessThan((counts.get(e) ?? 0) / 10)
+      })
+    )
+  })
+
+  it("weighs latency by in-flight requests: a busy fast endpoint loses to an idle slow one", () => {
+    const [slow, fast] = endpointsOf([1, 1])
+    const b = makeBalancer({ algorithm: "ewma", endpoints: [slow, fast], random: lcg(1) })
+    b.observe(slow, 100)
+    b.observe(fast, 1)
+    fast.active = 50 // cost 1 * 51 < 100 * 1
+    expect(b.pick(CTX)).toBe(fast)
+    fast.active = 200 // cost 1 * 201 > 100 * 1
+    expect(b.pick(CTX)).toBe(slow)
+  })
+
+  it("sets the average from the first sample, then moves 30% towards each new one", () => {
+    const [e] = endpointsOf([1])
+    const b = makeBalancer({ algorithm: "ewma", endpoints: [e] })
+    b.observe(e, 100)
+    expect(e.ewma).toBe(100)
+    b.observe(e, 0)
+    expect(e.ewma).toBeCloseTo(70)
+    b.observe(e, Number.NaN)
+    expect(e.ewma).toBeCloseTo(70)
+  })
+
+  it("treats unsampled endpoints as fast so they get probed", () => {
+    const [sampled, fresh] = endpointsOf([1, 1])
+    const b = makeBalancer({ algorithm: "ewma", endpoints: [sampled, fresh], random: lcg(7) })
+    b.observe(sampled, 20)
+    expect(b.pick(CTX)).toBe(fresh)
+  })
+})
+
+describe("consistent_hash", () => {
+  it("maps the same key to the same endpoint, across balancer instances too", () => {
+    fc.assert(
+      fc.property(weightsArb, fc.array(ipKey, { minLength: 1, maxLength: 50 }), (weights, keys) => {
+        const eps = endpointsOf(weights)
+        const b1 = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+        const b2 = makeBalancer({ algorithm: "consistent_hash", endpoints: [...eps].reverse() })
+        for (const key of keys) {
+          const first = b1.pick(ctxOf(key))
+          expect(b1.pick(ctxOf(key))).toBe(first)
+          expect(b2.pick(ctxOf(key))).toBe(first)
+        }
+      })
+    )
+  })
+
+  it("removing one of N endpoints moves only that endpoint's keys (about 1/N of them)", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 3, max: 10 }), fc.nat(), fc.integer(), fc.nat(1000), (n, removeSeed, seed, portBase) => {
+        const eps = Array.from({ length: n }, (_, i) => makeEndpointState(`http://10.0.0.${i + 1}:${8000 + portBase}`, 1))
+        const removed = eps[removeSeed % n]
+        const before = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+        const after = makeBalancer({ algorithm: "consistent_hash", endpoints: eps.filter((e) => e !== removed) })
+        const random = lcg(seed)
+        let moved = 0
+        const keys = 2_000
+        for (let k = 0; k < keys; k++) {
+          const ctx = ctxOf(`${(random() * 2 ** 32) >>> 0}`)
+          const owner = before.pick(ctx)!
+          const now = after.pick(ctx)!
+          if (owner === removed) {
+            moved++
+          } else {
+            expect(now).toBe(owner)
+          }
+        }
+        expect(moved / keys).toBeGreaterThanOrEqual(0.5 / n)
+        expect(moved / keys).toBeLessThanOrEqual(2 / n)
+      }),
+      { numRuns: 40 }
+    )
+  })
+
+  it("steps over an ineligible owner deterministically, leaving other keys in place", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 2, max: 8 }), fc.nat(), fc.array(ipKey, { minLength: 1, maxLength: 100 }), (n, downSeed, keys) => {
+        const eps = endpointsOf(Array.from({ length: n }, () => 1))
+        const down = eps[downSeed % n]
+        const up = (e: EndpointState) => e !== down
+        const b = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+        for (const key of keys) {
+          const owner = b.pick(ctxOf(key))!
+          const fallback = b.pick(ctxOf(key), up)!
+          expect(fallback).not.toBe(down)
+          if (owner !== down) expect(fallback).toBe(owner)
+          expect(b.pick(ctxOf(key), up)).toBe(fallback)
+        }
+      })
+    )
+  })
+
+  it("spreads an ineligible owner's keys over the remaining endpoints", () => {
+    const eps = endpointsOf([1, 1, 1, 1])
+    const down = eps[0]
+    const b = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+    const counts = new Map<EndpointState, number>()
+    for (let k = 0; k < 4_000; k++) {
+      const ctx = ctxOf(`key-${k}`)
+      if (b.pick(ctx) !== down) continue
+      const e = b.pick(ctx, (x) => x !== down)!
+      counts.set(e, (counts.get(e) ?? 0) + 1)
+    }
+    expect(counts.size).toBe(3)
+  })
+
+  it("finds the last eligible endpoint whatever the key", () => {
+    fc.assert(
+      fc.property(fc.integer({ min: 1, max: 10 }), fc.nat(), ipKey, (n, liveSeed, key) => {
+        const eps = endpointsOf(Array.from({ length: n }, () => 1))
+        const live = eps[liveSeed % n]
+        const b = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+        expect(b.pick(ctxOf(key), (e) => e === live)).toBe(live)
+      })
+    )
+  })
+
+  it("respects weights: a weight-3 endpoint owns about 3x the keys", () => {
+    const eps = endpointsOf([3, 1, 1, 1])
+    const b = makeBalancer({ algorithm: "consistent_hash", endpoints: eps })
+    let k = 0
+    const counts = countPicks(() => b.pick(ctxOf(`key-${k++}`)), 12_000)
+    expect(counts.get(eps[0])! / 12_000).toBeGreaterThan(0.4)
+    expect(counts.get(eps[0])! / 12_000).toBeLessThan(0.6)
+  })
+
+  describe("key extraction", () => {
+    const eps = endpointsOf([1, 1, 1, 1, 1, 1, 1, 1])
+    // The endpoint a plain ip-keyed ring gives for `key`, as the reference.
+    const ownerOf = (key: string) => makeBalancer({ algorithm: "consistent_hash", endpoints: eps }).pick(ctxOf(key))
+    const pickWith = (hashOn: HashOn | undefined, ctx: PickContext) =>
+      makeBalancer({ algorithm: "consistent_hash", endpoints: eps, ...(hashOn ? { hashOn } : {}) }).pick(ctx)
+    const keyArb = fc.string({ minLength: 1, maxLength: 30 }).filter((s) => !/[;=\s]/.test(s))
+
+    it("ip (also the default) keys on the client IP", () => {
+      fc.assert(
+        fc.property(ipKey, fc.string(), (ip, path) => {
+          expect(pickWith({ _tag: "ip" }, ctxOf(ip, { path }))).toBe(ownerOf(ip))
+          expect(pickWith(undefined, ctxOf(ip, { path }))).toBe(ownerOf(ip))
+        })
+      )
+    })
+
+    it("path keys on the path, so different IPs with the same path agree", () => {
+      fc.assert(
+        fc.property(fc.string({ minLength: 1 }).map((s) => `/${s}`), ipKey, ipKey, (path, ip1, ip2) => {
+          const b = makeBalancer({ algorithm: "consistent_hash", endpoints: eps, hashOn: { _tag: "path" } })
+          expect(b.pick(ctxOf(ip1, { path }))).toBe(ownerOf(path))
+          expect(b.pick(ctxOf(ip2, { path }))).toBe(ownerOf(path))
+        })
+      )
+    })
+
+    it("header keys on that header and falls back to the client IP when it is missing or empty", () => {
+      fc.assert(
+        fc.property(keyArb, ipKey, (value, ip) => {
+          const hashOn: HashOn = { _tag: "header", name: "x-user" }
+          expect(pickWith(hashOn, ctxOf(ip, { headers: { "x-user": value } }))).toBe(ownerOf(value))
+          expect(pickWith(hashOn, ctxOf(ip, { headers: { "x-other": value } }))).toBe(ownerOf(ip))
+          expect(pickWith(hashOn, ctxOf(ip, { headers: { "x-user": "" } }))).toBe(ownerOf(ip))
+        })
+      )
+    })
+
+    it("cookie keys on that cookie's value wherever it sits in the Cookie header", () => {
+      fc.assert(
+        fc.property(keyArb, ipKey, fc.constantFrom("", "a=1; ", "sessionx=9;", "xsession=7;  ", "theme=dark;\t"), (value, ip, before) => {
+          const hashOn: HashOn = { _tag: "cookie", name: "session" }
+          const cookie = `${before}session=${value}; other=zzz`
+          expect(pickWith(hashOn, ctxOf(ip, { headers: { cookie } }))).toBe(ownerOf(value))
+          expect(pickWith(hashOn, ctxOf(ip, { headers: { cookie: `${before}session=${value}` } }))).toBe(ownerOf(value))
+        })
+      )
+    })
+
+    it("cookie falls back to the client IP when the cookie is absent", () => {
+      fc.assert(
+        fc.property(ipKey, fc.constantFrom(undefined, "", "other=1", "sessionid=1; xsession=2", "session"), (ip, cookie) => {
+          const headers: Record<string, string> = cookie === undefined ? {} : { cookie }
+          expect(pickWith({ _tag: "cookie", name: "session" }, ctxOf(ip, { headers }))).toBe(ownerOf(ip))
+        })
+      )
+    })
+  })
+})
+
+describe("every algorithm", () => {
+  it.each(ALGORITHMS)("%s returns undefined when nothing is eligible or there are no endpoints", (algorithm) => {
+    const b = makeBalancer({ algorithm, endpoints: endpointsOf([1, 2, 3]) })
+    expect(b.algorithm).toBe(algorithm)
+    expect(b.pick(CTX, () => false)).toBeUndefined()
+    expect(makeBalancer({ algorithm, endpoints: [] }).pick(CTX)).toBeUndefined()
+  })
+
+  it("never returns an ineligible endpoint, for any algorithm, eligibility set or load", () => {
+    fc.assert(
+      fc.property(
+        fc.constantFrom(...ALGORITHMS),
+        fc.array(fc.record({ weight: fc.integer({ min: 1, max: 10 }), active: fc.nat(20), ok: fc.boolean() }), { minLength: 1, maxLength: 8 }),
+        fc.integer(),
+        fc.array(ipKey, { minLength: 1, maxLength: 20 }),
+        (algorithm, specs, seed, keys) => {
+          const eps = endpointsOf(specs.map((s) => s.weight))
+          eps.forEach((e, i) => (e.active = specs[i].active))
+          const ok = new Set(eps.filter((_, i) => specs[i].ok))
+          const b = makeBalancer({ algorithm, endpoints: eps, random: lcg(seed) })
+          for (const key of keys) {
+            const e = b.pick(ctxOf(key), (x) => ok.has(x))
+            if (ok.size === 0) expect(e).toBeUndefined()
+            else expect(ok.has(e!)).toBe(true)
+          }
+        }
+      )
+    )
+  })
+
+  it("returns the only eligible endpoint", () => {
+    fc.assert(
+      fc.property(fc.constantFrom(...ALGORITHMS), fc.integer({ min: 1, max: 8 }), fc.nat(), fc.integer(), (algorithm, n, liveSeed, seed) => {
+        const eps = endpointsOf(Array.from({ length: n }, (_, i) => i + 1))
+        const live = eps[liveSeed % n]
+        const b = makeBalancer({ algorithm, endpoints: eps, random: lcg(seed) })
+        for (let i = 0; i < 5; i++) expect(b.pick(CTX, (e) => e === live)).toBe(live)
+      })
+    )
+  })
+})
