@@ -1,0 +1,114 @@
+/**
+ * The `fibergate` command: `run`, `check` and `demo`.
+ */
+import { NodeRuntime, NodeServices } from "@effect/platform-node"
+import { Console, Effect, Layer, Option, Result } from "effect"
+import { Command, Flag } from "effect/cli"
+import { ConfigError } from "../config/ConfigError.ts"
+import { configFromValue } from "../config/ConfigSource.ts"
+import { loadConfigFile } from "../config/ConfigLoader.ts"
+import type { Config } from "../config/Schema.ts"
+import { echoUpstream } from "../demo/EchoUpstream.ts"
+import * as Gateway from "../gateway/Gateway.ts"
+import { ListenError } from "../listener/Listen.ts"
+import { loggingLayer } from "./Logging.ts"
+
+const VERSION = "0.1.0"
+export const DEFAULT_CONFIG = "config/fibergate.yaml"
+export const DEMO_CONFIG = new URL("../../config/demo.yaml", import.meta.url).pathname
+
+const configFlag = Flag.String("config").pipe(
+  Flag.withAlias("c"),
+  Flag.withDescription(`YAML config file (default ${DEFAULT_CONFIG}, or $FIBERGATE_CONFIG)`),
+  Flag.optional
+)
+
+/** Prints a config or listen error the way an operator wants to read it, and fails. */
+const reportStartupError = <A, R>(effect: Effect.Effect<A, ConfigError | ListenError, R>) =>
+  effect.pipe(
+    Effect.tapError((error) =>
+      Console.error(
+        error instanceof ConfigError
+          ? `fibergate: invalid config\n${error.message}`
+          : `fibergate: listener ${error.listener} cannot listen on ${error.address}: ${error.message}`
+      )
+    )
+  )
+
+/** The config `run --listen ADDR --upstream URL` builds when no file is given. */
+export const quickConfig = (listen: string, upstreams: ReadonlyArray<string>): unknown => ({
+  log: { level: "info", format: "json", access_log: true },
+  servers: [{ name: "default", listen, routes: [{ id: "all", upstream: "default" }] }],
+  upstreams: { default: { balance: "round_robin", endpoints: upstreams.map((url) => ({ url })) } }
+})
+
+const runGateway = (layer: Layer.Layer<Gateway.GatewayServices, ConfigError | ListenError>, config: Config) =>
+  Layer.launch(layer).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
+
+const run = Command.make(
+  "run",
+  {
+    config: configFlag,
+    listen: Flag.String("listen").pipe(Flag.withDescription("Listen address when no config file is used, e.g. 127.0.0.1:8080"), Flag.optional),
+    upstream: Flag.String("upstream").pipe(Flag.withDescription("Upstream URL when no config file is used (repeatable)"), Flag.atLeast(0))
+  },
+  Effect.fnUntraced(function*({ config, listen, upstream }) {
+    if (Option.isNone(config) && upstream.length > 0) {
+      const value = quickConfig(Option.getOrElse(listen, () => "127.0.0.1:8080"), upstream)
+      const decoded = configFromValue(value)
+      if (Result.isFailure(decoded)) return yield* reportStartupError(Effect.fail(decoded.failure))
+      return yield* runGateway(Gateway.layer(value), decoded.success)
+    }
+    const path = Option.getOrElse(config, () => process.env.FIBERGATE_CONFIG ?? DEFAULT_CONFIG)
+    const loaded = yield* reportStartupError(loadConfigFile(path, process.env))
+    return yield* runGateway(Gateway.layerFile(path, process.env), loaded)
+  })
+).pipe(Command.withDescription("Run the gateway"))
+
+const check = Command.make(
+  "check",
+  { config: configFlag },
+  Effect.fnUntraced(function*({ config }) {
+    const path = Option.getOrElse(config, () => process.env.FIBERGATE_CONFIG ?? DEFAULT_CONFIG)
+    const loaded = yield* reportStartupError(loadConfigFile(path, process.env))
+    const routes = loaded.servers.reduce((n, s) => n + s.routes.length, 0)
+    yield* Console.log(
+      `${path}: ok (${loaded.servers.length} server(s), ${routes} route(s), ${Object.keys(loaded.upstreams).length} upstream(s))`
+    )
+  })
+).pipe(Command.withDescription("Validate a config file; exit 0 when valid, 1 with every error otherwise"))
+
+const demo = Command.make(
+  "demo",
+  {},
+  Effect.fnUntraced(function*() {
+    const loaded = yield* reportStartupError(loadConfigFile(DEMO_CONFIG, {}))
+    yield* reportStartupError(echoUpstream("blue", { host: "127.0.0.1", port: 3001 }))
+    yield* reportStartupError(echoUpstream("green", { host: "127.0.0.1", port: 3002 }))
+    const gateway = Layer.effectDiscard(Console.log([
+      "",
+      "fibergate demo: gateway on http://127.0.0.1:8080, admin API on http://127.0.0.1:9901",
+      "two echo upstreams (blue :3001, green :3002) answer with what they received. Try:",
+      "  curl -i http://127.0.0.1:8080/hello             # default route -> blue",
+      "  curl -i http://127.0.0.1:8080/api/users?page=2  # /api stripped, weighted 3:1 over blue and green",
+      "  curl -i http://127.0.0.1:8080/api/login         # exact route -> blue",
+      "  curl -i -H 'x-canary: true' http://127.0.0.1:8080/x  # header route -> green",
+      "  curl http://127.0.0.1:9901/ready; curl http://127.0.0.1:9901/config",
+      `config: ${DEMO_CONFIG}. Ctrl-C stops it.`,
+      ""
+    ].join("\n"))).pipe(Layer.provideMerge(Gateway.layerFile(DEMO_CONFIG, {})))
+    return yield* runGateway(gateway, loaded)
+  }, Effect.scoped)
+).pipe(Command.withDescription("Run a gateway in front of two local echo upstreams (config/demo.yaml)"))
+
+export const cli = Command.make("fibergate").pipe(
+  Command.withDescription("fibergate: a reverse proxy and API gateway on Effect"),
+  Command.withSubcommands([run, check, demo])
+)
+
+export const main = (): void =>
+  cli.pipe(
+    Command.run({ version: VERSION }),
+    Effect.provide(NodeServices.layer),
+    NodeRuntime.runMain({ disableErrorReporting: true })
+  )

@@ -1,0 +1,47 @@
+/**
+ * The whole gateway as one Layer (DESIGN.md §1): config source, upstreams, route table,
+ * listeners and the admin API. Closing its scope stops accepting, drains, and closes pools.
+ */
+import { Layer } from "effect"
+import { Admin } from "../admin/Admin.ts"
+import type { ConfigError } from "../config/ConfigError.ts"
+import { ConfigSource } from "../config/ConfigSource.ts"
+import type { ListenError } from "../listener/Listen.ts"
+import { Listeners } from "../listener/Listeners.ts"
+import { RouteTable } from "../routing/RouteTable.ts"
+import { Upstreams } from "../upstream/Upstreams.ts"
+
+export type GatewayServices = ConfigSource | Upstreams | RouteTable | Listeners | Admin
+
+/**
+ * The gateway on top of a given config source (swap it for one fed by your service registry).
+ * The admin API is built after the listeners, so `/ready` answers only once all are bound.
+ */
+export const layerWith = <E>(config: Layer.Layer<ConfigSource, E>): Layer.Layer<GatewayServices, E | ListenError> =>
+  Admin.layer.pipe(
+    Layer.provideMerge(Listeners.layer),
+    Layer.provideMerge(RouteTable.layer),
+    Layer.provideMerge(Upstreams.layer),
+    Layer.provideMerge(config)
+  )
+
+/**
+ * The gateway for a config given as a value, as it would be written in YAML.
+ *
+ * @example
+ * import { Effect, Layer } from "effect"
+ * import { Gateway } from "fibergate"
+ *
+ * const program = Layer.launch(Gateway.layer({
+ *   servers: [{ name: "web", listen: "127.0.0.1:8080", routes: [{ id: "all", upstream: "app" }] }],
+ *   upstreams: { app: { endpoints: [{ url: "http://127.0.0.1:3000" }] } }
+ * }))
+ */
+export const layer = (config: unknown): Layer.Layer<GatewayServices, ConfigError | ListenError> =>
+  layerWith(ConfigSource.layerValue(config))
+
+/** The gateway for a YAML config file, with `FIBERGATE_*` environment overrides. */
+export const layerFile = (
+  path: string,
+  env: Record<string, string | undefined> = process.env
+): Layer.Layer<GatewayServices, ConfigError | ListenError> => layerWith(ConfigSource.layerFile(path, env))

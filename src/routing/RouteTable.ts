@@ -1,0 +1,82 @@
+/**
+ * Compiles the config into one `ListenerTable` per listener and swaps them atomically on every
+ * config change (Traefik-style: build the new handler tree, then swap). A request reads the
+ * table once when it starts, so in-flight requests keep the snapshot they began with.
+ */
+import { Context, Deferred, Effect, Layer, Stream, SubscriptionRef } from "effect"
+import { ConfigSource } from "../config/ConfigSource.ts"
+import type { Config, Server } from "../config/Schema.ts"
+import { compileHeaderRules } from "../proxy/HeaderRules.ts"
+import type { CompiledRoute, ListenerTable } from "../proxy/ProxyHandler.ts"
+import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
+import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
+import { Upstreams } from "../upstream/Upstreams.ts"
+import { compilePathRewrite } from "./Rewrite.ts"
+import { compileRouter } from "./Router.ts"
+
+/** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
+export const limitDefaults = {
+  max_connections: 10_000,
+  max_header_bytes: 16_384,
+  max_body_bytes: 10 * 1024 * 1024,
+  idle_timeout: 60_000
+} as const
+
+const compileListener = (
+  server: Server,
+  groups: ReadonlyMap<string, UpstreamGroup>,
+  accessLog: AccessLog | undefined
+): ListenerTable => ({
+  router: compileRouter(server.routes.map((route) => ({
+    match: route.match ?? {},
+    value: {
+      id: route.id,
+      group: groups.get(route.upstream)!,
+      rewrite: compilePathRewrite(route.rewrite),
+      requestHeaders: compileHeaderRules(route.headers?.request),
+      responseHeaders: compileHeaderRules(route.headers?.response),
+      timeoutMs: route.timeout
+    } satisfies CompiledRoute
+  }))),
+  maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
+  accessLog
+})
+
+/** Compiles every listener of `config` against the given upstream groups. */
+export const compileTables = (
+  config: Config,
+  groups: ReadonlyMap<string, UpstreamGroup>
+): ReadonlyMap<string, ListenerTable> => {
+  const log = config.log ?? {}
+  const accessLog = log.access_log === true ? makeAccessLog(log.format ?? "json", process.stdout) : undefined
+  return new Map(config.servers.map((server) => [server.name, compileListener(server, groups, accessLog)]))
+}
+
+export class RouteTable extends Context.Service<RouteTable, {
+  /** The table in force for a listener, or undefined when the config no longer has it. */
+  readonly current: (listener: string) => ListenerTable | undefined
+  /** How many configs have been applied (1 after start); for tests and the admin API. */
+  readonly generation: () => number
+}>()("fibergate/routing/RouteTable") {
+  static readonly layer: Layer.Layer<RouteTable, never, ConfigSource | Upstreams> = Layer.effect(
+    RouteTable,
+    Effect.gen(function*() {
+      const source = yield* ConfigSource
+      const upstreams = yield* Upstreams
+      let tables: ReadonlyMap<string, ListenerTable> = new Map()
+      let generation = 0
+      const applied = yield* Deferred.make<void>()
+      const apply = Effect.fnUntraced(function*(config: Config) {
+        const groups = yield* upstreams.reconcile(config)
+        tables = compileTables(config, groups)
+        generation++
+        yield* Deferred.succeed(applied, undefined)
+      })
+      // `changes` starts with the value in force, so one subscription covers start and reloads
+      // with no window in which an update could be missed.
+      yield* SubscriptionRef.changes(source.config).pipe(Stream.runForEach(apply), Effect.forkScoped)
+      yield* Deferred.await(applied)
+      return RouteTable.of({ current: (name) => tables.get(name), generation: () => generation })
+    })
+  )
+}
