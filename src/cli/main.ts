@@ -43,7 +43,12 @@ export const quickConfig = (listen: string, upstreams: ReadonlyArray<string>): u
 })
 
 const runGateway = (layer: Layer.Layer<Gateway.GatewayServices, ConfigError | ListenError>, config: Config) =>
-  Layer.launch(layer).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
+  Effect.gen(function*() {
+    if (config.workers !== undefined && config.workers !== 1) {
+      yield* Effect.logWarning(`workers: ${config.workers} is not implemented yet; running one process`)
+    }
+    return yield* Layer.launch(layer)
+  }).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
 
 const run = Command.make(
   "run",
