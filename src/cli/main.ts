@@ -2,7 +2,7 @@
  * The `fibergate` command: `run`, `check` and `demo`.
  */
 import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Console, Effect, Layer, Option, Result } from "effect"
+import { Cause, Console, Effect, Exit, Layer, Option, Result, type Runtime } from "effect"
 import { Command, Flag } from "effect/cli"
 import { ConfigError } from "../config/ConfigError.ts"
 import { configFromValue } from "../config/ConfigSource.ts"
@@ -111,9 +111,16 @@ export const cli = Command.make("fibergate").pipe(
   Command.withSubcommands([run, check, demo])
 )
 
+/**
+ * A gateway stopped by SIGTERM/SIGINT has drained and closed cleanly: that is success (exit 0),
+ * as process managers expect, not the shell's 130 for an interrupted program.
+ */
+const teardown: Runtime.Teardown = (exit, onExit) =>
+  onExit(Exit.isSuccess(exit) || Cause.hasInterruptsOnly(exit.cause) ? 0 : 1)
+
 export const main = (): void =>
   cli.pipe(
     Command.run({ version: VERSION }),
     Effect.provide(NodeServices.layer),
-    NodeRuntime.runMain({ disableErrorReporting: true })
+    NodeRuntime.runMain({ disableErrorReporting: true, teardown })
   )

@@ -58,8 +58,9 @@ const locate = (doc: Document, counter: LineCounter) => (path: ReadonlyArray<Pro
 export const applyEnvOverrides = (
   raw: unknown,
   env: Record<string, string | undefined>
-): Result.Result<unknown, ReadonlyArray<ConfigProblem>> => {
+): Result.Result<{ readonly value: unknown; readonly setBy: ReadonlyMap<string, string> }, ReadonlyArray<ConfigProblem>> => {
   const problems: Array<ConfigProblem> = []
+  const setBy = new Map<string, string>()
   const root: Record<string, unknown> = typeof raw === "object" && raw !== null && !Array.isArray(raw) ? { ...raw } : {}
   for (const [name, value] of Object.entries(env)) {
     if (!name.startsWith("FIBERGATE_") || value === undefined || name === "FIBERGATE_CONFIG") continue
@@ -84,8 +85,9 @@ export const applyEnvOverrides = (
     }
     const parsed = parseDocument(value).toJS()
     target[last] = parsed === null ? value : parsed
+    setBy.set(formatPath(keys), name)
   }
-  return problems.length > 0 ? Result.fail(problems) : Result.succeed(root)
+  return problems.length > 0 ? Result.fail(problems) : Result.succeed({ value: root, setBy })
 }
 
 /**
@@ -112,7 +114,19 @@ export const parseConfigText = (
   }
   const withEnv = applyEnvOverrides(doc.toJS(), env)
   if (Result.isFailure(withEnv)) return Result.fail(new ConfigError({ source, problems: withEnv.failure }))
-  return decodeConfig(withEnv.success, source, { lineOf: locate(doc, counter) })
+  const { setBy, value } = withEnv.success
+  const decoded = decodeConfig(value, source, { lineOf: locate(doc, counter) })
+  if (Result.isSuccess(decoded) || setBy.size === 0) return decoded
+  // A value that came from the environment has no line in the file: name the variable instead.
+  const problems = decoded.failure.problems.map((p): ConfigProblem => {
+    for (const [path, name] of setBy) {
+      if (p.path === path || p.path.startsWith(`${path}.`) || p.path.startsWith(`${path}[`)) {
+        return { path: p.path, message: `${p.message} (set by ${name})` }
+      }
+    }
+    return p
+  })
+  return Result.fail(new ConfigError({ source, problems }))
 }
 
 /** Reads and decodes a config file. Fails with `ConfigError` (an unreadable file is one too). */

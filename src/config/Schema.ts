@@ -3,6 +3,7 @@
  * that validates the shape of the input: once a `Config` exists, the rest of the gateway trusts it.
  */
 import { Schema } from "effect"
+import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
 
 const validRegex = (source: string): true | string => {
@@ -208,7 +209,7 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
     const key = `${parsed.host}:${parsed.port}`
     const first = listens.get(key)
     if (first !== undefined) issues.push({ path: where, issue: `Duplicate listen address ${listen} (already used by ${first})` })
-    else listens.set(key, where.map(String).join("."))
+    else listens.set(key, formatPath(where))
   }
   if (c.admin !== undefined) claimListen(c.admin.listen, ["admin", "listen"])
   c.servers.forEach((server, i) => {

@@ -252,7 +252,7 @@ describe("ConfigLoader: cross-key rules", () => {
       ...UPSTREAMS
     )
     const error = failureOf(text)
-    assertLine(error, `${FILE}:6:9: servers[0].routes[1].id: Duplicate route id same (first declared at servers[0].routes[0])`)
+    assertLine(error, `${FILE}:6:11: servers[0].routes[1].id: Duplicate route id same (first declared at servers[0].routes[0])`)
   })
 
   it("a duplicate route id across servers is rejected too", () => {
@@ -267,7 +267,7 @@ describe("ConfigLoader: cross-key rules", () => {
       "      - { id: same, upstream: app }",
       ...UPSTREAMS
     )
-    assertLine(failureOf(text), `${FILE}:8:9: servers[1].routes[0].id: Duplicate route id same (first declared at servers[0].routes[0])`)
+    assertLine(failureOf(text), `${FILE}:8:11: servers[1].routes[0].id: Duplicate route id same (first declared at servers[0].routes[0])`)
   })
 
   it("a duplicate listen address between servers names the first user as servers[0].listen", () => {
@@ -281,7 +281,7 @@ describe("ConfigLoader: cross-key rules", () => {
     )
     assertLine(
       failureOf(text),
-      `${FILE}:${at(text, "    listen: 127")}: servers[1].listen: Duplicate listen address 127.0.0.1:8080 (already used by servers[0].listen)`
+      `${FILE}:4:5: servers[1].listen: Duplicate listen address 127.0.0.1:8080 (already used by servers[0].listen)`
     )
   })
 
@@ -296,7 +296,7 @@ describe("ConfigLoader: cross-key rules", () => {
     )
     assertLine(
       failureOf(text),
-      `${FILE}:${at(text, "    listen:")}: servers[0].listen: Duplicate listen address 127.0.0.1:9901 (already used by admin.listen)`
+      `${FILE}:4:5: servers[0].listen: Duplicate listen address 127.0.0.1:9901 (already used by admin.listen)`
     )
   })
 
@@ -395,12 +395,12 @@ describe("ConfigLoader: every error at once", () => {
 describe("ConfigLoader: environment overrides", () => {
   it("FIBERGATE_WORKERS=2 sets workers to the number 2", () => {
     const result = applyEnvOverrides({ servers: [] }, { FIBERGATE_WORKERS: "2" })
-    assert.deepStrictEqual(Result.getOrThrow(result), { servers: [], workers: 2 })
+    assert.deepStrictEqual(Result.getOrThrow(result).value, { servers: [], workers: 2 })
   })
 
   it("FIBERGATE_LOG__LEVEL=debug sets log.level and keeps the rest of the section", () => {
     const result = applyEnvOverrides({ log: { level: "info", format: "json" } }, { FIBERGATE_LOG__LEVEL: "debug" })
-    assert.deepStrictEqual(Result.getOrThrow(result), { log: { level: "debug", format: "json" } })
+    assert.deepStrictEqual(Result.getOrThrow(result).value, { log: { level: "debug", format: "json" } })
   })
 
   it("overrides apply when parsing a file", () => {
@@ -411,7 +411,7 @@ describe("ConfigLoader: environment overrides", () => {
 
   it("variables without the FIBERGATE_ prefix and FIBERGATE_CONFIG are ignored", () => {
     const result = applyEnvOverrides({ workers: 1 }, { WORKERS: "3", FIBERGATE_CONFIG: "x.yaml", PATH: "/bin" })
-    assert.deepStrictEqual(Result.getOrThrow(result), { workers: 1 })
+    assert.deepStrictEqual(Result.getOrThrow(result).value, { workers: 1 })
   })
 
   it("overriding a section (FIBERGATE_SERVERS=x) is an error naming the variable", () => {
@@ -433,7 +433,7 @@ describe("ConfigLoader: environment overrides", () => {
 
   it("a bad env value for a key absent from the file is not attributed to a line of the file", () => {
     const text = withRoute("        upstream: app")
-    const problem = problemAt(failureOf(text), "workers")
+    const problem = problemAt(failureOf(text, { FIBERGATE_WORKERS: "0" }), "workers")
     // The file has no `workers` key: a line:column here would point the operator at an unrelated line.
     assert.strictEqual(problem.line, undefined, `located at ${problem.line}:${problem.column}: "${text.split("\n")[problem.line! - 1]}"`)
   })

@@ -2,7 +2,7 @@
  * Test support: real upstream servers on loopback (port 0) and a real gateway built from a
  * config value, both scoped to the test. Nothing here is mocked.
  */
-import { Context, Effect, Layer, type Scope } from "effect"
+import { Context, Effect, Layer, References, type Scope } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
 import * as Gateway from "../../src/gateway/Gateway.ts"
@@ -90,7 +90,8 @@ export interface TestGateway {
  */
 export const startGateway = (config: unknown): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
   Effect.gen(function*() {
-    const context = yield* Layer.build(Gateway.layer(config))
+    // Startup lines ("listener web on ...") are noise in test output.
+    const context = yield* Layer.build(Gateway.layer(config)).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
     const listeners = Context.get(context, Listeners)
     const admin = Context.get(context, Admin)
     const routes = Context.get(context, RouteTable)

@@ -1,0 +1,259 @@
+/**
+ * The real `fibergate` command, spawned as a child process (`node bin/fibergate.js ...`, with the
+ * Node running the tests). Every child is killed by a finalizer if a test leaves it running.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, type Scope } from "effect"
+import { spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { createServer, type Server } from "node:net"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { startUpstream } from "../support/harness.ts"
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url))
+const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version
+
+interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+interface Cli {
+  readonly child: ChildProcess
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** Resolves once the process has exited. */
+  readonly exited: Promise<Exit>
+  readonly hasExited: () => boolean
+}
+
+/** The CLI's environment: this one without FIBERGATE_* variables, which would change the config. */
+const cliEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("FIBERGATE_")))
+
+/** Spawns `node bin/fibergate.js ...args` for the life of the scope (SIGKILLed if still running at the end). */
+const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync((): Cli => {
+      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] })
+      let stdout = ""
+      let stderr = ""
+      let done = false
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => void (stdout += s))
+      child.stderr!.setEncoding("utf8").on("data", (s: string) => void (stderr += s))
+      const exited = new Promise<Exit>((resolve) =>
+        child.once("close", (code, signal) => {
+          done = true
+          resolve({ code, signal })
+        })
+      )
+      return { child, stdout: () => stdout, stderr: () => stderr, exited, hasExited: () => done }
+    }),
+    (cli) =>
+      Effect.promise(async () => {
+        if (!cli.hasExited()) cli.child.kill("SIGKILL")
+        await cli.exited
+      })
+  )
+
+/** Waits for the process to exit, at most `ms`; fails the test (with its output) otherwise. */
+const exitOf = (cli: Cli, ms = 10_000) =>
+  Effect.promise(() => cli.exited).pipe(
+    Effect.timeoutOrElse({
+      duration: ms,
+      orElse: () => Effect.die(new Error(`fibergate did not exit within ${ms} ms\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`))
+    })
+  )
+
+/** Runs the CLI to completion. */
+const runCli = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const cli = yield* spawnCli(args)
+    const exit = yield* exitOf(cli)
+    return { ...exit, stdout: cli.stdout(), stderr: cli.stderr() }
+  })
+
+/** A port that was free a moment ago: bind port 0, read it, close. */
+const freePort = Effect.callback<number>((resume) => {
+  const server = createServer()
+  server.listen(0, "127.0.0.1", () => {
+    const port = (server.address() as { port: number }).port
+    server.close(() => resume(Effect.succeed(port)))
+  })
+})
+
+/** Holds a port on 127.0.0.1 for the life of the scope. */
+const holdPort: Effect.Effect<number, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.callback<Server>((resume) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+).pipe(Effect.map((server) => (server.address() as { port: number }).port))
+
+/** A temporary file for the life of the scope. */
+const tempFile = (name: string, content: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "fibergate-cli-"))
+      const path = join(dir, name)
+      writeFileSync(path, content)
+      return { dir, path }
+    }),
+    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  ).pipe(Effect.map(({ path }) => path))
+
+/**
+ * Fetches `url` until something answers, for at most ~5 s; fails early (with the CLI's output)
+ * if the process exits first.
+ */
+const fetchWhenUp = (cli: Cli, url: string, deadlineMs = 5_000) =>
+  Effect.promise(async () => {
+    const start = Date.now()
+    let last: unknown
+    while (Date.now() - start < deadlineMs) {
+      if (cli.hasExited()) {
+        throw new Error(`fibergate exited before serving ${url}\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`)
+      }
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(1_000) })
+        return { status: res.status, headers: res.headers, body: await res.text() }
+      } catch (e) {
+        last = e
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
+    throw new Error(`${url} did not answer within ${deadlineMs} ms (${String(last)})\nstderr:\n${cli.stderr()}`)
+  })
+
+const request = (url: string) =>
+  Effect.promise(async () => {
+    const res = await fetch(url)
+    return { status: res.status, headers: res.headers, body: await res.text() }
+  })
+
+describe("fibergate check", () => {
+  it.live("check -c config/demo.yaml exits 0 and prints ok", () =>
+    Effect.gen(function*() {
+      const result = yield* runCli(["check", "-c", "config/demo.yaml"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stdout, "config/demo.yaml: ok")
+    }))
+
+  it.live("check -c <bad file> exits 1 and prints every error with file:line:column and path", () =>
+    Effect.gen(function*() {
+      const path = yield* tempFile("bad.yaml", [
+        "servers:",
+        "  - name: web",
+        "    listen: nope",
+        "    routes:",
+        "      - id: a",
+        "        upstrem: app",
+        "        upstream: app",
+        "upstreams:",
+        "  app:",
+        "    endpoints: [ { url: \"https://127.0.0.1:3000\" } ]",
+        ""
+      ].join("\n"))
+      const result = yield* runCli(["check", "-c", path])
+      assert.strictEqual(result.code, 1)
+      const output = result.stderr + result.stdout
+      assert.include(output, `${path}:3:5: servers[0].listen: Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080`)
+      assert.include(output, `${path}:6:9: servers[0].routes[0].upstrem: Unknown key`)
+      assert.include(output, `${path}:10:20: upstreams.app.endpoints[0].url: Expected an http:// URL (https upstreams are not supported yet)`)
+      assert.notInclude(result.stdout, ": ok")
+    }))
+
+  it.live("check -c missing.yaml exits 1 with 'Cannot read'", () =>
+    Effect.gen(function*() {
+      const result = yield* runCli(["check", "-c", "missing.yaml"])
+      assert.strictEqual(result.code, 1)
+      assert.include(result.stderr, "missing.yaml")
+      assert.include(result.stderr, "Cannot read")
+    }))
+})
+
+describe("fibergate --version", () => {
+  it.live("prints the package version and exits 0", () =>
+    Effect.gen(function*() {
+      const result = yield* runCli(["--version"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stdout, VERSION)
+    }))
+})
+
+describe("fibergate run", () => {
+  it.live("run --listen ADDR --upstream URL serves a proxied request", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("quick")
+      const port = yield* freePort
+      const cli = yield* spawnCli(["run", "--listen", `127.0.0.1:${port}`, "--upstream", upstream.url])
+      const res = yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/through?x=1`)
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(res.headers.get("x-upstream"), "quick")
+      assert.strictEqual(JSON.parse(res.body).url, "/through?x=1")
+    }))
+
+  it.live("SIGTERM stops run: the process exits 0 or by the signal", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("quick")
+      const port = yield* freePort
+      const cli = yield* spawnCli(["run", "--listen", `127.0.0.1:${port}`, "--upstream", upstream.url])
+      const res = yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/`)
+      assert.strictEqual(res.status, 200)
+      cli.child.kill("SIGTERM")
+      const exit = yield* exitOf(cli)
+      assert.isTrue(
+        exit.code === 0 || exit.signal !== null,
+        `expected exit code 0 or death by signal, got code ${exit.code}, signal ${exit.signal}\nstderr:\n${cli.stderr()}`
+      )
+    }))
+
+  it.live("run -c FILE serves traffic and the admin API answers /ready 200", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("filed")
+      const port = yield* freePort
+      const adminPort = yield* freePort
+      const path = yield* tempFile("gw.yaml", [
+        `admin: { listen: "127.0.0.1:${adminPort}" }`,
+        "log: { level: none, access_log: false }",
+        "servers:",
+        "  - name: public",
+        `    listen: "127.0.0.1:${port}"`,
+        "    routes: [ { id: all, upstream: app } ]",
+        "upstreams:",
+        "  app:",
+        `    endpoints: [ { url: "${upstream.url}" } ]`,
+        ""
+      ].join("\n"))
+      const cli = yield* spawnCli(["run", "-c", path])
+      const res = yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/from-file`)
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(JSON.parse(res.body).url, "/from-file")
+      const ready = yield* request(`http://127.0.0.1:${adminPort}/ready`)
+      assert.strictEqual(ready.status, 200)
+      assert.strictEqual(JSON.parse(ready.body).ready, true)
+    }))
+
+  it.live("a listen port already in use exits non-zero naming the listener and the address", () =>
+    Effect.gen(function*() {
+      const taken = yield* holdPort
+      const path = yield* tempFile("taken.yaml", [
+        "log: { level: none, access_log: false }",
+        "servers:",
+        "  - name: public",
+        `    listen: "127.0.0.1:${taken}"`,
+        "    routes: [ { id: all, upstream: app } ]",
+        "upstreams:",
+        "  app:",
+        "    endpoints: [ { url: \"http://127.0.0.1:9\" } ]",
+        ""
+      ].join("\n"))
+      const result = yield* runCli(["run", "-c", path])
+      assert.isTrue(result.code !== 0 && result.code !== null, `exit code ${result.code}, signal ${result.signal}`)
+      assert.include(result.stderr, "listener public")
+      assert.include(result.stderr, `127.0.0.1:${taken}`)
+    }))
+})
