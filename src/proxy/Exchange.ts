@@ -93,8 +93,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
   /** Stops the exchange: aborts the upstream request and answers the client if it still can. */
   private abort(reason: Error, error: GatewayError | undefined) {
     if (this.done) return
-    this.controller?.abort(reason)
+    // Finish first: undici calls onResponseError synchronously from abort(), and that call
+    // must see a finished exchange rather than answer with a generic error of its own.
     this.finish(error === undefined ? 499 : sendError(this.res, error))
+    this.controller?.abort(reason)
   }
 
   private finish(status: number) {
@@ -114,7 +116,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(
-    controller: Dispatcher.DispatchController,
+    _controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | Array<string> | undefined>,
     statusMessage?: string
@@ -138,10 +140,6 @@ export class Exchange implements Dispatcher.DispatchHandler {
     const res = this.res
     if (statusMessage !== undefined && statusMessage !== "") res.statusMessage = statusMessage
     res.writeHead(statusCode, out)
-    if (res.writableNeedDrain) {
-      controller.pause()
-      res.once("drain", () => controller.resume())
-    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
