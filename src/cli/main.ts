@@ -5,13 +5,19 @@ import { NodeRuntime, NodeServices } from "@effect/platform-node"
 import { Cause, Console, Effect, Exit, Layer, Option, Result, type Runtime } from "effect"
 import { Command, Flag } from "effect/cli"
 import { ConfigError } from "../config/ConfigError.ts"
-import { configFromValue } from "../config/ConfigSource.ts"
 import { loadConfigFile } from "../config/ConfigLoader.ts"
 import type { Config } from "../config/Schema.ts"
 import { echoUpstream } from "../demo/EchoUpstream.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { ListenError } from "../listener/Listen.ts"
 import { loggingLayer } from "./Logging.ts"
+import { configFromValue, ConfigSource } from "../config/ConfigSource.ts"
+import { layerReloadOnSighup } from "../config/ReloadOnSignal.ts"
+import { DEFAULT_DRAIN_TIMEOUT_MS } from "../listener/Listeners.ts"
+import { clusterSpawner } from "../workers/ClusterSpawner.ts"
+import { supervise } from "../workers/Supervisor.ts"
+import cluster from "node:cluster"
+import { availableParallelism } from "node:os"
 
 const VERSION = "0.1.0"
 export const DEFAULT_CONFIG = "config/fibergate.yaml"
@@ -43,12 +49,46 @@ export const quickConfig = (listen: string, upstreams: ReadonlyArray<string>): u
 })
 
 const runGateway = (layer: Layer.Layer<Gateway.GatewayServices, ConfigError | ListenError>, config: Config) =>
+  Layer.launch(layer).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
+
+/** The gateway of `run -c FILE`: it also re-reads the file on SIGHUP (as nginx does). */
+const fileGateway = (path: string) =>
+  layerReloadOnSighup.pipe(Layer.provideMerge(Gateway.layerWith(ConfigSource.layerFile(path, process.env))))
+
+/** `workers: auto` is one per core; absent means one process. */
+export const workerCount = (workers: Config["workers"]): number =>
+  workers === undefined ? 1 : workers === "auto" ? availableParallelism() : workers
+
+/**
+ * The primary of a multi-process gateway: binds nothing itself, supervises the workers,
+ * forwards SIGHUP to them, and on SIGTERM/SIGINT (interruption) stops them and waits for them
+ * to drain.
+ */
+const runPrimary = (count: number, config: Config) =>
   Effect.gen(function*() {
-    if (config.workers !== undefined && config.workers !== 1) {
-      yield* Effect.logWarning(`workers: ${config.workers} is not implemented yet; running one process`)
-    }
-    return yield* Layer.launch(layer)
-  }).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
+    const drain = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+    const supervisor = yield* supervise({
+      count,
+      spawn: clusterSpawner(drain + 5_000),
+      onEvent: (event) =>
+        event._tag === "Started"
+          ? Effect.logInfo(`worker ${event.slot} started (pid ${event.pid})`)
+          : Effect.logWarning(
+            `worker ${event.slot} (pid ${event.pid}) exited (code ${event.exit.code}, signal ${event.exit.signal}) after ${event.uptimeMs} ms`
+          )
+    })
+    const onHup = () => supervisor.signalAll("SIGHUP")
+    yield* Effect.acquireRelease(
+      Effect.sync(() => process.on("SIGHUP", onHup)),
+      () => Effect.sync(() => process.removeListener("SIGHUP", onHup))
+    )
+    yield* Effect.logInfo(`primary (pid ${process.pid}) supervising ${count} workers`)
+    return yield* supervisor.done
+  }).pipe(
+    Effect.scoped,
+    Effect.tapError((error) => Console.error(`fibergate: ${error.message}`)),
+    Effect.provide(loggingLayer(config.log))
+  )
 
 const run = Command.make(
   "run",
@@ -66,7 +106,9 @@ const run = Command.make(
     }
     const path = Option.getOrElse(config, () => process.env.FIBERGATE_CONFIG ?? DEFAULT_CONFIG)
     const loaded = yield* reportStartupError(loadConfigFile(path, process.env))
-    return yield* runGateway(Gateway.layerFile(path, process.env), loaded)
+    const count = workerCount(loaded.workers)
+    if (count > 1 && cluster.isPrimary) return yield* runPrimary(count, loaded)
+    return yield* runGateway(fileGateway(path), loaded)
   })
 ).pipe(Command.withDescription("Run the gateway"))
 

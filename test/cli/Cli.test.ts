@@ -10,7 +10,8 @@ import { createServer, type Server } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
-import { startUpstream } from "../support/harness.ts"
+import { request, startUpstream } from "../support/harness.ts"
+import { freePort } from "../support/net.ts"
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url))
 const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version
@@ -75,15 +76,6 @@ const runCli = (args: ReadonlyArray<string>) =>
     return { ...exit, stdout: cli.stdout(), stderr: cli.stderr() }
   })
 
-/** A port that was free a moment ago: bind port 0, read it, close. */
-const freePort = Effect.callback<number>((resume) => {
-  const server = createServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as { port: number }).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 /** Holds a port on 127.0.0.1 for the life of the scope. */
 const holdPort: Effect.Effect<number, never, Scope.Scope> = Effect.acquireRelease(
   Effect.callback<Server>((resume) => {
@@ -126,12 +118,6 @@ const fetchWhenUp = (cli: Cli, url: string, deadlineMs = 5_000) =>
       }
     }
     throw new Error(`${url} did not answer within ${deadlineMs} ms (${String(last)})\nstderr:\n${cli.stderr()}`)
-  })
-
-const request = (url: string) =>
-  Effect.promise(async () => {
-    const res = await fetch(url)
-    return { status: res.status, headers: res.headers, body: await res.text() }
   })
 
 describe("fibergate check", () => {

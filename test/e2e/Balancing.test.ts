@@ -5,8 +5,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import { request as httpRequest, type IncomingMessage, type OutgoingHttpHeaders, type ServerResponse } from "node:http"
+import type { IncomingMessage, OutgoingHttpHeaders, ServerResponse } from "node:http"
 import { echoHandler, startGateway, startUpstream, type TestGateway, type UpstreamHandler } from "../support/harness.ts"
+import { send } from "../support/http.ts"
+import { fire, onSignal } from "../support/signals.ts"
 
 interface SendOptions {
   readonly headers?: OutgoingHttpHeaders
@@ -17,23 +19,12 @@ interface SendOptions {
 
 /** Which upstream answered one request, sent on its own connection over node:http. */
 const pick = (gateway: TestGateway, path: string, options: SendOptions = {}) =>
-  Effect.callback<string>((resume) => {
-    const req = httpRequest(
-      gateway.url(path, options.listener),
-      { headers: options.headers, localAddress: options.localAddress, agent: false },
-      (res) => {
-        res.resume()
-        res.on("end", () => {
-          const upstream = res.headers["x-upstream"]
-          resume(Effect.succeed(typeof upstream === "string" ? upstream : `status ${res.statusCode}`))
-        })
-        res.on("error", (e) => resume(Effect.die(e)))
-      }
-    )
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
-    return Effect.sync(() => req.destroy())
-  })
+  send(gateway.url(path, options.listener), options).pipe(
+    Effect.map((res) => {
+      const upstream = res.headers["x-upstream"]
+      return typeof upstream === "string" ? upstream : `status ${res.status}`
+    })
+  )
 
 /** `n` sequential requests; the upstream names in order. */
 const sequence = (n: number, one: (i: number) => Effect.Effect<string>) =>
@@ -137,8 +128,8 @@ const holdFirst = (arrived: Deferred.Deferred<string>, release: Deferred.Deferre
   let received = 0
   return (name: string): UpstreamHandler => (req: IncomingMessage, res: ServerResponse, body: Buffer) => {
     if (received++ > 0) return echoHandler(name)(req, res, body)
-    Deferred.doneUnsafe(arrived, Effect.succeed(name))
-    void Effect.runPromise(Deferred.await(release)).then(() => echoHandler(name)(req, res, body))
+    fire(arrived, name)
+    onSignal(release, () => echoHandler(name)(req, res, body))
   }
 }
 

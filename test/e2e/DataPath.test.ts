@@ -14,8 +14,10 @@ import {
   type RequestOptions,
   type ServerResponse
 } from "node:http"
-import { connect, createServer as createNetServer, type AddressInfo } from "node:net"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { headerValues } from "../support/http.ts"
+import { freePort, raw } from "../support/net.ts"
+import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 // ---------------------------------------------------------------------------------------------
 // helpers
@@ -23,25 +25,11 @@ import { request, simpleConfig, startGateway, startUpstream } from "../support/h
 
 const sha256 = (data: Uint8Array) => createHash("sha256").update(data).digest("hex")
 
-/** A one-shot signal resolved from node callbacks (upstream handlers, client events). */
-const signal = <A = void>() => Deferred.makeUnsafe<A>()
-const fire = <A>(d: Deferred.Deferred<A>, value: A) => void Deferred.doneUnsafe(d, Effect.succeed(value))
-/** Waits for a signal; a generous guard turns a hang into a test failure. */
-const awaitSignal = <A>(d: Deferred.Deferred<A>) => Deferred.await(d).pipe(Effect.timeout("1500 millis"))
-/** Runs `f` once the signal resolves (used inside upstream handlers). */
-const onSignal = (d: Deferred.Deferred<void>, f: () => void) => void Effect.runPromise(Deferred.await(d)).then(f)
-
 interface Reply {
   readonly status: number
   readonly headers: IncomingHttpHeaders
   readonly rawHeaders: ReadonlyArray<string>
   readonly body: Buffer
-}
-
-const headerValues = (raw: ReadonlyArray<string>, name: string): Array<string> => {
-  const out: Array<string> = []
-  for (let i = 0; i < raw.length; i += 2) if (raw[i].toLowerCase() === name) out.push(raw[i + 1])
-  return out
 }
 
 /**
@@ -74,39 +62,6 @@ const fetchBytes = (url: string, init?: RequestInit) =>
     return { status: res.status, headers: res.headers, body: Buffer.from(await res.arrayBuffer()) }
   })
 
-/** Sends raw bytes on a fresh TCP connection and returns everything received until it closes. */
-const rawUntilClose = (port: number, data: string) =>
-  Effect.callback<Buffer>((resume) => {
-    const socket = connect(port, "127.0.0.1")
-    const chunks: Array<Buffer> = []
-    socket.on("data", (c: Buffer) => chunks.push(c))
-    socket.on("error", () => undefined)
-    socket.on("close", () => resume(Effect.succeed(Buffer.concat(chunks))))
-    socket.write(data)
-    return Effect.sync(() => void socket.destroy())
-  }).pipe(Effect.timeout("1500 millis"))
-
-const splitRaw = (raw: Buffer) => {
-  const end = raw.indexOf("\r\n\r\n")
-  const head = raw.subarray(0, end).toString("latin1").split("\r\n")
-  const headers = new Map<string, Array<string>>()
-  for (const line of head.slice(1)) {
-    const colon = line.indexOf(":")
-    const name = line.slice(0, colon).trim().toLowerCase()
-    headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()])
-  }
-  return { statusLine: head[0], headers, body: raw.subarray(end + 4) }
-}
-
-/** A port on loopback that nothing listens on. */
-const freePort = Effect.callback<number>((resume) => {
-  const server = createNetServer()
-  server.listen(0, "127.0.0.1", () => {
-    const port = (server.address() as AddressInfo).port
-    server.close(() => resume(Effect.succeed(port)))
-  })
-})
-
 /** `simpleConfig` with `servers[0].limits` set. */
 const withLimits = (config: ReturnType<typeof simpleConfig>, limits: Record<string, unknown>) => ({
   ...config,
@@ -134,14 +89,13 @@ describe("request headers", () => {
     Effect.gen(function*() {
       const upstream = yield* startUpstream("a")
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
-      const raw = splitRaw(
-        yield* rawUntilClose(
-          gateway.port,
-          "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n" +
-            "TE: trailers\r\nTrailer: x-checksum\r\nUpgrade: h2c\r\nX-Kept: k\r\n\r\n"
-        )
+      const res = yield* raw(
+        gateway.port,
+        "GET /hop HTTP/1.1\r\nHost: x\r\nConnection: close\r\nKeep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\n" +
+          "TE: trailers\r\nTrailer: x-checksum\r\nUpgrade: h2c\r\nX-Kept: k\r\n\r\n",
+        { untilClose: true }
       )
-      assert.match(raw.statusLine, /^HTTP\/1\.1 200 /)
+      assert.match(res.statusLine, /^HTTP\/1\.1 200 /)
       const seen = upstream.seen[0].headers
       assert.strictEqual(seen["x-kept"], "k")
       assert.isUndefined(seen["keep-alive"])
@@ -292,10 +246,10 @@ describe("response headers", () => {
         }
       })
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
-      const raw = splitRaw(yield* rawUntilClose(gateway.port, "GET /te HTTP/1.0\r\nHost: x\r\n\r\n"))
-      assert.match(raw.statusLine, /^HTTP\/1\.1 200 /)
-      assert.isUndefined(raw.headers.get("transfer-encoding"))
-      assert.strictEqual(raw.body.toString(), "abcdef")
+      const res = yield* raw(gateway.port, "GET /te HTTP/1.0\r\nHost: x\r\n\r\n", { untilClose: true })
+      assert.match(res.statusLine, /^HTTP\/1\.1 200 /)
+      assert.isUndefined(res.headers.get("transfer-encoding"))
+      assert.strictEqual(res.body, "abcdef")
     }))
 })
 
@@ -371,11 +325,11 @@ describe("bodies", () => {
         }
       })
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
-      const raw = splitRaw(yield* rawUntilClose(gateway.port, "HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
-      assert.match(raw.statusLine, /^HTTP\/1\.1 200 /)
-      assert.deepStrictEqual(raw.headers.get("content-length"), ["1234"])
-      assert.deepStrictEqual(raw.headers.get("x-method"), ["HEAD"])
-      assert.strictEqual(raw.body.length, 0)
+      const res = yield* raw(gateway.port, "HEAD /h HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", { untilClose: true })
+      assert.match(res.statusLine, /^HTTP\/1\.1 200 /)
+      assert.deepStrictEqual(res.headers.get("content-length"), ["1234"])
+      assert.deepStrictEqual(res.headers.get("x-method"), ["HEAD"])
+      assert.strictEqual(res.body.length, 0)
     }))
 
   it.live("passes a 204 through", () =>

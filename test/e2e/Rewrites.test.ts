@@ -4,42 +4,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { request as httpRequest, type IncomingHttpHeaders, type OutgoingHttpHeaders } from "node:http"
 import { simpleConfig, startGateway, startUpstream, type UpstreamHandler } from "../support/harness.ts"
-
-interface Reply {
-  readonly status: number
-  readonly headers: IncomingHttpHeaders
-  readonly rawHeaders: ReadonlyArray<string>
-  readonly body: string
-}
-
-/** One request over node:http, which exposes repeated response headers as they arrived. */
-const send = (url: string, headers: OutgoingHttpHeaders = {}) =>
-  Effect.callback<Reply>((resume) => {
-    const req = httpRequest(url, { headers, agent: false }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("end", () =>
-        resume(Effect.succeed({
-          status: res.statusCode ?? 0,
-          headers: res.headers,
-          rawHeaders: res.rawHeaders,
-          body: Buffer.concat(chunks).toString()
-        })))
-      res.on("error", (e) => resume(Effect.die(e)))
-    })
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
-    return Effect.sync(() => req.destroy())
-  })
-
-/** Every value of header `name` (any case) in a raw name/value list, in order. */
-const valuesOf = (rawHeaders: ReadonlyArray<string>, name: string): Array<string> => {
-  const out: Array<string> = []
-  for (let i = 0; i < rawHeaders.length; i += 2) if (rawHeaders[i].toLowerCase() === name) out.push(rawHeaders[i + 1])
-  return out
-}
+import { headerValues, send } from "../support/http.ts"
 
 /** A gateway with one catch-all route (plus `route`) to an echo upstream; returns both. */
 const proxyWith = (route: Record<string, unknown>, handler?: UpstreamHandler) =>
@@ -137,31 +103,31 @@ describe("rewrites: request headers", () => {
   it.live("request set replaces the client's value", () =>
     Effect.gen(function*() {
       const { upstream, gateway } = yield* proxyWith({ headers: { request: { set: { "X-Env": "prod" } } } })
-      yield* send(gateway.url("/"), { "x-env": "dev" })
-      assert.deepStrictEqual(valuesOf(upstream.seen[0].rawHeaders, "x-env"), ["prod"])
+      yield* send(gateway.url("/"), { headers: { "x-env": "dev" } })
+      assert.deepStrictEqual(headerValues(upstream.seen[0].rawHeaders, "x-env"), ["prod"])
     }))
 
   it.live("request set adds the header when the client sent none", () =>
     Effect.gen(function*() {
       const { upstream, gateway } = yield* proxyWith({ headers: { request: { set: { "x-env": "prod" } } } })
       yield* send(gateway.url("/"))
-      assert.deepStrictEqual(valuesOf(upstream.seen[0].rawHeaders, "x-env"), ["prod"])
+      assert.deepStrictEqual(headerValues(upstream.seen[0].rawHeaders, "x-env"), ["prod"])
     }))
 
   it.live("request add sends the value alongside the client's", () =>
     Effect.gen(function*() {
       const { upstream, gateway } = yield* proxyWith({ headers: { request: { add: { "x-tag": "gateway" } } } })
-      yield* send(gateway.url("/"), { "x-tag": "client" })
-      assert.deepStrictEqual(valuesOf(upstream.seen[0].rawHeaders, "x-tag"), ["client", "gateway"])
+      yield* send(gateway.url("/"), { headers: { "x-tag": "client" } })
+      assert.deepStrictEqual(headerValues(upstream.seen[0].rawHeaders, "x-tag"), ["client", "gateway"])
     }))
 
   it.live("request remove drops the client's header whatever its case", () =>
     Effect.gen(function*() {
       const { upstream, gateway } = yield* proxyWith({ headers: { request: { remove: ["x-debug"] } } })
-      yield* send(gateway.url("/"), { "X-Debug": "1", "x-keep": "yes" })
+      yield* send(gateway.url("/"), { headers: { "X-Debug": "1", "x-keep": "yes" } })
       const raw = upstream.seen[0].rawHeaders
-      assert.deepStrictEqual(valuesOf(raw, "x-debug"), [])
-      assert.deepStrictEqual(valuesOf(raw, "x-keep"), ["yes"])
+      assert.deepStrictEqual(headerValues(raw, "x-debug"), [])
+      assert.deepStrictEqual(headerValues(raw, "x-keep"), ["yes"])
     }))
 })
 
@@ -179,7 +145,7 @@ describe("rewrites: response headers", () => {
         answerWith(["X-Served-By", "app"])
       )
       const res = yield* send(gateway.url("/"))
-      assert.deepStrictEqual(valuesOf(res.rawHeaders, "x-served-by"), ["gateway"])
+      assert.deepStrictEqual(headerValues(res.rawHeaders, "x-served-by"), ["gateway"])
     }))
 
   it.live("response add sends the value alongside the upstream's", () =>
@@ -189,7 +155,7 @@ describe("rewrites: response headers", () => {
         answerWith(["x-tag", "app"])
       )
       const res = yield* send(gateway.url("/"))
-      assert.deepStrictEqual(valuesOf(res.rawHeaders, "x-tag"), ["app", "gateway"])
+      assert.deepStrictEqual(headerValues(res.rawHeaders, "x-tag"), ["app", "gateway"])
     }))
 
   it.live("response remove drops the upstream's header", () =>
@@ -199,8 +165,8 @@ describe("rewrites: response headers", () => {
         answerWith(["x-internal", "secret", "x-public", "yes"])
       )
       const res = yield* send(gateway.url("/"))
-      assert.deepStrictEqual(valuesOf(res.rawHeaders, "x-internal"), [])
-      assert.deepStrictEqual(valuesOf(res.rawHeaders, "x-public"), ["yes"])
+      assert.deepStrictEqual(headerValues(res.rawHeaders, "x-internal"), [])
+      assert.deepStrictEqual(headerValues(res.rawHeaders, "x-public"), ["yes"])
     }))
 
   it.live("two set-cookie headers from the upstream reach the client as two values", () =>

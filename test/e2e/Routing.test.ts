@@ -5,32 +5,8 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { request as httpRequest, type IncomingHttpHeaders } from "node:http"
 import { startGateway, startUpstream, type TestGateway } from "../support/harness.ts"
-
-interface Reply {
-  readonly status: number
-  readonly headers: IncomingHttpHeaders
-  readonly body: string
-}
-
-/**
- * One request over node:http (fetch silently drops a `host` header, node:http sends it as
- * given), on its own connection.
- */
-const send = (url: string, init: { readonly method?: string; readonly headers?: Record<string, string> } = {}) =>
-  Effect.callback<Reply>((resume) => {
-    const req = httpRequest(url, { method: init.method ?? "GET", headers: init.headers, agent: false }, (res) => {
-      const chunks: Array<Buffer> = []
-      res.on("data", (c: Buffer) => chunks.push(c))
-      res.on("end", () =>
-        resume(Effect.succeed({ status: res.statusCode ?? 0, headers: res.headers, body: Buffer.concat(chunks).toString() })))
-      res.on("error", (e) => resume(Effect.die(e)))
-    })
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
-    return Effect.sync(() => req.destroy())
-  })
+import { send } from "../support/http.ts"
 
 /** Which upstream answered (its name), or the status code when none did. */
 const routedTo = (

@@ -5,72 +5,17 @@
  * by a client library before it reaches the gateway.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Deferred, Effect, Fiber } from "effect"
+import { Effect, Fiber } from "effect"
 import { request as httpRequest } from "node:http"
-import { connect } from "node:net"
 import { simpleConfig, startGateway, startUpstream, type TestUpstream } from "../support/harness.ts"
+import { raw, type RawResponse } from "../support/net.ts"
+import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 // ---------------------------------------------------------------------------------------------
 // helpers
 // ---------------------------------------------------------------------------------------------
 
-interface RawResponse {
-  readonly status: number
-  readonly headers: ReadonlyMap<string, ReadonlyArray<string>>
-  readonly body: string
-  /** Whether the gateway closed the connection. */
-  readonly closed: boolean
-}
-
-const parseHead = (text: string) => {
-  const end = text.indexOf("\r\n\r\n")
-  if (end === -1) return undefined
-  const lines = text.slice(0, end).split("\r\n")
-  const m = /^HTTP\/1\.[01] (\d{3}) /.exec(lines[0])
-  const headers = new Map<string, Array<string>>()
-  for (const line of lines.slice(1)) {
-    const colon = line.indexOf(":")
-    const name = line.slice(0, colon).trim().toLowerCase()
-    headers.set(name, [...(headers.get(name) ?? []), line.slice(colon + 1).trim()])
-  }
-  return { status: m === null ? 0 : Number(m[1]), headers, bodyStart: end + 4 }
-}
-
-/**
- * Writes `data` on a fresh TCP connection and reads one response: until it is complete
- * (by Content-Length) or, with `untilClose`, until the gateway closes the connection.
- */
-const raw = (port: number, data: string, options: { readonly untilClose?: boolean } = {}) =>
-  Effect.callback<RawResponse>((resume) => {
-    const socket = connect(port, "127.0.0.1")
-    let text = ""
-    const result = (closed: boolean): RawResponse => {
-      const head = parseHead(text)
-      return head === undefined
-        ? { status: 0, headers: new Map(), body: text, closed }
-        : { status: head.status, headers: head.headers, body: text.slice(head.bodyStart), closed }
-    }
-    socket.setEncoding("latin1")
-    socket.on("data", (chunk: string) => {
-      text += chunk
-      if (options.untilClose === true) return
-      const head = parseHead(text)
-      const length = head?.headers.get("content-length")?.[0]
-      if (head !== undefined && length !== undefined && text.length - head.bodyStart >= Number(length)) {
-        resume(Effect.succeed(result(false)))
-        socket.destroy()
-      }
-    })
-    socket.on("error", () => undefined)
-    socket.on("close", () => resume(Effect.succeed(result(true))))
-    socket.write(data)
-    return Effect.sync(() => void socket.destroy())
-  }).pipe(Effect.timeout("1500 millis"))
-
 const errorTag = (res: RawResponse): unknown => JSON.parse(res.body).error
-
-const signal = <A = void>() => Deferred.makeUnsafe<A>()
-const fire = <A>(d: Deferred.Deferred<A>, value: A) => void Deferred.doneUnsafe(d, Effect.succeed(value))
 
 /** A gateway with one catch-all route to one echo upstream. */
 const setup = Effect.gen(function*() {
@@ -282,7 +227,7 @@ describe("connection isolation", () => {
       const upstream = yield* startUpstream("a", {
         handler: (req, res, _body) => {
           fire(arrived, undefined)
-          void Effect.runPromise(Deferred.await(release)).then(() => {
+          onSignal(release, () => {
             res.writeHead(200, { "content-length": "4" })
             res.end(req.url === "/slow" ? "slow" : "fast")
           })
@@ -300,7 +245,7 @@ describe("connection isolation", () => {
         return Effect.sync(() => void req.destroy())
       }).pipe(Effect.timeout("1500 millis"), Effect.forkScoped)
 
-      yield* Deferred.await(arrived).pipe(Effect.timeout("1500 millis"))
+      yield* awaitSignal(arrived)
       const bad = yield* raw(gateway.port, "GET / HTTP/1.1\r\nHost: x\r\nBadHeader\r\n\r\n")
       assert.strictEqual(bad.status, 400)
       assert.isUndefined(slow.pollUnsafe())

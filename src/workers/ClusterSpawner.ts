@@ -1,0 +1,36 @@
+/**
+ * node:cluster workers behind the `WorkerSpawner` interface. Each worker re-runs the same
+ * command line and, seeing it is a cluster worker, runs the whole gateway; the listening sockets
+ * are shared through the primary.
+ */
+import cluster from "node:cluster"
+import { Deferred, Effect, Exit } from "effect"
+import type { WorkerExit, WorkerHandle, WorkerSpawner } from "./Supervisor.ts"
+
+/**
+ * @param stopTimeoutMs how long a stopped worker may drain before it is killed
+ */
+export const clusterSpawner = (stopTimeoutMs: number): WorkerSpawner => () =>
+  Effect.sync((): WorkerHandle => {
+    const worker = cluster.fork()
+    // Captured at once: the exit may happen before anyone waits for it.
+    const exited = Deferred.makeUnsafe<WorkerExit>()
+    worker.once("exit", (code, signal) => Deferred.doneUnsafe(exited, Exit.succeed({ code, signal })))
+    const signal = (name: NodeJS.Signals) => {
+      if (!worker.isDead()) worker.process.kill(name)
+    }
+    return {
+      id: worker.id,
+      pid: worker.process.pid,
+      exited: Deferred.await(exited),
+      signal,
+      stop: Effect.sync(() => signal("SIGTERM")).pipe(
+        Effect.andThen(Deferred.await(exited)),
+        Effect.timeoutOrElse({
+          duration: stopTimeoutMs,
+          orElse: () => Effect.sync(() => signal("SIGKILL")).pipe(Effect.andThen(Deferred.await(exited)))
+        }),
+        Effect.asVoid
+      )
+    }
+  })
