@@ -3,7 +3,11 @@
  * (every listener is bound), `GET /config` (the running config, encoded back as the file
  * would write it). Not on the request path, so it favours clarity over speed.
  */
-import { Context, Effect, Layer, Schema, SubscriptionRef } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Schema from "effect/Schema"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { Config, parseListen } from "../config/Schema.ts"

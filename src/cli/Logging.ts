@@ -1,4 +1,7 @@
-import { Layer, Logger, References, type LogLevel } from "effect"
+import * as Layer from "effect/Layer"
+import * as Logger from "effect/Logger"
+import * as References from "effect/References"
+import type * as LogLevel from "effect/LogLevel"
 import type { Config } from "../config/Schema.ts"
 
 const levels: Record<NonNullable<NonNullable<Config["log"]>["level"]>, LogLevel.LogLevel> = {

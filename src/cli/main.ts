@@ -1,8 +1,16 @@
 /**
  * The `fibergate` command: `run`, `check` and `demo`.
  */
-import { NodeRuntime, NodeServices } from "@effect/platform-node"
-import { Cause, Console, Effect, Exit, Layer, Option, Result, type Runtime } from "effect"
+import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
+import * as NodeServices from "@effect/platform-node/NodeServices"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import * as Result from "effect/Result"
+import type * as Runtime from "effect/Runtime"
 import { Command, Flag } from "effect/cli"
 import { ConfigError } from "../config/ConfigError.ts"
 import { loadConfigFile } from "../config/ConfigLoader.ts"

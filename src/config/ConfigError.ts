@@ -1,4 +1,4 @@
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 /** One thing wrong with a config: where (file, line, path inside it) and what was expected. */
 export const ConfigProblem = Schema.Struct({

@@ -2,7 +2,10 @@
  * Turns text (a YAML file) or a plain value into a validated `Config`, with every problem
  * reported as file, line, path and what was expected. Pure apart from reading the file.
  */
-import { Effect, Result, Schema, SchemaIssue } from "effect"
+import * as Effect from "effect/Effect"
+import * as Result from "effect/Result"
+import * as Schema from "effect/Schema"
+import * as SchemaIssue from "effect/SchemaIssue"
 import { readFile } from "node:fs/promises"
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document } from "yaml"
 import { ConfigError, formatPath, type ConfigProblem } from "./ConfigError.ts"

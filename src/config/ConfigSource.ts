@@ -3,7 +3,11 @@
  * A new value is published only after it validates, so a bad reload leaves the last good
  * config in force.
  */
-import { Context, Effect, Layer, Result, SubscriptionRef } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Result from "effect/Result"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { ConfigError } from "./ConfigError.ts"
 import { decodeConfig, loadConfigFile } from "./ConfigLoader.ts"
 import type { Config } from "./Schema.ts"

@@ -1,4 +1,5 @@
-import { Schema, SchemaTransformation } from "effect"
+import * as Schema from "effect/Schema"
+import * as SchemaTransformation from "effect/SchemaTransformation"
 
 const units = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 } as const
 const pattern = /^(\d+(?:\.\d+)?)(ms|s|m|h)$/

@@ -4,7 +4,9 @@
  * The listener stays installed for the life of the layer, so a second SIGHUP arriving during a
  * reload is queued rather than killing the process with the default action.
  */
-import { Effect, Layer, Queue } from "effect"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Queue from "effect/Queue"
 import { ConfigSource } from "./ConfigSource.ts"
 
 export const layerReloadOnSighup: Layer.Layer<never, never, ConfigSource> = Layer.effectDiscard(

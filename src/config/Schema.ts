@@ -2,7 +2,7 @@
  * The configuration contract (DESIGN.md §3) as Effect Schemas. Decoding is the only place
  * that validates the shape of the input: once a `Config` exists, the rest of the gateway trusts it.
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
 

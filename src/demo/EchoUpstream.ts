@@ -2,7 +2,8 @@
  * A tiny upstream that answers every request with what it received, as JSON. `fibergate demo`
  * starts two of them so that a new user sees real proxied traffic with nothing else running.
  */
-import { Effect, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import type * as Scope from "effect/Scope"
 import { createServer } from "node:http"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 

@@ -2,7 +2,7 @@
  * The whole gateway as one Layer (DESIGN.md §1): config source, upstreams, route table,
  * listeners and the admin API. Closing its scope stops accepting, drains, and closes pools.
  */
-import { Layer } from "effect"
+import * as Layer from "effect/Layer"
 import { Admin } from "../admin/Admin.ts"
 import type { ConfigError } from "../config/ConfigError.ts"
 import { ConfigSource } from "../config/ConfigSource.ts"

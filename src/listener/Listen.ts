@@ -3,7 +3,9 @@
  * close idle keep-alive connections, let in-flight requests finish up to the drain deadline,
  * then cut what is left.
  */
-import { Effect, Schema, type Scope } from "effect"
+import * as Effect from "effect/Effect"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import type { Server } from "node:http"
 import type { AddressInfo } from "node:net"
 

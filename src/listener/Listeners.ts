@@ -3,7 +3,10 @@
  * The request handler reads the listener's current table from the RouteTable per request, so
  * routes, upstreams and rewrites follow reloads without rebinding.
  */
-import { Context, Effect, Layer, SubscriptionRef } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer } from "node:http"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Server } from "../config/Schema.ts"

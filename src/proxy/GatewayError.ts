@@ -2,7 +2,7 @@
  * Every way a request can fail, as tagged errors, and the one function that maps them to a
  * response. Each error records where it came from (client, upstream, internal).
  */
-import { Schema } from "effect"
+import * as Schema from "effect/Schema"
 
 const fields = { message: Schema.String }
 

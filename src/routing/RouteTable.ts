@@ -3,7 +3,12 @@
  * config change (Traefik-style: build the new handler tree, then swap). A request reads the
  * table once when it starts, so in-flight requests keep the snapshot they began with.
  */
-import { Context, Deferred, Effect, Layer, Stream, SubscriptionRef } from "effect"
+import * as Context from "effect/Context"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Stream from "effect/Stream"
+import * as SubscriptionRef from "effect/SubscriptionRef"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, Server } from "../config/Schema.ts"
 import { compileHeaderRules } from "../proxy/HeaderRules.ts"

@@ -8,7 +8,8 @@
  *
  * @since 0.1.0
  */
-import { HashRing, PrimaryKey } from "effect"
+import * as HashRing from "effect/HashRing"
+import * as PrimaryKey from "effect/PrimaryKey"
 import type { EndpointState, PickContext } from "./Endpoint.ts"
 
 /**

@@ -3,7 +3,10 @@
  * that stay keep their pools, counters and balancer-visible state; pools of removed endpoints
  * are closed in the background once their in-flight requests are done.
  */
-import { Context, Effect, FiberSet, Layer } from "effect"
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as FiberSet from "effect/FiberSet"
+import * as Layer from "effect/Layer"
 import type { Pool } from "undici"
 import type { Config } from "../config/Schema.ts"
 import { buildUpstreamGroup, type UpstreamGroup } from "./UpstreamGroup.ts"

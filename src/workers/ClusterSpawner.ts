@@ -4,7 +4,9 @@
  * are shared through the primary.
  */
 import cluster from "node:cluster"
-import { Deferred, Effect, Exit } from "effect"
+import * as Deferred from "effect/Deferred"
+import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import type { WorkerExit, WorkerHandle, WorkerSpawner } from "./Supervisor.ts"
 
 /**

@@ -5,7 +5,14 @@
  * when a slot crashes too often in a row. Time comes from Effect's Clock, so the policy is
  * tested with TestClock; the process-level parts are behind `WorkerSpawner`.
  */
-import { Clock, Deferred, Duration, Effect, Pull, Schedule, Schema, type Scope } from "effect"
+import * as Clock from "effect/Clock"
+import * as Deferred from "effect/Deferred"
+import * as Duration from "effect/Duration"
+import * as Effect from "effect/Effect"
+import * as Pull from "effect/Pull"
+import * as Schedule from "effect/Schedule"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 
 /** How a worker process ended. */
 export interface WorkerExit {
