@@ -89,7 +89,9 @@ const superviseSlot = (
       const worker = yield* spawn(slot)
       live.add(worker)
       yield* onEvent({ _tag: "Started", slot, pid: worker.pid })
-      const exit = yield* worker.exited.pipe(Effect.ensuring(Effect.sync(() => live.delete(worker))))
+      // Forget the worker only once it has really exited: when the scope closes, this fiber is
+      // interrupted first and the stop-all finalizer must still find the worker to stop it.
+      const exit = yield* worker.exited.pipe(Effect.tap(() => Effect.sync(() => live.delete(worker))))
       const uptimeMs = (yield* Clock.currentTimeMillis) - started
       yield* onEvent({ _tag: "Exited", slot, pid: worker.pid, exit, uptimeMs })
       if (uptimeMs >= stableMs) {

@@ -358,7 +358,8 @@ const observe = (p: { base: number; max: number; maxRestarts: number; stable: nu
         }
         break
       }
-      const guess = expected[i]?._tag === "Restart" ? expected[i].delay : p.base
+      const modelled = expected[i]
+      const guess = modelled?._tag === "Restart" ? modelled.delay : p.base
       const delay = yield* nextSpawnDelay(fake, 0, exitAt, guess, p.max * 2 + 1)
       if (delay === undefined) {
         steps.push({ _tag: "Unexpected", what: "neither restarted nor gave up" })
