@@ -18,6 +18,9 @@ const HOST = "127.0.0.1"
 const BODY = "hello world\n"
 const BIG_BYTES = 1024 * 1024
 const FLOOR = 1.2 // project floor: fibergate req/s >= 1.2x @fastify/http-proxy
+const IDLE_RSS_TARGET_MB = 200 // project target: fibergate RSS with BENCH_IDLE_CONNECTIONS idle keep-alive connections
+const LEAK_GROWTH_LIMIT = 0.1 // leak check: RSS growth from run 2 to run N above this is flagged
+const LEAK_IDLE_MS = 2000 // leak check: idle time before reading RSS after each run
 
 // ---------------------------------------------------------------------------------------------
 // settings (env knobs, documented in bench/README.md)
@@ -49,6 +52,13 @@ const settings = {
   pin: boolArg("BENCH_PIN", "0"),
   keepTmp: boolArg("BENCH_KEEP_TMP", "0"),
   startTimeout: intArg("BENCH_START_TIMEOUT", 30, 1),
+  latency: boolArg("BENCH_LATENCY", "1"),
+  leak: boolArg("BENCH_LEAK", "1"),
+  leakRuns: intArg("BENCH_LEAK_RUNS", 5, 1),
+  leakRequests: intArg("BENCH_LEAK_REQUESTS", 1_000_000, 1),
+  idle: boolArg("BENCH_IDLE", "1"),
+  idleConnections: intArg("BENCH_IDLE_CONNECTIONS", 10_000, 1),
+  routes: boolArg("BENCH_ROUTES", "1"),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -71,7 +81,12 @@ function die(msg) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** Spawns a child in its own process group; stdout/stderr go to a log file unless captured. */
-function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu } = {}) {
+function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu, stdin = "ignore", fdLimit } = {}) {
+  if (fdLimit) {
+    // raise the fd limit for this child only (Node cannot raise its own beyond the hard limit; we are root)
+    args = ["-c", `ulimit -n ${fdLimit} && exec "$0" "$@"`, cmd, ...args]
+    cmd = "bash"
+  }
   if (cpu !== undefined && settings.pin) {
     args = ["-c", String(cpu), cmd, ...args]
     cmd = "taskset"
@@ -85,7 +100,7 @@ function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu
   const child = spawn(cmd, args, {
     cwd,
     detached: true, // own process group: signals from the terminal don't reach it, we stop it ourselves
-    stdio: ["ignore", capture ? "pipe" : out, capture ? "pipe" : out],
+    stdio: [stdin, capture ? "pipe" : out, capture ? "pipe" : out],
     env: { ...process.env, NODE_ENV: "production" },
   })
   if (fd !== null) fs.closeSync(fd)
@@ -245,21 +260,22 @@ function freePort() {
   })
 }
 
-/** One HTTP GET with a hard timeout; resolves { status, body } or rejects. */
-function httpGet(port, urlPath = "/", timeoutMs = 2000) {
+/** One HTTP request (GET unless told) with a hard timeout; resolves { status, length, body, headers } or rejects. */
+function httpGet(port, urlPath = "/", timeoutMs = 2000, { method = "GET", headers = {} } = {}) {
   return new Promise((resolve, reject) => {
-    const req = http.get({ host: HOST, port, path: urlPath, agent: false, headers: { connection: "close" } }, (res) => {
+    const req = http.request({ host: HOST, port, path: urlPath, method, agent: false, headers: { connection: "close", ...headers } }, (res) => {
       const chunks = []
       let len = 0
       res.on("data", (c) => {
         len += c.length
         if (len <= 64 * 1024) chunks.push(c)
       })
-      res.on("end", () => resolve({ status: res.statusCode, length: len, body: Buffer.concat(chunks).toString("utf8") }))
+      res.on("end", () => resolve({ status: res.statusCode, length: len, body: Buffer.concat(chunks).toString("utf8"), headers: res.headers }))
       res.on("error", reject)
     })
     req.setTimeout(timeoutMs, () => req.destroy(new Error(`timeout after ${timeoutMs}ms`)))
     req.on("error", reject)
+    req.end()
   })
 }
 
@@ -321,6 +337,48 @@ function descendants(pid) {
   return out
 }
 
+/** Current resident set of a process tree (summed VmRSS), in KiB. */
+function treeRss(pid) {
+  let sum = 0
+  for (const p of descendants(pid)) sum += readStatus(p)?.rss ?? 0
+  return sum
+}
+
+const TCP_STATES = { "01": "established", "06": "time_wait", "08": "close_wait", "09": "last_ack", "04": "fin_wait1", "05": "fin_wait2", "0B": "closing" }
+
+/**
+ * Server-side TCP sockets of a local port (listening sockets excluded), by state, from
+ * /proc/net/tcp and /proc/net/tcp6. `open` counts the ones still holding a file descriptor
+ * (established and close_wait).
+ */
+function serverSockets(port) {
+  const counts = { open: 0 }
+  const hexPort = port.toString(16).toUpperCase().padStart(4, "0")
+  for (const file of ["/proc/net/tcp", "/proc/net/tcp6"]) {
+    let text = ""
+    try {
+      text = fs.readFileSync(file, "utf8")
+    } catch {
+      continue
+    }
+    for (const line of text.split("\n").slice(1)) {
+      const f = line.trim().split(/\s+/)
+      if (f.length < 4 || !f[1].endsWith(`:${hexPort}`) || f[3] === "0A") continue
+      const state = TCP_STATES[f[3]] ?? f[3]
+      counts[state] = (counts[state] ?? 0) + 1
+      if (f[3] === "01" || f[3] === "08") counts.open++
+    }
+  }
+  return counts
+}
+
+/** The soft fd limit children get (Node raised its own soft limit to the hard one at startup). */
+function fdLimit() {
+  const r = spawnSync("bash", ["-c", "ulimit -n"], { encoding: "utf8", timeout: 5000 })
+  const v = (r.stdout ?? "").trim()
+  return v === "unlimited" ? Infinity : Number(v) || 0
+}
+
 /** Resets the kernel's peak-RSS counter (VmHWM) of a process tree: `echo 5 > /proc/<pid>/clear_refs`. */
 function resetHwm(pid) {
   let ok = true
@@ -364,7 +422,7 @@ function nginxFeatures(nginxBin) {
   return { version: /nginx\/(\S+)/.exec(v)?.[1] ?? "?", fastcgi: has("fastcgi"), uwsgi: has("uwsgi"), scgi: has("scgi") }
 }
 
-function nginxCommon(dir, name, feats) {
+function nginxCommon(dir, name, feats, workerConnections = 8192) {
   const t = path.join(dir, `${name}-temp`)
   fs.mkdirSync(t, { recursive: true })
   const temps = [`client_body_temp_path ${t}/body;`, `proxy_temp_path ${t}/proxy;`]
@@ -375,10 +433,10 @@ function nginxCommon(dir, name, feats) {
     main: `daemon off;
 master_process off;
 worker_processes 1;
-worker_rlimit_nofile 16384;
+worker_rlimit_nofile ${workerConnections * 2};
 pid ${dir}/${name}.pid;
 error_log ${dir}/${name}.error.log warn;
-events { worker_connections 8192; multi_accept on; }`,
+events { worker_connections ${workerConnections}; multi_accept on; }`,
     http: `access_log off;
   server_tokens off;
   sendfile on;
@@ -390,28 +448,34 @@ events { worker_connections 8192; multi_accept on; }`,
   }
 }
 
-function upstreamConf(dir, port, feats) {
+/**
+ * The shared upstream: one nginx worker, one server block listening on two ports (so a proxy can
+ * balance over two distinct endpoint URLs). `/whoami` answers with the port that served it.
+ */
+function upstreamConf(dir, ports, feats) {
   const c = nginxCommon(dir, "upstream", feats)
   return `${c.main}
 http {
   ${c.http}
   default_type text/plain;
   server {
-    listen ${HOST}:${port} backlog=4096;
+${ports.map((p) => `    listen ${HOST}:${p} backlog=4096;`).join("\n")}
     location = /big { root ${dir}/www; default_type application/octet-stream; }
+    location = /whoami { return 200 "$server_port\\n"; }
     location / { return 200 "${BODY.replace("\n", "\\n")}"; }
   }
 }
 `
 }
 
-function nginxProxyConf(dir, port, upstreamPort, feats) {
-  const c = nginxCommon(dir, "nginx-proxy", feats)
+function nginxProxyConf(dir, port, upstreamPorts, feats) {
+  // room for the idle-connection check (BENCH_IDLE_CONNECTIONS client connections at once)
+  const c = nginxCommon(dir, "nginx-proxy", feats, settings.idle ? Math.max(8192, settings.idleConnections + 4096) : 8192)
   return `${c.main}
 http {
   ${c.http}
   upstream backend {
-    server ${HOST}:${upstreamPort};
+${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
     keepalive 64;
     keepalive_requests 1000000;
     keepalive_timeout 60s;
@@ -429,24 +493,160 @@ http {
 `
 }
 
-function fibergateYaml(port, adminPort, upstreamPort) {
-  return `# generated by bench/run.js
+/**
+ * The fibergate config under test: a realistic route table with every core feature on (see
+ * bench/README.md). 52 routes that do not match the benchmark requests (`GET /`, `GET /big`) are
+ * declared before the catch-all, six of them on `/` with method/header/query conditions that
+ * wrk's requests fail, so they are tried (and rejected) on every request. The catch-all balances
+ * round robin over the upstream's two ports. Returns the YAML and a summary of what is on.
+ */
+function fibergateConfig(port, adminPort, upstreamPorts) {
+  const [a, b] = upstreamPorts.map((p) => `http://${HOST}:${p}`)
+  const j = (v) => JSON.stringify(v) // JSON is valid YAML flow syntax: one route per line
+  const routes = []
+  const add = (kind, route) => routes.push({ kind, route })
+
+  // exact paths
+  const exact = [
+    ["login", "/login", { methods: ["POST"], upstream: "auth", timeout: "5s" }],
+    ["logout", "/logout", { upstream: "auth" }],
+    ["healthz", "/healthz", { upstream: "api", timeout: "1s" }],
+    ["readyz", "/readyz", { upstream: "api", timeout: "1s" }],
+    ["robots", "/robots.txt", { upstream: "web", headers: { response: { set: { "cache-control": "max-age=86400" } } } }],
+    ["favicon", "/favicon.ico", { upstream: "static" }],
+    ["sitemap", "/sitemap.xml", { upstream: "web" }],
+    ["me", "/api/v1/users/me", { upstream: "api", rewrite: { strip_prefix: "/api/v1" } }],
+    ["session", "/api/v1/session", { methods: ["GET", "DELETE"], upstream: "auth", rewrite: { strip_prefix: "/api/v1" } }],
+    ["oidc", "/.well-known/openid-configuration", { upstream: "auth" }],
+    ["token", "/oauth/token", { methods: ["POST"], upstream: "auth", timeout: "3s" }],
+    ["authorize", "/oauth/authorize", { upstream: "auth" }],
+  ]
+  for (const [id, path, { methods, ...rest }] of exact) add("exact", { id: `exact-${id}`, match: { path: { exact: path }, ...(methods ? { methods } : {}) }, ...rest })
+
+  // path prefixes
+  const prefixes = [
+    ["/api/v1/users", "api"],
+    ["/api/v1/orders", "api"],
+    ["/api/v1/products", "api"],
+    ["/api/v1/carts", "api"],
+    ["/api/v1/payments", "api"],
+    ["/api/v2", "api"],
+    ["/static", "static"],
+    ["/assets", "static"],
+    ["/images", "static"],
+    ["/docs", "web"],
+    ["/admin", "web"],
+    ["/internal", "api"],
+    ["/graphql", "api"],
+    ["/ws", "web"],
+  ]
+  for (const [path, upstream] of prefixes) {
+    const name = path.slice(1).replaceAll("/", "-")
+    const route = { id: `prefix-${name}`, match: { path: { prefix: path } }, upstream }
+    if (path.startsWith("/api/v1/")) Object.assign(route, { rewrite: { strip_prefix: "/api/v1", add_prefix: "/v1" }, timeout: "10s" })
+    if (path === "/api/v2") Object.assign(route, { rewrite: { strip_prefix: "/api/v2" }, headers: { request: { set: { "x-api-version": "2" } } } })
+    if (upstream === "static") Object.assign(route, { headers: { response: { set: { "cache-control": "public, max-age=3600" }, remove: ["set-cookie"] } } })
+    if (path === "/admin") Object.assign(route, { match: { ...route.match, headers: { authorization: { present: true } } } })
+    if (path === "/internal") Object.assign(route, { headers: { request: { remove: ["cookie"], add: { "x-internal": "1" } } } })
+    add("prefix", route)
+  }
+
+  // hosts (exact and wildcard)
+  const hosts = [
+    ["api.example.com", "api"],
+    ["www.example.com", "web"],
+    ["admin.example.com", "web"],
+    ["static.example.com", "static"],
+    ["auth.example.com", "auth"],
+    ["grpc.example.com", "api"],
+    ["status.example.com", "web"],
+    ["cdn.example.org", "static"],
+    ["*.tenants.example.com", "tenants"],
+    ["*.preview.example.net", "web"],
+  ]
+  for (const [host, upstream] of hosts) {
+    const route = { id: `host-${host.replace("*.", "any.")}`, match: { host, path: { prefix: "/" } }, upstream }
+    if (host.startsWith("*.")) Object.assign(route, { headers: { request: { set: { "x-forwarded-tenant": "yes" } } } })
+    add("host", route)
+  }
+
+  // regular expressions
+  const regexes = [
+    ["items", "^/v[0-9]+/items/[0-9]+$", { upstream: "api" }],
+    ["avatar", "^/users/[0-9]+/avatar\\.(png|jpg)$", { upstream: "static" }],
+    ["reports", "^/reports/[0-9]{4}-[0-9]{2}-[0-9]{2}\\.csv$", { upstream: "api", timeout: "60s" }],
+    ["checkout", "^/shop/([^/]+)/checkout$", { upstream: "web" }],
+    ["legacy", "^/legacy/(.*)$", { upstream: "legacy", rewrite: { regex: "^/legacy/(.*)$", replace: "/$1" } }],
+    ["php", "\\.php$", { upstream: "legacy" }],
+    ["download", "^/download/[a-f0-9]{32}$", { upstream: "static" }],
+    ["blog", "^/blog/[0-9]{4}/[0-9]{2}/[a-z0-9-]+$", { upstream: "web" }],
+    ["profile", "^/u/[A-Za-z0-9_]{3,16}$", { upstream: "web" }],
+    ["feeds", "^/feeds/.*\\.(rss|atom)$", { upstream: "web" }],
+  ]
+  for (const [id, regex, rest] of regexes) add("regex", { id: `regex-${id}`, match: { path: { regex } }, ...rest })
+
+  // could match the benchmark path, but their conditions fail for wrk's plain GET /
+  const marker = (name) => ({ response: { set: { "x-route": name } } })
+  add("conditional", { id: "debug", match: { path: { exact: "/" }, headers: { "x-debug": { present: true } } }, upstream: "backend", headers: marker("debug") })
+  add("conditional", { id: "canary", match: { path: { prefix: "/" }, headers: { "x-canary": "true" } }, upstream: "backend", headers: marker("canary") })
+  add("conditional", { id: "writes", match: { path: { prefix: "/" }, methods: ["POST", "PUT", "PATCH", "DELETE"] }, upstream: "backend", headers: marker("writes"), timeout: "60s" })
+  add("conditional", { id: "beta", match: { path: { prefix: "/" }, headers: { cookie: { regex: "(^|; )beta=1(;|$)" } } }, upstream: "backend", headers: marker("beta") })
+  add("conditional", { id: "api-v2-query", match: { path: { prefix: "/" }, query: { api: "2" } }, upstream: "backend", headers: marker("api-v2-query") })
+  add("conditional", { id: "mobile", match: { path: { prefix: "/" }, headers: { "user-agent": { regex: "Mobile|Android" } } }, upstream: "backend", headers: marker("mobile") })
+
+  // the catch-all that serves the benchmark
+  add("catch-all", {
+    id: "default",
+    match: { path: { prefix: "/" } },
+    upstream: "backend",
+    rewrite: { regex: "^(/.*)$", replace: "$1" }, // identity, but runs the rewrite step on every request
+    headers: {
+      request: { set: { "x-gateway": "fibergate" }, remove: ["x-debug"] },
+      response: { set: { "x-route": "default" }, remove: ["x-powered-by"] },
+    },
+    timeout: "30s",
+  })
+
+  const pool = { connections: 128, keep_alive: "60s", connect_timeout: "2s" }
+  const upstreams = {
+    backend: { balance: "round_robin", endpoints: [{ url: a }, { url: b }], pool },
+    api: { balance: "least_request", endpoints: [{ url: a }, { url: b }], pool: { connections: 64 } },
+    web: { balance: "weighted", endpoints: [{ url: a, weight: 3 }, { url: b, weight: 1 }] },
+    auth: { balance: "ewma", endpoints: [{ url: a }, { url: b }] },
+    tenants: { balance: "consistent_hash", hash_on: "header:x-tenant", endpoints: [{ url: a }, { url: b }] },
+    static: { balance: "consistent_hash", hash_on: "path", endpoints: [{ url: a }, { url: b }] },
+    legacy: { balance: "random", endpoints: [{ url: a }] },
+  }
+  const maxConnections = Math.max(10_000, settings.idle ? settings.idleConnections + 1000 : 0)
+
+  const yaml = `# generated by bench/run.js: a realistic route table with every core feature on (bench/README.md)
 admin: { listen: ${HOST}:${adminPort} }
 log: { level: warn, format: json, access_log: false }
+shutdown: { drain_timeout: 5s }
+workers: 1
 servers:
   - name: bench
     listen: ${HOST}:${port}
     protocol: http
+    limits: { max_connections: ${maxConnections}, max_header_bytes: 16384, max_body_bytes: 10485760, idle_timeout: 75s }
     routes:
-      - id: all
-        match: { path: { prefix: / } }
-        upstream: backend
+${routes.map(({ route }) => `      - ${j(route)}`).join("\n")}
 upstreams:
-  backend:
-    balance: round_robin
-    endpoints: [ { url: "http://${HOST}:${upstreamPort}" } ]
-    pool: { connections: 128 }
+${Object.entries(upstreams)
+  .map(([name, u]) => `  ${name}: ${j(u)}`)
+  .join("\n")}
 `
+  const count = (kind) => routes.filter((r) => r.kind === kind).length
+  const features = [
+    `${routes.length} routes on one listener, in this order: ${count("exact")} exact, ${count("prefix")} prefix, ${count("host")} host (2 of them \`*.\` wildcards), ` +
+      `${count("regex")} regex (none of them matches the benchmark paths), ${count("conditional")} routes on \`/\` whose method/header/query conditions fail for wrk's ` +
+      `\`GET /\` (header value, header present, header regex, cookie regex, methods, query), then the catch-all \`prefix: /\``,
+    "catch-all: `balance: round_robin` over 2 endpoints (the upstream's two ports), request and response header rules, an identity regex rewrite, `timeout: 30s`",
+    `the other routes use rewrites (strip/add prefix, regex), header rules and timeouts; ${Object.keys(upstreams).length} upstreams use every balancer (round_robin, least_request, weighted, ewma, consistent_hash on a header and on the path, random)`,
+    `listener limits (max_connections ${maxConnections}, max_header_bytes, max_body_bytes, idle_timeout 75s), pool settings, admin API, shutdown drain_timeout; log level warn, access_log false`,
+    "metrics: not implemented in fibergate yet (no `metrics` key in the config schema), so not measured",
+  ]
+  return { yaml, features, routeCount: routes.length }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -474,6 +674,39 @@ async function checkBig(port) {
   }
 }
 
+/**
+ * Checks that fibergate routes the realistic config as declared (the `x-route` response header
+ * names the route): the catch-all for wrk's plain `GET /`, the conditional routes when their
+ * conditions hold, and round robin over both upstream ports (`/whoami` answers with the port).
+ */
+async function verifyFibergateConfig(port, upstreamPorts) {
+  const results = []
+  const route = async (label, urlPath, expected, opts) => {
+    try {
+      const r = await httpGet(port, urlPath, 2000, opts)
+      const got = r.headers["x-route"]
+      results.push({ label, ok: r.status === 200 && got === expected, detail: `${r.status}, x-route: ${got ?? "(none)"}` })
+    } catch (e) {
+      results.push({ label, ok: false, detail: e.message })
+    }
+  }
+  await route("GET / -> catch-all `default`", "/", "default", {})
+  await route("GET / + x-canary: true -> `canary`", "/", "canary", { headers: { "x-canary": "true" } })
+  await route("GET / + x-debug -> `debug`", "/", "debug", { headers: { "x-debug": "1" } })
+  await route("POST / -> `writes`", "/", "writes", { method: "POST", headers: { "content-length": "0" } })
+  await route("GET /?api=2 -> `api-v2-query`", "/?api=2", "api-v2-query", {})
+  await route("GET / + cookie beta=1 -> `beta`", "/", "beta", { headers: { cookie: "a=b; beta=1" } })
+  const seen = []
+  try {
+    for (let i = 0; i < 6; i++) seen.push((await httpGet(port, "/whoami")).body.trim())
+    const ok = upstreamPorts.every((p) => seen.includes(String(p)))
+    results.push({ label: "round robin over both upstream ports", ok, detail: `ports seen: ${seen.join(", ")}` })
+  } catch (e) {
+    results.push({ label: "round robin over both upstream ports", ok: false, detail: e.message })
+  }
+  return results
+}
+
 async function startNginx(name, nginxBin, conf, dir, port, cpu) {
   const confFile = path.join(dir, `${name}.conf`)
   fs.writeFileSync(confFile, conf)
@@ -488,11 +721,12 @@ async function startNginx(name, nginxBin, conf, dir, port, cpu) {
   return child
 }
 
-async function startFastify(nodeBin, dir, port, upstreamPort) {
+async function startFastify(nodeBin, dir, port, upstreamPort, fdLimitArg) {
   const logFile = path.join(dir, "fastify.log")
   const child = startChild("fastify", nodeBin, [path.join(BENCH_DIR, "peers", "fastify-proxy.js"), `${HOST}:${port}`, `http://${HOST}:${upstreamPort}`], {
     logFile,
     cpu: 0,
+    fdLimit: fdLimitArg,
   })
   try {
     await waitReady(child, "@fastify/http-proxy", async () => (await httpGet(port, "/", 1000)).status > 0)
@@ -502,31 +736,45 @@ async function startFastify(nodeBin, dir, port, upstreamPort) {
   return child
 }
 
-async function startFibergate(nodeBin, dir, port, upstreamPort) {
+async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg) {
   const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
   if (!fs.existsSync(bin)) throw new Error(`${path.relative(ROOT, bin) || bin} does not exist yet (the fibergate CLI is not built); skipping fibergate`)
   const adminPort = await freePort()
   const yamlFile = path.join(dir, "fibergate.yaml")
-  fs.writeFileSync(yamlFile, fibergateYaml(port, adminPort, upstreamPort))
+  const config = fibergateConfig(port, adminPort, upstreamPorts)
+  fs.writeFileSync(yamlFile, config.yaml)
+  // a copy to look at after the run (bench/results/ is gitignored)
+  try {
+    fs.mkdirSync(path.join(BENCH_DIR, "results"), { recursive: true })
+    fs.writeFileSync(path.join(BENCH_DIR, "results", "fibergate-bench.yaml"), config.yaml)
+  } catch {}
+  const check = spawnSync(nodeBin, [bin, "check", "-c", yamlFile], { cwd: ROOT, encoding: "utf8", timeout: 30_000 })
+  const checkOut = `${check.stdout ?? ""}${check.stderr ?? ""}`.trim()
+  if (check.status !== 0) console.error(`bench: WARNING: \`fibergate check\` rejected the realistic config (status ${check.status}):\n  ${checkOut.replaceAll("\n", "\n  ")}`)
+  const upstreamUrls = upstreamPorts.map((p) => `http://${HOST}:${p}`)
   const attempts = [
     {
       how: `run -c ${yamlFile}`,
+      realistic: true,
       args: [bin, "run", "-c", yamlFile],
       ready: async () => (await httpGet(adminPort, "/ready", 1000)).status === 200 && (await httpGet(port, "/", 1000)).status > 0,
     },
     {
-      how: `run --listen ${HOST}:${port} --upstream http://${HOST}:${upstreamPort}`,
-      args: [bin, "run", "--listen", `${HOST}:${port}`, "--upstream", `http://${HOST}:${upstreamPort}`],
+      how: `run --listen ${HOST}:${port} ${upstreamUrls.map((u) => `--upstream ${u}`).join(" ")}`,
+      realistic: false,
+      args: [bin, "run", "--listen", `${HOST}:${port}`, ...upstreamUrls.flatMap((u) => ["--upstream", u])],
       ready: async () => (await httpGet(port, "/", 1000)).status > 0,
     },
   ]
   const errors = []
   for (const [i, a] of attempts.entries()) {
     const logFile = path.join(dir, `fibergate-${i}.log`)
-    const child = startChild("fibergate", nodeBin, a.args, { logFile, cpu: 0 })
+    const child = startChild("fibergate", nodeBin, a.args, { logFile, cpu: 0, fdLimit: fdLimitArg })
     try {
       await waitReady(child, `fibergate (${a.how})`, a.ready)
       child.benchHow = a.how
+      child.benchConfig = a.realistic ? { ...config, check: checkOut } : null
+      if (!a.realistic) console.error("bench: WARNING: fibergate runs the plain CLI config (one catch-all route), NOT the realistic route table")
       return child
     } catch (e) {
       await stopChild(child)
@@ -562,12 +810,33 @@ function parseWrk(out) {
   }
 }
 
-async function runWrk(wrkBin, port, urlPath, duration, connections) {
-  const args = ["-t", String(settings.threads), "-c", String(connections), "-d", duration.wrk, "--timeout", "5s", "--latency", `http://${HOST}:${port}${urlPath}`]
+/**
+ * One wrk run. `threads` defaults to BENCH_THREADS; `script` + `scriptArgs` pass a Lua script
+ * (its `init(args)` gets scriptArgs), e.g. bench/stop-after.lua for a request count.
+ */
+async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = settings.threads, script, scriptArgs = [] } = {}) {
+  threads = Math.min(threads, connections) // wrk needs connections >= threads
+  const args = ["-t", String(threads), "-c", String(connections), "-d", duration.wrk, "--timeout", "5s", "--latency"]
+  if (script) args.push("-s", script)
+  args.push(`http://${HOST}:${port}${urlPath}`)
+  if (script && scriptArgs.length > 0) args.push("--", ...scriptArgs.map(String))
   const child = startChild("wrk", wrkBin, args, { capture: true, cpu: 1 })
   let out = ""
+  let stopped = 0
   child.stdout.on("data", (d) => (out += d))
-  child.stderr.on("data", (d) => (out += d))
+  child.stderr.on("data", (d) => {
+    out += d
+    // bench/stop-after.lua: once every thread has stopped, wake wrk's main thread (it sleeps for
+    // the whole -d otherwise); on SIGINT wrk prints its summary and exits 0
+    if (script) {
+      stopped = out.split("stop-after: done").length - 1
+      if (stopped >= threads && !child.exitInfo) {
+        try {
+          process.kill(child.pid, "SIGINT")
+        } catch {}
+      }
+    }
+  })
   // hard bound: wrk should end after `duration`; kill it if it doesn't
   const guard = setTimeout(() => killGroup(child, "SIGKILL"), (duration.seconds + 20) * 1000)
   const info = await child.exited
@@ -575,6 +844,189 @@ async function runWrk(wrkBin, port, urlPath, duration, connections) {
   const r = parseWrk(out)
   if (info.code !== 0 || r.rps === null) throw new Error(`wrk failed (code ${info.code}, signal ${info.signal}):\n${out.trim()}`)
   return r
+}
+
+// ---------------------------------------------------------------------------------------------
+// leak check, idle connections, route-table micro-benchmark
+
+const LEAK_SCRIPT = path.join(BENCH_DIR, "stop-after.lua")
+const IDLE_SCRIPT = path.join(BENCH_DIR, "idle-clients.js")
+const ROUTES_SCRIPT = path.join(BENCH_DIR, "routes.ts")
+
+const measuredRps = (peer) => median(peer.rounds.map((r) => r.rps))
+
+/**
+ * Runs the load BENCH_LEAK_RUNS times against one peer, each run stopping after about
+ * BENCH_LEAK_REQUESTS responses (bench/stop-after.lua; the wrk duration is only an upper bound
+ * picked from the measured req/s), and reads the process tree's VmRSS after LEAK_IDLE_MS of idle.
+ */
+async function leakCheck(peer, wrkBin, rps) {
+  const threads = Math.min(settings.threads, settings.connections)
+  const perThread = Math.ceil(settings.leakRequests / threads)
+  const expectedRps = rps && rps > 0 ? rps : 2000
+  // upper bound: twice the expected time plus 10 s (the run normally ends at the request count)
+  const boundSeconds = Math.max(10, Math.ceil((2 * settings.leakRequests) / expectedRps) + 10)
+  const duration = { wrk: `${boundSeconds}s`, seconds: boundSeconds }
+  console.log(
+    `bench: leak check ${peer.label}: ${settings.leakRuns} run(s) of ~${fmtInt(settings.leakRequests)} requests ` +
+      `(wrk -t${threads} -c${settings.connections}, each thread stops after ${fmtInt(perThread)} responses, time bound ${boundSeconds}s), RSS after ${LEAK_IDLE_MS / 1000}s idle`,
+  )
+  const rssStartKb = treeRss(peer.child.pid)
+  const runs = []
+  for (let i = 0; i < settings.leakRuns; i++) {
+    const t0 = Date.now()
+    const r = await runWrk(wrkBin, peer.port, "/", duration, settings.connections, { script: LEAK_SCRIPT, scriptArgs: [perThread] })
+    const seconds = (Date.now() - t0) / 1000
+    await sleep(LEAK_IDLE_MS)
+    const rssKb = treeRss(peer.child.pid)
+    const timeBound = (r.requests ?? 0) < settings.leakRequests * 0.99
+    runs.push({ requests: r.requests, rps: r.rps, errors: r.errors, p99: r.p99, seconds, rssKb, timeBound })
+    console.log(
+      `bench: leak run ${i + 1}/${settings.leakRuns}: ${fmtInt(r.requests)} requests in ${seconds.toFixed(1)} s (${fmtInt(r.rps)} req/s)` +
+        `${r.errors ? `, ${r.errors} errors` : ""}${timeBound ? ", STOPPED BY THE TIME BOUND" : ""}; RSS after ${LEAK_IDLE_MS / 1000}s idle ${fmtMB(rssKb)} MB`,
+    )
+  }
+  let growth = null
+  let bytesPerRequest = null
+  if (runs.length >= 3) {
+    const base = runs[1].rssKb
+    const last = runs[runs.length - 1].rssKb
+    growth = base > 0 ? (last - base) / base : null
+    const requests = runs.slice(2).reduce((a, r) => a + (r.requests ?? 0), 0)
+    bytesPerRequest = requests > 0 ? ((last - base) * 1024) / requests : null
+  }
+  const flagged = growth !== null && growth > LEAK_GROWTH_LIMIT
+  return { runs, rssStartKb, perThread, threads, boundSeconds, growth, bytesPerRequest, flagged }
+}
+
+/** Resolves the next line of `stream` that starts with `prefix`, or null after timeoutMs / at end. */
+function nextLine(lineQueue, prefix, timeoutMs) {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => done(null), timeoutMs)
+    const done = (v) => {
+      clearTimeout(timer)
+      lineQueue.waiters.delete(check)
+      resolve(v)
+    }
+    const check = () => {
+      const i = lineQueue.lines.findIndex((l) => l.startsWith(prefix))
+      if (i >= 0) return done(lineQueue.lines.splice(i, 1)[0]), true
+      if (lineQueue.ended) return done(null), true
+      return false
+    }
+    if (!check()) lineQueue.waiters.add(check)
+  })
+}
+
+function lineQueueOf(stream) {
+  const q = { lines: [], waiters: new Set(), ended: false }
+  let buf = ""
+  const wake = () => {
+    for (const w of [...q.waiters]) w()
+  }
+  stream.setEncoding("utf8")
+  stream.on("data", (d) => {
+    buf += d
+    let i
+    while ((i = buf.indexOf("\n")) >= 0) {
+      q.lines.push(buf.slice(0, i).trim())
+      buf = buf.slice(i + 1)
+    }
+    wake()
+  })
+  stream.on("end", () => {
+    q.ended = true
+    wake()
+  })
+  return q
+}
+
+const fields = (line) => Object.fromEntries([...(line ?? "").matchAll(/(\w+)=(\d+)/g)].map((m) => [m[1], Number(m[2])]))
+
+/**
+ * Opens BENCH_IDLE_CONNECTIONS idle keep-alive connections to a peer (bench/idle-clients.js: one
+ * `GET /` each, then idle), reads the peer's RSS while they are open, closes them and checks that
+ * the peer has no socket left open.
+ */
+async function idleCheck(peer, nodeBin, fdRaise, when) {
+  const n = settings.idleConnections
+  const pid = peer.child.pid
+  const openTimeoutMs = 30_000 + n * 5
+  const holdSeconds = Math.ceil(openTimeoutMs / 1000) + 60 // the script closes everything by itself after this
+  await sleep(1000)
+  const rssBeforeKb = treeRss(pid)
+  const socketsBefore = serverSockets(peer.port).open
+  const name = `${peer.label} (${when})`
+  console.log(`bench: idle check ${name}: opening ${fmtInt(n)} keep-alive connections (RSS before ${fmtMB(rssBeforeKb)} MB)`)
+  const child = startChild("idle-clients", nodeBin, [IDLE_SCRIPT, HOST, String(peer.port), String(n), String(holdSeconds)], {
+    capture: true,
+    stdin: "pipe",
+    fdLimit: fdRaise,
+    cpu: 1,
+  })
+  const out = lineQueueOf(child.stdout)
+  let stderr = ""
+  child.stderr.on("data", (d) => (stderr += d))
+  child.stdin.on("error", () => {})
+  const result = { when, connections: n, rssBeforeKb, socketsBefore, error: null }
+  try {
+    const t0 = Date.now()
+    const ready = await nextLine(out, "ready", openTimeoutMs)
+    if (!ready) throw new Error(`idle clients not ready after ${((Date.now() - t0) / 1000).toFixed(0)} s${stderr ? `: ${stderr.trim().slice(-500)}` : ""}`)
+    const r = fields(ready)
+    Object.assign(result, { ok: r.ok, failed: r.failed, openMs: r.ms })
+    await sleep(2000) // let the peer settle (timers, buffers) before reading its RSS
+    child.stdin.write("status\n")
+    const status = fields(await nextLine(out, "status", 5000))
+    const sockets = serverSockets(peer.port)
+    result.clientOpen = status.open ?? null
+    result.closedByPeer = status.closed_by_peer ?? null
+    result.serverOpen = sockets.open
+    result.rssKb = treeRss(pid)
+    result.hwmKb = readStatus(pid)?.hwm ?? null
+  } catch (e) {
+    result.error = e.message
+  } finally {
+    child.stdin.write("close\n")
+    if ((await Promise.race([child.exited, sleep(10_000).then(() => "timeout")])) === "timeout") await stopChild(child)
+  }
+  // every socket must be gone on the peer's side too
+  const deadline = Date.now() + 10_000
+  let after = serverSockets(peer.port)
+  while (after.open > 0 && Date.now() < deadline) {
+    await sleep(200)
+    after = serverSockets(peer.port)
+  }
+  result.serverOpenAfterClose = after.open
+  await sleep(500)
+  result.rssAfterKb = treeRss(pid)
+  if (result.error) console.error(`bench: idle check ${name} failed: ${result.error}`)
+  else
+    console.log(
+      `bench: idle check ${name}: ${fmtInt(result.ok)} connections answered (${result.failed} failed) in ${((result.openMs ?? 0) / 1000).toFixed(1)} s, ` +
+        `${fmtInt(result.serverOpen)} open on the peer's side; RSS ${fmtMB(result.rssKb)} MB (+${fmtMB(result.rssKb - rssBeforeKb)} MB); ` +
+        `after closing: ${result.serverOpenAfterClose} open, RSS ${fmtMB(result.rssAfterKb)} MB`,
+    )
+  return result
+}
+
+/** Runs bench/routes.ts (the route-table micro-benchmark) with a time bound; returns its output. */
+async function runRoutesBench(nodeBin) {
+  console.log(`bench: route table micro-benchmark (${path.relative(ROOT, ROUTES_SCRIPT)})`)
+  const child = startChild("routes", nodeBin, [ROUTES_SCRIPT], { capture: true })
+  let out = ""
+  let err = ""
+  child.stdout.on("data", (d) => (out += d))
+  child.stderr.on("data", (d) => (err += d))
+  const guard = setTimeout(() => killGroup(child, "SIGKILL"), 300_000)
+  const info = await child.exited
+  clearTimeout(guard)
+  if (info.code !== 0) {
+    const msg = `bench/routes.ts failed (code ${info.code}, signal ${info.signal}): ${`${err}${out}`.trim().slice(-1500)}`
+    console.error(`bench: ${msg}`)
+    return { ok: false, output: msg }
+  }
+  return { ok: true, output: out.trim() }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -632,31 +1084,58 @@ async function main() {
     `bench: ${settings.rounds} round(s) x ${settings.duration.wrk}, wrk -t${settings.threads} -c${settings.connections}, peers: ${settings.peers.join(", ")}` +
       `${settings.pin ? " (pinned: proxies cpu0, wrk+upstream cpu1)" : ""}; tmp dir ${tmpDir}`,
   )
+  console.log(
+    `bench: then: 1-connection latency ${settings.latency ? "on" : "off"}, /big ${settings.big ? "on" : "off"}, ` +
+      `leak check ${settings.leak ? `${settings.leakRuns} x ~${fmtInt(settings.leakRequests)} requests` : "off"}, ` +
+      `idle check ${settings.idle ? `${fmtInt(settings.idleConnections)} connections` : "off"}, route-table micro-benchmark ${settings.routes ? "on" : "off"}`,
+  )
 
-  // upstream
-  const upstreamPort = await freePort()
-  const upstream = await startNginx("upstream", tools.nginx, upstreamConf(tmpDir, upstreamPort, feats), tmpDir, upstreamPort, 1).catch((e) =>
+  // fd limit for the idle-connection check: children inherit ours (Node already raised its soft
+  // limit to the hard one); below what the check needs, the Node peers and the idle clients are
+  // started through `bash -c "ulimit -n 65535 && exec ..."` (we are root). nginx raises its own
+  // (worker_rlimit_nofile).
+  const fdSoft = fdLimit()
+  const fdNeeded = settings.idle ? settings.idleConnections + 1000 : 0
+  const fdRaise = fdSoft < fdNeeded ? Math.max(65535, fdNeeded) : undefined
+  if (fdRaise) console.log(`bench: ulimit -n is ${fdSoft} < ${fdNeeded}; starting the Node peers and the idle clients with ulimit -n ${fdRaise}`)
+
+  // upstream: one nginx worker listening on two ports (two endpoint URLs for the balancers)
+  const upstreamPorts = [await freePort()]
+  while (upstreamPorts.length < 2) {
+    const p = await freePort()
+    if (!upstreamPorts.includes(p)) upstreamPorts.push(p)
+  }
+  const upstreamPort = upstreamPorts[0]
+  const upstream = await startNginx("upstream", tools.nginx, upstreamConf(tmpDir, upstreamPorts, feats), tmpDir, upstreamPort, 1).catch((e) =>
     die(`upstream nginx failed to start: ${e.message}`),
   )
-  {
-    const r = await httpGet(upstreamPort, "/")
-    if (r.status !== 200 || r.body !== BODY) die(`upstream returned ${r.status} ${JSON.stringify(r.body)}`)
+  for (const p of upstreamPorts) {
+    const r = await httpGet(p, "/")
+    if (r.status !== 200 || r.body !== BODY) die(`upstream on port ${p} returned ${r.status} ${JSON.stringify(r.body)}`)
   }
-  console.log(`bench: upstream nginx ${feats.version} pid ${upstream.pid} on ${HOST}:${upstreamPort}`)
+  console.log(`bench: upstream nginx ${feats.version} pid ${upstream.pid} on ${upstreamPorts.map((p) => `${HOST}:${p}`).join(" and ")}`)
 
   // peers
+  const startPeer = (key, port) => {
+    if (key === "fibergate") return startFibergate(nodeBin, tmpDir, port, upstreamPorts, fdRaise)
+    if (key === "fastify") return startFastify(nodeBin, tmpDir, port, upstreamPort, fdRaise)
+    return startNginx("nginx-proxy", tools.nginx, nginxProxyConf(tmpDir, port, upstreamPorts, feats), tmpDir, port, 0)
+  }
   const peers = [] // { key, label, child, port, rounds: [], big, error }
   const failed = []
   for (const key of settings.peers) {
     const port = await freePort()
-    const peer = { key, label: LABELS[key], port, rounds: [], big: null, bigNote: null, error: null }
+    const peer = { key, label: LABELS[key], port, rounds: [], big: null, bigNote: null, error: null, latency: null, idle: null }
     try {
-      if (key === "fibergate") peer.child = await startFibergate(nodeBin, tmpDir, port, upstreamPort)
-      else if (key === "fastify") peer.child = await startFastify(nodeBin, tmpDir, port, upstreamPort)
-      else peer.child = await startNginx("nginx-proxy", tools.nginx, nginxProxyConf(tmpDir, port, upstreamPort, feats), tmpDir, port, 0)
+      peer.child = await startPeer(key, port)
       await verifyProxy(port)
       if (settings.big) peer.bigNote = await checkBig(port)
       console.log(`bench: ${peer.label} pid ${peer.child.pid} on ${HOST}:${port}${peer.child.benchHow ? ` (${peer.child.benchHow})` : ""}`)
+      if (peer.child.benchConfig) {
+        peer.configChecks = await verifyFibergateConfig(port, upstreamPorts)
+        console.log(`bench: fibergate realistic config: ${peer.child.benchConfig.routeCount} routes; ${peer.child.benchConfig.check.split("\n")[0]}`)
+        for (const c of peer.configChecks) console.log(`bench:   ${c.ok ? "ok  " : "FAIL"} ${c.label} (${c.detail})`)
+      }
     } catch (e) {
       peer.error = e.message
       failed.push(peer)
@@ -667,14 +1146,14 @@ async function main() {
     peers.push(peer)
   }
   const live = peers.filter((p) => p.child)
-  const direct = { key: "direct", label: LABELS.direct, port: upstreamPort, child: upstream, rounds: [], big: null }
+  const direct = { key: "direct", label: LABELS.direct, port: upstreamPort, child: upstream, rounds: [], big: null, latency: null }
 
   // returns the wrk result plus rssKb, the peer's peak RSS during this run
-  const measure = async (peer, urlPath, duration, connections) => {
+  const measure = async (peer, urlPath, duration, connections, wrkOpts) => {
     const stop = sampleRss(peer.child.pid)
     let r
     try {
-      r = await runWrk(tools.wrk, peer.port, urlPath, duration, connections)
+      r = await runWrk(tools.wrk, peer.port, urlPath, duration, connections, wrkOpts)
     } finally {
       const rssKb = stop()
       r = r && { ...r, rssKb }
@@ -709,6 +1188,14 @@ async function main() {
     }
   }
 
+  // added latency at one connection: wrk -t1 -c1 on the upstream directly and through each peer
+  if (settings.latency) {
+    for (const p of [direct, ...live]) {
+      p.latency = await measure(p, "/", settings.duration, 1, { threads: 1 })
+      console.log(`bench: 1 connection ${p.label}: ${fmtInt(p.latency.rps)} req/s, p50 ${fmtMs(p.latency.p50)}, p99 ${fmtMs(p.latency.p99)}`)
+    }
+  }
+
   if (settings.big) {
     for (const p of [...(settings.direct ? [direct] : []), ...live]) {
       if (p.bigNote) {
@@ -719,6 +1206,36 @@ async function main() {
       console.log(`bench: /big ${p.label}: ${((p.big.bytesPerSec ?? 0) / 1024 ** 2).toFixed(0)} MiB/s, ${fmtInt(p.big.rps)} req/s, p99 ${fmtMs(p.big.p99)}`)
     }
   }
+
+  // leak check: fibergate only, BENCH_LEAK_RUNS runs of ~BENCH_LEAK_REQUESTS requests each, RSS after 2 s idle
+  const fgLive = live.find((p) => p.key === "fibergate")
+  let leak = null
+  if (settings.leak && fgLive) leak = await leakCheck(fgLive, tools.wrk, measuredRps(fgLive))
+
+  // idle keep-alive connections: RSS while BENCH_IDLE_CONNECTIONS idle connections are open,
+  // on a fresh process of each peer (restarted with the same config: the load above has grown
+  // the Node peers' heaps) and, for fibergate, also on the process that served all the load
+  if (settings.idle) {
+    if (fgLive) fgLive.idleLoaded = await idleCheck(fgLive, nodeBin, fdRaise, "after the load above")
+    for (const p of live) {
+      await stopChild(p.child)
+      try {
+        const port = await freePort()
+        const child = await startPeer(p.key, port)
+        await verifyProxy(port)
+        p.idle = await idleCheck({ ...p, port, child }, nodeBin, fdRaise, "fresh process")
+        await stopChild(child)
+      } catch (e) {
+        p.idle = { error: `restart failed: ${e.message.split("\n")[0]}` }
+        console.error(`bench: idle check ${p.label}: ${p.idle.error}`)
+      }
+    }
+  }
+
+  // the peers are done; the route-table micro-benchmark runs on a quiet machine
+  await stopAll()
+  let routesBench = null
+  if (settings.routes) routesBench = await runRoutesBench(nodeBin)
 
   // report
   const summary = (p) => ({
@@ -741,7 +1258,23 @@ async function main() {
     `- load: \`wrk -t${settings.threads} -c${settings.connections} -d${settings.duration.wrk} --latency\` on \`GET /\` (12-byte body), ` +
       `${settings.rounds} alternating round(s) per peer ${settings.warmup.seconds ? `after a ${settings.warmup.wrk} warmup` : "without warmup"}; req/s, p50 and p99 are medians over rounds`,
   )
-  lines.push(`- every peer is one process/worker proxying to the same one-worker nginx upstream with keep-alive upstream connections${settings.pin ? "; proxies pinned to cpu0, wrk and upstream to cpu1" : ""}`)
+  lines.push(
+    `- every peer is one process/worker proxying to the same one-worker nginx upstream (listening on two ports) with keep-alive upstream connections; ` +
+      `fibergate and nginx balance round robin over both ports, @fastify/http-proxy (single upstream only) uses the first${settings.pin ? "; proxies pinned to cpu0, wrk and upstream to cpu1" : ""}`,
+  )
+  const fgPeer = byKey.fibergate
+  if (fgPeer?.child?.benchConfig) {
+    const cfg = fgPeer.child.benchConfig
+    lines.push(`- fibergate config (realistic, \`bench/results/fibergate-bench.yaml\`; \`fibergate check\`: ${cfg.check.split("\n")[0] || "?"}):`)
+    for (const f of cfg.features) lines.push(`  - ${f}`)
+    const bad = (fgPeer.configChecks ?? []).filter((c) => !c.ok)
+    lines.push(
+      `  - routing verified before the load: ${(fgPeer.configChecks ?? []).length - bad.length}/${(fgPeer.configChecks ?? []).length} checks ok` +
+        (bad.length ? ` — FAILED: ${bad.map((c) => `${c.label} (${c.detail})`).join("; ")}` : ` (${(fgPeer.configChecks ?? []).find((c) => c.label.startsWith("round robin"))?.detail ?? ""})`),
+    )
+  } else if (fgPeer?.child) {
+    lines.push(`- fibergate config: **NOT the realistic route table** (fell back to \`${fgPeer.child.benchHow}\`)`)
+  }
   lines.push("")
   lines.push(`| peer | req/s (median of ${settings.rounds}) | p50 | p99 | peak RSS MB | ratio vs @fastify/http-proxy | ratio vs nginx | errors |`)
   lines.push(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`)
@@ -762,6 +1295,17 @@ async function main() {
   lines.push("")
   lines.push("Per-round req/s:")
   for (const p of peers.filter((p) => p.child)) lines.push(`- ${p.label}: ${p.rounds.map((r) => fmtInt(r.rps)).join(", ")}`)
+
+  if (settings.latency && direct.latency) {
+    lines.push("", `Added latency at one connection, \`wrk -t1 -c1 -d${settings.duration.wrk} --latency\` on \`GET /\`, one run each (added = peer − direct):`, "")
+    lines.push(`| peer | req/s | p50 | p99 | added p50 | added p99 |`, `| --- | ---: | ---: | ---: | ---: | ---: |`)
+    const d = direct.latency
+    const added = (a, b) => (a === null || b === null ? "–" : `${a - b >= 0 ? "+" : "−"}${fmtMs(Math.abs(a - b))}`)
+    lines.push(`| ${LABELS.direct} | ${fmtInt(d.rps)} | ${fmtMs(d.p50)} | ${fmtMs(d.p99)} | – | – |`)
+    for (const p of peers.filter((p) => p.child && p.latency)) {
+      lines.push(`| ${p.label} | ${fmtInt(p.latency.rps)} | ${fmtMs(p.latency.p50)} | ${fmtMs(p.latency.p99)} | ${added(p.latency.p50, d.p50)} | ${added(p.latency.p99, d.p99)} |`)
+    }
+  }
 
   const bigRows = [...peers.filter((p) => p.child), ...(settings.direct ? [direct] : [])].filter((p) => p.big)
   if (bigRows.length > 0) {
@@ -785,6 +1329,65 @@ async function main() {
     verdict = `**fibergate / @fastify/http-proxy = ${ratio.toFixed(2)}x** (floor ${FLOOR}x: ${ratio >= FLOOR ? "meets the floor" : "BELOW THE FLOOR"})`
   }
   lines.push(verdict)
+
+  if (leak) {
+    lines.push(
+      "",
+      `Leak check (fibergate only): ${leak.runs.length} runs of ~${fmtInt(settings.leakRequests)} requests (\`wrk -t${leak.threads} -c${settings.connections}\` + \`bench/stop-after.lua\`), ` +
+        `process VmRSS ${LEAK_IDLE_MS / 1000} s after each run (RSS before run 1: ${fmtMB(leak.rssStartKb)} MB):`,
+      "",
+    )
+    lines.push(`| run | requests | req/s | errors | RSS MB after ${LEAK_IDLE_MS / 1000} s idle |`, `| ---: | ---: | ---: | ---: | ---: |`)
+    leak.runs.forEach((r, i) =>
+      lines.push(`| ${i + 1}${i === 0 ? " (incl. warm-up)" : ""} | ${fmtInt(r.requests)}${r.timeBound ? " (time bound hit)" : ""} | ${fmtInt(r.rps)} | ${r.errors} | ${fmtMB(r.rssKb)} |`),
+    )
+    lines.push("")
+    lines.push(`RSS series (MB): ${leak.runs.map((r) => fmtMB(r.rssKb)).join(" → ")}`)
+    if (leak.growth === null) {
+      lines.push(`**RSS growth run 2 → run ${leak.runs.length}: n/a** (needs BENCH_LEAK_RUNS >= 3; run 1 includes warm-up)`)
+    } else {
+      const pct = `${leak.growth >= 0 ? "+" : ""}${(leak.growth * 100).toFixed(1)}%`
+      const perReq = leak.bytesPerRequest === null ? "" : `, ${leak.bytesPerRequest.toFixed(1)} bytes per request over runs 3..${leak.runs.length}`
+      lines.push(
+        `**RSS growth run 2 → run ${leak.runs.length}: ${pct}** (${fmtMB(leak.runs[1].rssKb)} → ${fmtMB(leak.runs[leak.runs.length - 1].rssKb)} MB${perReq}): ` +
+          `${leak.flagged ? `**GROWTH** (above ${LEAK_GROWTH_LIMIT * 100}%)` : `no growth above ${LEAK_GROWTH_LIMIT * 100}%`}`,
+      )
+    }
+  }
+
+  const idleRows = peers.filter((p) => p.child).flatMap((p) => [p.idleLoaded, p.idle].filter(Boolean).map((idle) => ({ p, i: idle })))
+  if (idleRows.length > 0) {
+    lines.push(
+      "",
+      `Idle keep-alive connections: ${fmtInt(settings.idleConnections)} HTTP/1.1 connections (\`bench/idle-clients.js\`: one \`GET /\` each, then idle), peer RSS read 2 s after they are all open:`,
+      "",
+    )
+    lines.push(
+      `| peer | process | answered | open on peer | RSS before MB | RSS with idle conns MB | delta MB | KiB per conn | target | open after close |`,
+      `| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: |`,
+    )
+    for (const { p, i } of idleRows) {
+      if (i.error) {
+        lines.push(`| ${p.label} | ${i.when ?? "–"} | failed: ${i.error.split("\n")[0]} | – | ${fmtMB(i.rssBeforeKb)} | – | – | – | – | ${i.serverOpenAfterClose ?? "–"} |`)
+        continue
+      }
+      const delta = i.rssKb - i.rssBeforeKb
+      const target = p.key === "fibergate" ? (i.rssKb / 1024 <= IDLE_RSS_TARGET_MB ? `≤ ${IDLE_RSS_TARGET_MB} MB: within` : `≤ ${IDLE_RSS_TARGET_MB} MB: **ABOVE**`) : "–"
+      lines.push(
+        `| ${p.label} | ${i.when} | ${fmtInt(i.ok)}${i.failed ? ` (${i.failed} failed)` : ""} | ${fmtInt(i.serverOpen)} | ${fmtMB(i.rssBeforeKb)} | ${fmtMB(i.rssKb)} | ${(delta / 1024).toFixed(1)} | ` +
+          `${i.ok ? (delta / i.ok).toFixed(1) : "–"} | ${target} | ${i.serverOpenAfterClose} |`,
+      )
+    }
+    lines.push(
+      "",
+      "\"fresh process\": the peer restarted with the same config just before the check (RSS before = after startup and one readiness request); " +
+        "\"after the load above\": the fibergate process that served every run above, whose heap has grown with that load. " +
+        "A Node peer's delta is approximate: a GC during the check can give back more than the connections take.",
+    )
+  }
+
+  if (routesBench) lines.push("", routesBench.output)
+
   if (failed.length > 0) {
     lines.push("", "Peers that failed to start:")
     for (const p of failed) lines.push(`- ${p.label}: ${p.error.split("\n")[0]}`)
@@ -801,14 +1404,21 @@ async function main() {
       {
         machine,
         settings: { ...settings, duration: settings.duration.wrk, warmup: settings.warmup.wrk },
-        peers: [...peers, ...(settings.direct ? [direct] : [])].map((p) => ({
+        peers: [...peers, ...(settings.direct || settings.latency ? [direct] : [])].map((p) => ({
           key: p.key,
           label: p.label,
           error: p.error ?? null,
           summary: p.child ? summary(p) : null,
           rounds: p.rounds,
           big: p.big,
+          latency: p.latency ?? null,
+          idle: p.idle ?? null,
+          idleAfterLoad: p.idleLoaded ?? null,
+          configChecks: p.configChecks ?? null,
         })),
+        fibergateConfig: byKey.fibergate?.child?.benchConfig ? { routes: byKey.fibergate.child.benchConfig.routeCount, features: byKey.fibergate.child.benchConfig.features } : null,
+        leak,
+        routes: routesBench,
       },
       null,
       2,

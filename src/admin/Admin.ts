@@ -1,7 +1,7 @@
 /**
  * The admin listener (`admin.listen`): `GET /health` (the process is up), `GET /ready`
  * (every listener is bound), `GET /config` (the running config, encoded back as the file
- * would write it). Not on the request path, so it favours clarity over speed.
+ * would write it), `GET /upstreams` (each endpoint's health, in-flight requests and latency). Not on the request path, so it favours clarity over speed.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -12,6 +12,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { Config, parseListen } from "../config/Schema.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
+import { Upstreams } from "../upstream/Upstreams.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 const encodeConfig = Schema.encodeSync(Config)
@@ -30,11 +31,12 @@ export class Admin extends Context.Service<Admin, {
    * Binds the admin API. Build it after the listeners (Gateway does): readiness is then true
    * from the first request the admin API can answer.
    */
-  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable> = Layer.effect(
+  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable | Upstreams> = Layer.effect(
     Admin,
     Effect.gen(function*() {
       const source = yield* ConfigSource
       const routes = yield* RouteTable
+      const upstreams = yield* Upstreams
       const initial = yield* SubscriptionRef.get(source.config)
       if (initial.admin === undefined) return Admin.of({ address: undefined })
       let ready = true
@@ -47,10 +49,21 @@ export class Admin extends Context.Service<Admin, {
             return json(res, 200, { status: "ok" })
           case "/ready":
             return json(res, ready ? 200 : 503, { ready, generation: routes.generation() })
+          case "/upstreams":
+            return json(
+              res,
+              200,
+              Object.fromEntries(
+                [...upstreams.current()].map(([name, group]) => [
+                  name,
+                  group.endpoints.map((e) => ({ url: e.origin, weight: e.weight, healthy: e.healthy, active: e.active, ewma_ms: e.ewma }))
+                ])
+              )
+            )
           case "/config":
             return json(res, 200, encodeConfig(Effect.runSync(SubscriptionRef.get(source.config))))
           default:
-            return json(res, 404, { error: "RouteNotFound", message: "Admin endpoints: /health, /ready, /config" })
+            return json(res, 404, { error: "RouteNotFound", message: "Admin endpoints: /health, /ready, /config, /upstreams" })
         }
       }
       const server = createServer(handle)

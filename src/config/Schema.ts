@@ -176,11 +176,36 @@ export const Pool = Schema.Struct({
   http2: Schema.optionalKey(Schema.Literals([false]).annotate({ message: "Expected false (HTTP/2 upstreams are not supported yet)" }))
 })
 
+const StatusRange = Schema.String.pipe(
+  Schema.check(Schema.makeFilter((s: string) => {
+    const m = /^([1-5]\d\d)(?:-([1-5]\d\d))?$/.exec(s)
+    if (m === null) return "Expected a status or a range such as 200 or 200-399"
+    return m[2] === undefined || Number(m[2]) >= Number(m[1]) || "Expected the range's end to be at least its start"
+  }))
+)
+
+/** Active health checking of every endpoint of an upstream (rise/fall thresholds as HAProxy's). */
+export const HealthCheck = Schema.Struct({
+  type: Schema.optionalKey(Schema.Literals(["http", "tcp"])),
+  path: Schema.optionalKey(AbsolutePath),
+  expect_status: Schema.optionalKey(StatusRange),
+  expect_body: Schema.optionalKey(Schema.String),
+  host: Schema.optionalKey(Schema.String),
+  interval: Schema.optionalKey(DurationMs),
+  timeout: Schema.optionalKey(DurationMs),
+  healthy_threshold: Schema.optionalKey(PositiveInt),
+  unhealthy_threshold: Schema.optionalKey(PositiveInt)
+})
+export type HealthCheck = typeof HealthCheck.Type
+
 export const Upstream = Schema.Struct({
   balance: Schema.optionalKey(Schema.Literals(["round_robin", "weighted", "random", "least_request", "ewma", "consistent_hash"])),
   hash_on: Schema.optionalKey(HashOnText),
   endpoints: Schema.Array(Endpoint).pipe(Schema.check(Schema.isMinLength(1))),
-  pool: Schema.optionalKey(Pool)
+  pool: Schema.optionalKey(Pool),
+  health_check: Schema.optionalKey(HealthCheck),
+  /** With no healthy endpoint: `fail_closed` answers 503, `fail_open` balances over all of them. */
+  panic: Schema.optionalKey(Schema.Literals(["fail_closed", "fail_open"]))
 })
 export type Upstream = typeof Upstream.Type
 

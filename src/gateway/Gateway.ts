@@ -1,6 +1,6 @@
 /**
- * The whole gateway as one Layer (DESIGN.md §1): config source, upstreams, route table,
- * listeners and the admin API. Closing its scope stops accepting, drains, and closes pools.
+ * The whole gateway as one Layer (DESIGN.md §1): config source, upstreams, health checks,
+ * route table, listeners and the admin API. Closing its scope stops accepting, drains, and closes pools.
  */
 import * as Layer from "effect/Layer"
 import { Admin } from "../admin/Admin.ts"
@@ -9,9 +9,10 @@ import { ConfigSource } from "../config/ConfigSource.ts"
 import type { ListenError } from "../listener/Listen.ts"
 import { Listeners } from "../listener/Listeners.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
+import { HealthChecks } from "../resilience/HealthChecks.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 
-export type GatewayServices = ConfigSource | Upstreams | RouteTable | Listeners | Admin
+export type GatewayServices = ConfigSource | Upstreams | HealthChecks | RouteTable | Listeners | Admin
 
 /**
  * The gateway on top of a given config source (swap it for one fed by your service registry).
@@ -21,6 +22,7 @@ export const layerWith = <E>(config: Layer.Layer<ConfigSource, E>): Layer.Layer<
   Admin.layer.pipe(
     Layer.provideMerge(Listeners.layer),
     Layer.provideMerge(RouteTable.layer),
+    Layer.provideMerge(HealthChecks.layer),
     Layer.provideMerge(Upstreams.layer),
     Layer.provideMerge(config)
   )

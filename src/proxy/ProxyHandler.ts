@@ -97,14 +97,19 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
     return
   }
   const ip = req.socket.remoteAddress ?? ""
-  const endpoint = route.group.balancer.pick({
+  const group = route.group
+  const pickContext = {
     clientIp: ip,
     path: target.path,
-    header: (name) => {
+    header: (name: string) => {
       const v = req.headersDistinct[name]
       return v === undefined ? undefined : v.join(", ")
     }
-  }) as Endpoint | undefined
+  }
+  let endpoint = group.balancer.pick(pickContext, group.eligible) as Endpoint | undefined
+  // Fail open only when nothing is healthy (not Envoy's panic threshold, which also sends
+  // traffic to unhealthy endpoints while some healthy ones remain).
+  if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
     sendError(res, noEndpoint)
     return

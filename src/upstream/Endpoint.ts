@@ -12,6 +12,8 @@ export interface EndpointState {
   active: number
   /** Exponentially weighted moving average of response latency in ms (0 until the first sample). */
   ewma: number
+  /** Whether active health checks currently consider it up (always true without checks). */
+  healthy: boolean
 }
 
 /** What a balancer may look at to pick an endpoint for one request. */
@@ -23,4 +25,4 @@ export interface PickContext {
   readonly header: (name: string) => string | undefined
 }
 
-export const makeEndpointState = (id: string, weight: number): EndpointState => ({ id, weight, active: 0, ewma: 0 })
+export const makeEndpointState = (id: string, weight: number): EndpointState => ({ id, weight, active: 0, ewma: 0, healthy: true })

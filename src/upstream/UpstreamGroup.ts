@@ -20,7 +20,13 @@ export interface UpstreamGroup {
   readonly name: string
   readonly endpoints: ReadonlyArray<Endpoint>
   readonly balancer: Balancer
+  /** The balancer's eligibility filter: healthy endpoints when health checks run, else none. */
+  readonly eligible: ((e: EndpointState) => boolean) | undefined
+  /** `panic: fail_open`: with no healthy endpoint, balance over all of them instead of 503. */
+  readonly failOpen: boolean
 }
+
+const isHealthy = (e: EndpointState): boolean => e.healthy
 
 /** Defaults as nginx/Envoy users expect them; DESIGN.md §3 documents each key. */
 export const poolDefaults = { connections: 128, keep_alive: 60_000, connect_timeout: 2_000 } as const
@@ -75,7 +81,7 @@ export const buildUpstreamGroup = (
     if (old !== undefined && old.poolKey === poolKey) {
       reusable.delete(origin)
       if (old.weight === weight) return old
-      return { ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, origin, pool: old.pool, poolKey }
+      return { ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, healthy: old.healthy, origin, pool: old.pool, poolKey }
     }
     return { ...makeEndpointState(origin, weight), origin, pool: makePool(origin, upstream), poolKey }
   })
@@ -84,5 +90,14 @@ export const buildUpstreamGroup = (
     endpoints,
     hashOn: parseHashOn(upstream.hash_on)
   })
-  return { group: { name, endpoints, balancer }, retired: [...reusable.values()].map((e) => e.pool) }
+  return {
+    group: {
+      name,
+      endpoints,
+      balancer,
+      eligible: upstream.health_check === undefined ? undefined : isHealthy,
+      failOpen: upstream.panic === "fail_open"
+    },
+    retired: [...reusable.values()].map((e) => e.pool)
+  }
 }
