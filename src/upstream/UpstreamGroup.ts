@@ -73,6 +73,7 @@ export const buildUpstreamGroup = (
 ): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
   const poolKey = poolKeyOf(upstream)
   const reusable = new Map<string, Endpoint>()
+  const retiredPools: Array<Pool> = []
   for (const e of previous?.endpoints ?? []) reusable.set(e.origin, e)
   const endpoints = upstream.endpoints.map((config): Endpoint => {
     const origin = new URL(config.url).origin
@@ -83,8 +84,15 @@ export const buildUpstreamGroup = (
       if (old.weight === weight) return old
       return { ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, healthy: old.healthy, origin, pool: old.pool, poolKey }
     }
-    return { ...makeEndpointState(origin, weight), origin, pool: makePool(origin, upstream), poolKey }
+    // New pool settings mean a new pool, but the endpoint's health is still what checks found.
+    const healthy = old?.healthy ?? true
+    if (old !== undefined) reusable.delete(origin)
+    const fresh: Endpoint = { ...makeEndpointState(origin, weight), healthy, origin, pool: makePool(origin, upstream), poolKey }
+    if (old !== undefined) retiredPools.push(old.pool)
+    return fresh
   })
+  // Without active checks nothing would ever mark an endpoint up again.
+  if (upstream.health_check === undefined) for (const e of endpoints) e.healthy = true
   const balancer = makeBalancer({
     algorithm: upstream.balance ?? "round_robin",
     endpoints,
@@ -98,6 +106,6 @@ export const buildUpstreamGroup = (
       eligible: upstream.health_check === undefined ? undefined : isHealthy,
       failOpen: upstream.panic === "fail_open"
     },
-    retired: [...reusable.values()].map((e) => e.pool)
+    retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]
   }
 }
