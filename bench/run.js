@@ -736,6 +736,13 @@ async function startFastify(nodeBin, dir, port, upstreamPort, fdLimitArg) {
   return child
 }
 
+/** The node flags on the bin's `#!/usr/bin/env -S node …` line, so the bench runs fibergate as `npx fibergate` would. */
+function shebangFlags(bin) {
+  const first = fs.readFileSync(bin, "utf8").split("\n", 1)[0]
+  const m = /^#!\S*env -S node(.*)$/.exec(first)
+  return m === null ? [] : m[1].trim().split(/\s+/).filter(Boolean)
+}
+
 async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg) {
   const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
   if (!fs.existsSync(bin)) throw new Error(`${path.relative(ROOT, bin) || bin} does not exist yet (the fibergate CLI is not built); skipping fibergate`)
@@ -756,13 +763,13 @@ async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg) {
     {
       how: `run -c ${yamlFile}`,
       realistic: true,
-      args: [bin, "run", "-c", yamlFile],
+      args: [...shebangFlags(bin), bin, "run", "-c", yamlFile],
       ready: async () => (await httpGet(adminPort, "/ready", 1000)).status === 200 && (await httpGet(port, "/", 1000)).status > 0,
     },
     {
       how: `run --listen ${HOST}:${port} ${upstreamUrls.map((u) => `--upstream ${u}`).join(" ")}`,
       realistic: false,
-      args: [bin, "run", "--listen", `${HOST}:${port}`, ...upstreamUrls.flatMap((u) => ["--upstream", u])],
+      args: [...shebangFlags(bin), bin, "run", "--listen", `${HOST}:${port}`, ...upstreamUrls.flatMap((u) => ["--upstream", u])],
       ready: async () => (await httpGet(port, "/", 1000)).status > 0,
     },
   ]

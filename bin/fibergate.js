@@ -1,4 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=8
+// The V8 flag above caps the young generation at 8 MB per semi-space (Node 24 picks a larger
+// one on big machines): measured with bench/, it cut peak RSS under load from ~365 MB to
+// ~260 MB with the same req/s and a slightly lower p99. `npm start`, `npx fibergate` and the
+// bench all run this file through its shebang, so the flag is set in one place.
 // Runs the TypeScript sources directly: Node >= 22.18 strips types natively, so there is no build step.
 const [major, minor] = process.versions.node.split(".").map(Number)
 if (major < 22 || (major === 22 && minor < 19)) {
