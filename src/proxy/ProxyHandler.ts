@@ -78,16 +78,13 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
     sendError(res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
     return
   }
-  const route = table.router.find({
-    host: target.host,
-    path: target.path,
-    method: req.method ?? "GET",
-    query: target.query,
-    header: (name) => {
-      const v = req.headersDistinct[name]
-      return v === undefined ? undefined : v.join(", ")
-    }
-  })
+  // Only routes with header conditions and header/cookie hashing call this; node:http parses
+  // its header object lazily, so requests that never ask pay nothing.
+  const header = (name: string) => {
+    const v = req.headersDistinct[name]
+    return v === undefined ? undefined : v.join(", ")
+  }
+  const route = table.router.find({ host: target.host, path: target.path, method: req.method ?? "GET", query: target.query, header })
   if (route === undefined) {
     sendError(res, routeNotFound)
     return
@@ -98,14 +95,7 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
   }
   const ip = req.socket.remoteAddress ?? ""
   const group = route.group
-  const pickContext = {
-    clientIp: ip,
-    path: target.path,
-    header: (name: string) => {
-      const v = req.headersDistinct[name]
-      return v === undefined ? undefined : v.join(", ")
-    }
-  }
+  const pickContext = { clientIp: ip, path: target.path, header }
   let endpoint = group.balancer.pick(pickContext, group.eligible) as Endpoint | undefined
   // Fail open only when nothing is healthy (not Envoy's panic threshold, which also sends
   // traffic to unhealthy endpoints while some healthy ones remain).
@@ -119,9 +109,10 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
   const extraHop = connectionTokens(scan.connection)
   if (extraHop !== undefined) headers = dropHeaders(headers, extraHop)
   if (route.requestHeaders.drop !== undefined) headers = dropHeaders(headers, route.requestHeaders.drop)
-  const host = scan.host ?? target.host
+  // The client's Host as sent, unless an absolute-form target named the authority itself.
+  const host = url.charCodeAt(0) === 47 ? scan.host ?? "" : target.host
   headers.push(
-    "host", url.charCodeAt(0) === 47 ? host : target.host,
+    "host", host,
     "x-forwarded-for", scan.forwardedFor === undefined ? ip : `${scan.forwardedFor}, ${ip}`,
     "x-forwarded-proto", "http",
     "x-forwarded-host", host,
