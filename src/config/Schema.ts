@@ -124,6 +124,25 @@ export const HeaderOps = Schema.Struct({
 })
 export type HeaderOps = typeof HeaderOps.Type
 
+const RetryOn = Schema.Union([
+  Schema.Literals(["connect-failure", "reset", "timeout"]),
+  Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isBetween({ minimum: 500, maximum: 599 })))
+]).annotate({ message: "Expected connect-failure, reset, timeout or a 5xx status" })
+
+/** Retries of a route (only for requests without a body, only before any response byte went out). */
+export const Retry = Schema.Struct({
+  attempts: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 10 })))),
+  per_try_timeout: Schema.optionalKey(DurationMs),
+  backoff: Schema.optionalKey(Schema.Struct({
+    base: Schema.optionalKey(DurationMs),
+    max: Schema.optionalKey(DurationMs),
+    jitter: Schema.optionalKey(Schema.Boolean)
+  })),
+  on: Schema.optionalKey(Schema.Array(RetryOn)),
+  methods: Schema.optionalKey(Schema.Array(Method))
+})
+export type Retry = typeof Retry.Type
+
 export const Route = Schema.Struct({
   id: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
   match: Schema.optionalKey(RouteMatch),
@@ -133,7 +152,8 @@ export const Route = Schema.Struct({
     request: Schema.optionalKey(HeaderOps),
     response: Schema.optionalKey(HeaderOps)
   })),
-  timeout: Schema.optionalKey(DurationMs)
+  timeout: Schema.optionalKey(DurationMs),
+  retry: Schema.optionalKey(Retry)
 })
 export type Route = typeof Route.Type
 
@@ -204,6 +224,11 @@ export const Upstream = Schema.Struct({
   endpoints: Schema.Array(Endpoint).pipe(Schema.check(Schema.isMinLength(1))),
   pool: Schema.optionalKey(Pool),
   health_check: Schema.optionalKey(HealthCheck),
+  /** Retries in flight may be at most `percent` of requests in flight (at least `min_concurrent`). */
+  retry_budget: Schema.optionalKey(Schema.Struct({
+    percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),
+    min_concurrent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))))
+  })),
   /** With no healthy endpoint: `fail_closed` answers 503, `fail_open` balances over all of them. */
   panic: Schema.optionalKey(Schema.Literals(["fail_closed", "fail_open"]))
 })

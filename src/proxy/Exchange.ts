@@ -7,11 +7,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Dispatcher } from "undici"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
+import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { errorResponse, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
+import type { Readable } from "node:stream"
+import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
 
 const JSON_TYPE = "application/json"
 
@@ -36,46 +39,112 @@ class ClientGone extends Error {
   override readonly name = "ClientGone"
 }
 
+class TryAbandoned extends Error {
+  override readonly name = "TryAbandoned"
+}
+
 /** Route data the exchange needs once the route is chosen. */
 export interface ExchangeRoute {
   readonly id: string
   readonly group: UpstreamGroup
   readonly responseHeaders: HeaderRules
   readonly timeoutMs: number | undefined
+  readonly retry: RetryPolicy | undefined
 }
 
-export class Exchange implements Dispatcher.DispatchHandler {
-  private controller: Dispatcher.DispatchController | undefined = undefined
+/** What the upstream request looks like; the same for every try. */
+export interface UpstreamRequest {
+  readonly method: string
+  readonly path: string
+  readonly headers: Array<string>
+  readonly body: Readable | null
+}
+
+const failureOf = (error: GatewayError): TryFailure | undefined =>
+  error._tag === "UpstreamConnectError"
+    ? "connect-failure"
+    : error._tag === "UpstreamReset"
+    ? "reset"
+    : error._tag === "UpstreamTimeout"
+    ? (error.phase === "connect" ? "connect-failure" : error.phase === "route" ? undefined : "timeout")
+    : undefined
+
+/**
+ * One try: the undici dispatch handler of one attempt. Callbacks of a try the exchange has
+ * moved on from (abandoned for a retry) are ignored.
+ */
+class Try implements Dispatcher.DispatchHandler {
+  controller: Dispatcher.DispatchController | undefined = undefined
+  readonly exchange: Exchange
+  readonly endpoint: Endpoint
+  readonly number: number
+  constructor(exchange: Exchange, endpoint: Endpoint, number: number) {
+    this.exchange = exchange
+    this.endpoint = endpoint
+    this.number = number
+  }
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller
+    if (this.exchange.current !== this) controller.abort(new TryAbandoned("try no longer current"))
+  }
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | Array<string> | undefined>,
+    statusMessage?: string
+  ): void {
+    if (this.exchange.current === this) this.exchange.onResponseStart(this, controller, statusCode, headers, statusMessage)
+  }
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.exchange.current === this) this.exchange.onResponseData(controller, chunk)
+  }
+  onResponseEnd(): void {
+    if (this.exchange.current === this) this.exchange.onResponseEnd()
+  }
+  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
+    if (this.exchange.current === this) this.exchange.onTryError(this, fromUpstreamError(error))
+  }
+}
+
+export class Exchange {
+  current: Try | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
+  private tryTimer: NodeJS.Timeout | undefined = undefined
   private done = false
   private readonly started: number
+  private tryStarted = 0
   private status = 0
   private bytes = 0
+  /** Endpoints already tried, so a retry goes elsewhere when it can. */
+  private tried: Array<Endpoint> | undefined = undefined
+  private retrying = false
   readonly onClientClose: () => void
-
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly route: ExchangeRoute
-  readonly endpoint: Endpoint
+  readonly request: UpstreamRequest
   readonly accessLog: AccessLog | undefined
   readonly path: string
+  readonly pickContext: PickContext
 
   constructor(
     req: IncomingMessage,
     res: ServerResponse,
     route: ExchangeRoute,
-    endpoint: Endpoint,
+    request: UpstreamRequest,
     accessLog: AccessLog | undefined,
-    path: string
+    path: string,
+    pickContext: PickContext
   ) {
     this.req = req
     this.res = res
     this.route = route
-    this.endpoint = endpoint
+    this.request = request
     this.accessLog = accessLog
     this.path = path
+    this.pickContext = pickContext
     this.started = performance.now()
-    endpoint.active++
+    route.group.active++
     this.onClientClose = () => {
       if (!this.done) this.abort(new ClientGone("client closed the connection"), undefined)
     }
@@ -85,44 +154,127 @@ export class Exchange implements Dispatcher.DispatchHandler {
     }
   }
 
+  /** Sends try number `number` to `endpoint`. */
+  start(endpoint: Endpoint, number = 1): void {
+    const attempt = new Try(this, endpoint, number)
+    this.current = attempt
+    endpoint.active++
+    this.tryStarted = performance.now()
+    const perTry = this.route.retry?.perTryTimeoutMs
+    if (perTry !== undefined) this.tryTimer = setTimeout(() => this.onTryTimeout(attempt), perTry)
+    const request = this.request
+    endpoint.pool.dispatch(
+      { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers: request.headers, body: request.body },
+      attempt
+    )
+  }
+
+  private endTry(attempt: Try) {
+    attempt.endpoint.active--
+    if (this.tryTimer !== undefined) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = undefined
+    }
+  }
+
   private onRouteTimeout() {
     this.timer = undefined
     this.abort(new Error("route timeout"), new UpstreamTimeout({ phase: "route", message: "The route timeout expired" }))
   }
 
+  private onTryTimeout(attempt: Try) {
+    this.tryTimer = undefined
+    if (this.current !== attempt || this.done) return
+    attempt.controller?.abort(new TryAbandoned("per-try timeout"))
+    this.onTryError(attempt, new UpstreamTimeout({ phase: "response", message: "The per-try timeout expired" }))
+  }
+
+  /**
+   * A try failed before the response started. Retries when the policy, the method, the
+   * budget and the request (no body to replay) allow it, on another endpoint when there is one.
+   */
+  onTryError(attempt: Try, error: GatewayError): void {
+    if (this.done || this.current !== attempt) return
+    this.endTry(attempt)
+    const failure = failureOf(error)
+    if (failure !== undefined && this.retryAfter(attempt, failure)) return
+    this.finish(sendError(this.res, error))
+  }
+
+  private retryAfter(attempt: Try, failure: TryFailure): boolean {
+    const policy = this.route.retry
+    if (policy === undefined || this.res.headersSent || this.request.body !== null) return false
+    if (!mayRetry(policy, this.request.method, attempt.number, failure)) return false
+    const group = this.route.group
+    if (!this.retrying && !budgetAllows(group.retryBudget, group.active)) return false
+    const tried = this.tried ?? (this.tried = [])
+    tried.push(attempt.endpoint)
+    // Pick again, avoiding endpoints already tried when another one is available
+    // (Pingora: fail_to_connect -> upstream_peer).
+    const eligible = group.eligible
+    const next = (group.balancer.pick(this.pickContext, (e) => !tried.includes(e as Endpoint) && (eligible === undefined || eligible(e))) ??
+      group.balancer.pick(this.pickContext, eligible)) as Endpoint | undefined
+    if (next === undefined) return false
+    if (!this.retrying) {
+      this.retrying = true
+      group.retryBudget.active++
+    }
+    this.current = undefined
+    const delay = backoffDelay(policy, attempt.number)
+    const go = () => {
+      if (!this.done) this.start(next, attempt.number + 1)
+    }
+    if (delay <= 0) go()
+    else setTimeout(go, delay)
+    return true
+  }
+
   /** Stops the exchange: aborts the upstream request and answers the client if it still can. */
   private abort(reason: Error, error: GatewayError | undefined) {
     if (this.done) return
+    const attempt = this.current
     // Finish first: undici calls onResponseError synchronously from abort(), and that call
     // must see a finished exchange rather than answer with a generic error of its own.
+    if (attempt !== undefined) this.endTry(attempt)
     this.finish(error === undefined ? 499 : sendError(this.res, error))
-    this.controller?.abort(reason)
+    attempt?.controller?.abort(reason)
   }
 
   private finish(status: number) {
     if (this.done) return
     this.done = true
-    this.endpoint.active--
+    const group = this.route.group
+    group.active--
+    if (this.retrying) group.retryBudget.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
     if (this.accessLog !== undefined) {
-      this.accessLog.write(this.req, this.path, status, this.bytes, performance.now() - this.started, this.route.id, this.endpoint.origin)
+      const upstream = this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-"
+      this.accessLog.write(this.req, this.path, status, this.bytes, performance.now() - this.started, this.route.id, upstream)
     }
-  }
-
-  onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.controller = controller
-    if (this.done) controller.abort(new ClientGone("exchange already finished"))
+    this.current = undefined
   }
 
   onResponseStart(
-    _controller: Dispatcher.DispatchController,
+    attempt: Try,
+    controller: Dispatcher.DispatchController,
     statusCode: number,
     headers: Record<string, string | Array<string> | undefined>,
     statusMessage?: string
   ): void {
     if (this.done) return
-    this.route.group.balancer.observe(this.endpoint, performance.now() - this.started)
+    const policy = this.route.retry
+    if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
+      // The retry replaced this try; drop its response without sending any of it.
+      this.endTry(attempt)
+      controller.abort(new TryAbandoned("retrying"))
+      return
+    }
+    if (this.tryTimer !== undefined) {
+      clearTimeout(this.tryTimer)
+      this.tryTimer = undefined
+    }
+    this.route.group.balancer.observe(attempt.endpoint, performance.now() - this.tryStarted)
     const extraHop = connectionTokens(headers.connection as string | undefined)
     const drop = this.route.responseHeaders.drop
     const out: Array<string> = []
@@ -153,13 +305,10 @@ export class Exchange implements Dispatcher.DispatchHandler {
 
   onResponseEnd(): void {
     if (this.done) return
+    const attempt = this.current
+    if (attempt !== undefined) this.endTry(attempt)
     this.res.end()
     this.finish(this.status)
-  }
-
-  onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
-    if (this.done) return
-    this.finish(sendError(this.res, fromUpstreamError(error)))
   }
 }
 

@@ -130,16 +130,14 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
     } else body = req
   }
 
-  const path = route.rewrite(target.path)
-  const exchange = new Exchange(req, res, route, endpoint, table.accessLog, target.path)
-  endpoint.pool.dispatch(
-    {
-      origin: endpoint.origin,
-      method: req.method as "GET",
-      path: path + target.query,
-      headers,
-      body
-    },
-    exchange
+  const exchange = new Exchange(
+    req,
+    res,
+    route,
+    { method: req.method ?? "GET", path: route.rewrite(target.path) + target.query, headers, body },
+    table.accessLog,
+    target.path,
+    pickContext
   )
+  exchange.start(endpoint)
 }

@@ -16,6 +16,7 @@ import type { CompiledRoute, ListenerTable } from "../proxy/ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
+import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
 import { compilePathRewrite } from "./Rewrite.ts"
 import { compileRouter } from "./Router.ts"
 
@@ -40,7 +41,8 @@ const compileListener = (
       rewrite: compilePathRewrite(route.rewrite),
       requestHeaders: compileHeaderRules(route.headers?.request),
       responseHeaders: compileHeaderRules(route.headers?.response),
-      timeoutMs: route.timeout
+      timeoutMs: route.timeout,
+      retry: compileRetryPolicy(route.retry)
     } satisfies CompiledRoute
   }))),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,

@@ -7,6 +7,7 @@ import { Pool } from "undici"
 import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
+import { makeRetryBudget, type RetryBudget } from "../resilience/RetryPolicy.ts"
 
 /** An endpoint with its connection pool. */
 export interface Endpoint extends EndpointState {
@@ -24,6 +25,9 @@ export interface UpstreamGroup {
   readonly eligible: ((e: EndpointState) => boolean) | undefined
   /** `panic: fail_open`: with no healthy endpoint, balance over all of them instead of 503. */
   readonly failOpen: boolean
+  readonly retryBudget: RetryBudget
+  /** Requests in flight to this upstream (all endpoints), for the retry budget. */
+  active: number
 }
 
 const isHealthy = (e: EndpointState): boolean => e.healthy
@@ -104,7 +108,9 @@ export const buildUpstreamGroup = (
       endpoints,
       balancer,
       eligible: upstream.health_check === undefined ? undefined : isHealthy,
-      failOpen: upstream.panic === "fail_open"
+      failOpen: upstream.panic === "fail_open",
+      retryBudget: makeRetryBudget(upstream.retry_budget?.percent ?? 20, upstream.retry_budget?.min_concurrent ?? 3),
+      active: 0
     },
     retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]
   }
