@@ -185,8 +185,10 @@ export class Exchange {
   private onTryTimeout(attempt: Try) {
     this.tryTimer = undefined
     if (this.current !== attempt || this.done) return
-    attempt.controller?.abort(new TryAbandoned("per-try timeout"))
+    // Decide first (retry or answer 504): undici calls onResponseError synchronously from
+    // abort(), and by then this try must no longer be current.
     this.onTryError(attempt, new UpstreamTimeout({ phase: "response", message: "The per-try timeout expired" }))
+    attempt.controller?.abort(new TryAbandoned("per-try timeout"))
   }
 
   /**
