@@ -75,6 +75,8 @@ const failureOf = (error: GatewayError): TryFailure | undefined =>
  */
 class Try implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined = undefined
+  /** This try's per-try timer, if the route has one. */
+  timer: NodeJS.Timeout | undefined = undefined
   readonly exchange: Exchange
   readonly endpoint: Endpoint
   readonly number: number
@@ -109,7 +111,6 @@ class Try implements Dispatcher.DispatchHandler {
 export class Exchange {
   current: Try | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
-  private tryTimer: NodeJS.Timeout | undefined = undefined
   private done = false
   private readonly started: number
   private tryStarted = 0
@@ -161,7 +162,7 @@ export class Exchange {
     endpoint.active++
     this.tryStarted = performance.now()
     const perTry = this.route.retry?.perTryTimeoutMs
-    if (perTry !== undefined) this.tryTimer = setTimeout(() => this.onTryTimeout(attempt), perTry)
+    if (perTry !== undefined) attempt.timer = setTimeout(() => this.onTryTimeout(attempt), perTry)
     const request = this.request
     endpoint.pool.dispatch(
       { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers: request.headers, body: request.body },
@@ -171,9 +172,9 @@ export class Exchange {
 
   private endTry(attempt: Try) {
     attempt.endpoint.active--
-    if (this.tryTimer !== undefined) {
-      clearTimeout(this.tryTimer)
-      this.tryTimer = undefined
+    if (attempt.timer !== undefined) {
+      clearTimeout(attempt.timer)
+      attempt.timer = undefined
     }
   }
 
@@ -183,7 +184,7 @@ export class Exchange {
   }
 
   private onTryTimeout(attempt: Try) {
-    this.tryTimer = undefined
+    attempt.timer = undefined
     if (this.current !== attempt || this.done) return
     // Decide first (retry or answer 504): undici calls onResponseError synchronously from
     // abort(), and by then this try must no longer be current.
@@ -272,9 +273,10 @@ export class Exchange {
       controller.abort(new TryAbandoned("retrying"))
       return
     }
-    if (this.tryTimer !== undefined) {
-      clearTimeout(this.tryTimer)
-      this.tryTimer = undefined
+    // The response has started: the per-try timeout covered waiting for it, not the body.
+    if (attempt.timer !== undefined) {
+      clearTimeout(attempt.timer)
+      attempt.timer = undefined
     }
     this.route.group.balancer.observe(attempt.endpoint, performance.now() - this.tryStarted)
     const extraHop = connectionTokens(headers.connection as string | undefined)

@@ -19,7 +19,7 @@ export const IDEMPOTENT_METHODS: ReadonlyArray<string> = ["GET", "HEAD", "OPTION
 export const retryDefaults = {
   attempts: 3,
   backoff: { base: 25, max: 1_000, jitter: true },
-  on: ["connect-failure", "reset", 502, 503, 504] as ReadonlyArray<string | number>
+  on: ["connect-failure", "reset", "timeout", 502, 503, 504] as ReadonlyArray<string | number>
 } as const
 
 export interface RetryPolicy {
