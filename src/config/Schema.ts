@@ -218,12 +218,23 @@ export const HealthCheck = Schema.Struct({
 })
 export type HealthCheck = typeof HealthCheck.Type
 
+/** Passive health: consecutive failed tries eject an endpoint for a while. */
+export const Outlier = Schema.Struct({
+  consecutive_failures: Schema.optionalKey(PositiveInt),
+  base_ejection: Schema.optionalKey(DurationMs),
+  max_ejection: Schema.optionalKey(DurationMs),
+  max_ejected_percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),
+  failures: Schema.optionalKey(Schema.Array(Schema.Literals(["connect-failure", "reset", "timeout", "5xx"])))
+})
+export type Outlier = typeof Outlier.Type
+
 export const Upstream = Schema.Struct({
   balance: Schema.optionalKey(Schema.Literals(["round_robin", "weighted", "random", "least_request", "ewma", "consistent_hash"])),
   hash_on: Schema.optionalKey(HashOnText),
   endpoints: Schema.Array(Endpoint).pipe(Schema.check(Schema.isMinLength(1))),
   pool: Schema.optionalKey(Pool),
   health_check: Schema.optionalKey(HealthCheck),
+  outlier: Schema.optionalKey(Outlier),
   /** Retries in flight may be at most `percent` of requests in flight (at least `min_concurrent`). */
   retry_budget: Schema.optionalKey(Schema.Struct({
     percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),

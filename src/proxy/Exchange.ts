@@ -15,6 +15,7 @@ import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
 import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
+import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 
 const JSON_TYPE = "application/json"
 
@@ -108,6 +109,21 @@ class Try implements Dispatcher.DispatchHandler {
   }
 }
 
+/** Feeds one try's outcome to outlier detection and ejects the endpoint when the rule says so. */
+const recordTry = (group: UpstreamGroup, endpoint: Endpoint, failure: OutlierFailure | undefined): void => {
+  const policy = group.outlier
+  if (policy === undefined) return
+  if (failure === undefined && endpoint.consecutiveFailures === 0) return
+  let ejected = 0
+  if (failure !== undefined) for (const e of group.endpoints) if (e.ejected) ejected++
+  if (recordOutcome(policy, endpoint, failure, ejected, group.endpoints.length)) {
+    group.onEject(endpoint, ejectionMs(policy, endpoint.ejections))
+  }
+}
+
+const outlierFailureOf = (failure: TryFailure | undefined): OutlierFailure | undefined =>
+  failure === undefined ? undefined : typeof failure === "number" ? "5xx" : failure
+
 export class Exchange {
   current: Try | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
@@ -200,6 +216,7 @@ export class Exchange {
     if (this.done || this.current !== attempt) return
     this.endTry(attempt)
     const failure = failureOf(error)
+    recordTry(this.route.group, attempt.endpoint, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
     this.finish(sendError(this.res, error))
   }
@@ -266,6 +283,7 @@ export class Exchange {
     statusMessage?: string
   ): void {
     if (this.done) return
+    recordTry(this.route.group, attempt.endpoint, statusCode >= 500 ? "5xx" : undefined)
     const policy = this.route.retry
     if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
       // The retry replaced this try; drop its response without sending any of it.

@@ -14,6 +14,8 @@ export interface EndpointState {
   ewma: number
   /** Whether active health checks currently consider it up (always true without checks). */
   healthy: boolean
+  /** Whether outlier detection has taken it out of rotation for now. */
+  ejected: boolean
 }
 
 /** What a balancer may look at to pick an endpoint for one request. */
@@ -25,4 +27,4 @@ export interface PickContext {
   readonly header: (name: string) => string | undefined
 }
 
-export const makeEndpointState = (id: string, weight: number): EndpointState => ({ id, weight, active: 0, ewma: 0, healthy: true })
+export const makeEndpointState = (id: string, weight: number): EndpointState => ({ id, weight, active: 0, ewma: 0, healthy: true, ejected: false })

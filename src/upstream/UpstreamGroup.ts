@@ -8,9 +8,10 @@ import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
 import { makeRetryBudget, type RetryBudget } from "../resilience/RetryPolicy.ts"
+import { compileOutlierPolicy, type OutlierPolicy, type OutlierState } from "../resilience/Outlier.ts"
 
-/** An endpoint with its connection pool. */
-export interface Endpoint extends EndpointState {
+/** An endpoint with its connection pool and outlier counters. */
+export interface Endpoint extends EndpointState, OutlierState {
   readonly origin: string
   readonly pool: Pool
   /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
@@ -26,11 +27,14 @@ export interface UpstreamGroup {
   /** `panic: fail_open`: with no healthy endpoint, balance over all of them instead of 503. */
   readonly failOpen: boolean
   readonly retryBudget: RetryBudget
+  readonly outlier: OutlierPolicy | undefined
+  /** Called on the request path when outlier detection ejects an endpoint of this group. */
+  readonly onEject: (endpoint: Endpoint, forMs: number) => void
   /** Requests in flight to this upstream (all endpoints), for the retry budget. */
   active: number
 }
 
-const isHealthy = (e: EndpointState): boolean => e.healthy
+const isAvailable = (e: EndpointState): boolean => e.healthy && !e.ejected
 
 /** Defaults as nginx/Envoy users expect them; DESIGN.md §3 documents each key. */
 export const poolDefaults = { connections: 128, keep_alive: 60_000, connect_timeout: 2_000 } as const
@@ -73,7 +77,8 @@ export const parseHashOn = (text: string | undefined): HashOn | undefined => {
 export const buildUpstreamGroup = (
   name: string,
   upstream: Upstream,
-  previous: UpstreamGroup | undefined
+  previous: UpstreamGroup | undefined,
+  onEject: (endpoint: Endpoint, forMs: number) => void = () => {}
 ): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
   const poolKey = poolKeyOf(upstream)
   const reusable = new Map<string, Endpoint>()
@@ -86,17 +91,28 @@ export const buildUpstreamGroup = (
     if (old !== undefined && old.poolKey === poolKey) {
       reusable.delete(origin)
       if (old.weight === weight) return old
-      return { ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, healthy: old.healthy, origin, pool: old.pool, poolKey }
+      return { ...old, ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, healthy: old.healthy, ejected: old.ejected, pool: old.pool }
     }
     // New pool settings mean a new pool, but the endpoint's health is still what checks found.
-    const healthy = old?.healthy ?? true
     if (old !== undefined) reusable.delete(origin)
-    const fresh: Endpoint = { ...makeEndpointState(origin, weight), healthy, origin, pool: makePool(origin, upstream), poolKey }
+    const fresh: Endpoint = {
+      ...makeEndpointState(origin, weight),
+      healthy: old?.healthy ?? true,
+      ejected: old?.ejected ?? false,
+      consecutiveFailures: old?.consecutiveFailures ?? 0,
+      ejections: old?.ejections ?? 0,
+      origin,
+      pool: makePool(origin, upstream),
+      poolKey
+    }
     if (old !== undefined) retiredPools.push(old.pool)
     return fresh
   })
-  // Without active checks nothing would ever mark an endpoint up again.
-  if (upstream.health_check === undefined) for (const e of endpoints) e.healthy = true
+  // Without active checks (or outlier detection) nothing would ever bring an endpoint back.
+  for (const e of endpoints) {
+    if (upstream.health_check === undefined) e.healthy = true
+    if (upstream.outlier === undefined) e.ejected = false
+  }
   const balancer = makeBalancer({
     algorithm: upstream.balance ?? "round_robin",
     endpoints,
@@ -107,9 +123,11 @@ export const buildUpstreamGroup = (
       name,
       endpoints,
       balancer,
-      eligible: upstream.health_check === undefined ? undefined : isHealthy,
+      eligible: upstream.health_check === undefined && upstream.outlier === undefined ? undefined : isAvailable,
       failOpen: upstream.panic === "fail_open",
       retryBudget: makeRetryBudget(upstream.retry_budget?.percent ?? 20, upstream.retry_budget?.min_concurrent ?? 3),
+      outlier: compileOutlierPolicy(upstream.outlier),
+      onEject,
       active: 0
     },
     retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]

@@ -1,15 +1,18 @@
 /**
  * The upstream groups of the running config. Reconciled on every config change: endpoints
  * that stay keep their pools, counters and balancer-visible state; pools of removed endpoints
- * are closed in the background once their in-flight requests are done.
+ * are closed in the background once their in-flight requests are done. Also runs the
+ * re-admission timers of endpoints that outlier detection ejected.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Duration from "effect/Duration"
+import * as Queue from "effect/Queue"
 import type { Pool } from "undici"
 import type { Config } from "../config/Schema.ts"
-import { buildUpstreamGroup, type UpstreamGroup } from "./UpstreamGroup.ts"
+import { buildUpstreamGroup, type Endpoint, type UpstreamGroup } from "./UpstreamGroup.ts"
 
 export class Upstreams extends Context.Service<Upstreams, {
   /** The groups in force, by upstream name. Read synchronously on the request path. */
@@ -36,11 +39,32 @@ export class Upstreams extends Context.Service<Upstreams, {
         )
       )
 
+      // Ejections come from the request path; re-admission waits on Effect's Clock in fibers
+      // owned by this layer, so TestClock drives it in tests.
+      const ejections = yield* Queue.unbounded<readonly [string, Endpoint, number]>()
+      const readmitting = yield* FiberSet.make()
+      const readmit = (upstream: string, endpoint: Endpoint) =>
+        Effect.sync(() => {
+          endpoint.ejected = false
+          // A reload may have replaced the endpoint object meanwhile (e.g. a new weight).
+          const now = groups.get(upstream)?.endpoints.find((e) => e.origin === endpoint.origin)
+          if (now !== undefined) now.ejected = false
+        })
+      yield* Queue.take(ejections).pipe(
+        Effect.flatMap(([upstream, endpoint, forMs]) =>
+          FiberSet.run(readmitting, Effect.sleep(Duration.millis(forMs)).pipe(Effect.andThen(readmit(upstream, endpoint))))
+        ),
+        Effect.forever,
+        Effect.forkScoped
+      )
+      const onEjectFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
+        void Queue.offerUnsafe(ejections, [upstream, endpoint, forMs] as const)
+
       const reconcile = Effect.fnUntraced(function*(config: Config) {
         const next = new Map<string, UpstreamGroup>()
         const retired: Array<Pool> = []
         for (const [name, upstream] of Object.entries(config.upstreams)) {
-          const built = buildUpstreamGroup(name, upstream, groups.get(name))
+          const built = buildUpstreamGroup(name, upstream, groups.get(name), onEjectFor(name))
           next.set(name, built.group)
           retired.push(...built.retired)
         }
