@@ -45,7 +45,7 @@ export interface OutlierState {
 /**
  * Records one try's outcome (`undefined` = success) and says whether to eject the endpoint now.
  * `ejectedInGroup`/`groupSize` enforce `max_ejected_percent`: an ejection that would pass it is
- * skipped (the counter stays at the threshold, so the next failure asks again).
+ * skipped (the counter stays at or above the threshold, so the next failure asks again).
  *
  * @example
  * recordOutcome(policy, state, "reset", 0, 2) // => true on the policy's 5th consecutive failure

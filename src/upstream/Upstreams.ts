@@ -41,24 +41,26 @@ export class Upstreams extends Context.Service<Upstreams, {
 
       // Ejections come from the request path; re-admission waits on Effect's Clock in fibers
       // owned by this layer, so TestClock drives it in tests.
-      const ejections = yield* Queue.unbounded<readonly [string, Endpoint, number]>()
+      const ejections = yield* Queue.unbounded<readonly [string, Endpoint, number, number]>()
       const readmitting = yield* FiberSet.make()
-      const readmit = (upstream: string, endpoint: Endpoint) =>
+      // `nth` identifies the ejection: a timer left over from an earlier ejection (ended early by
+      // a reload without `outlier`) must not end a later one.
+      const readmit = (upstream: string, endpoint: Endpoint, nth: number) =>
         Effect.sync(() => {
-          endpoint.ejected = false
+          if (endpoint.ejections === nth) endpoint.ejected = false
           // A reload may have replaced the endpoint object meanwhile (e.g. a new weight).
           const now = groups.get(upstream)?.endpoints.find((e) => e.origin === endpoint.origin)
-          if (now !== undefined) now.ejected = false
+          if (now !== undefined && now.ejections === nth) now.ejected = false
         })
       yield* Queue.take(ejections).pipe(
-        Effect.flatMap(([upstream, endpoint, forMs]) =>
-          FiberSet.run(readmitting, Effect.sleep(Duration.millis(forMs)).pipe(Effect.andThen(readmit(upstream, endpoint))))
+        Effect.flatMap(([upstream, endpoint, nth, forMs]) =>
+          FiberSet.run(readmitting, Effect.sleep(Duration.millis(forMs)).pipe(Effect.andThen(readmit(upstream, endpoint, nth))))
         ),
         Effect.forever,
         Effect.forkScoped
       )
       const onEjectFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
-        void Queue.offerUnsafe(ejections, [upstream, endpoint, forMs] as const)
+        void Queue.offerUnsafe(ejections, [upstream, endpoint, endpoint.ejections, forMs] as const)
 
       const reconcile = Effect.fnUntraced(function*(config: Config) {
         const next = new Map<string, UpstreamGroup>()

@@ -116,9 +116,11 @@ describe("runHealthCheck (TestClock)", () => {
       assert.strictEqual(run.published.length, 1, "nothing is published while the probe hangs")
       // Not a failure one step before the timeout...
       yield* TestClock.adjust(hangAt + 299 - (yield* Clock.currentTimeMillis))
+      yield* settle
       assert.strictEqual(run.published.length, 1, "published before the timeout elapsed")
       // ...a failure at it.
       yield* TestClock.adjust(1)
+      yield* settle
       assert.strictEqual(run.published.length, 2)
       assert.closeTo(run.published[1].at, hangAt + 300, 1e-6)
       assert.deepStrictEqual(run.published[1].state, { healthy: false, streak: 0 })
