@@ -28,6 +28,7 @@ export { ListenError, type BoundAddress } from "./listener/Listen.ts"
 export { Admin } from "./admin/Admin.ts"
 export {
   BadRequest,
+  CircuitOpen,
   errorResponse,
   HeadersTooLarge,
   InternalError,

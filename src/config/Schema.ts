@@ -228,6 +228,16 @@ export const Outlier = Schema.Struct({
 })
 export type Outlier = typeof Outlier.Type
 
+/** A circuit breaker per endpoint (see src/resilience/Circuit.ts). */
+export const CircuitBreaker = Schema.Struct({
+  consecutive_failures: Schema.optionalKey(PositiveInt),
+  open_for: Schema.optionalKey(DurationMs),
+  max_open_for: Schema.optionalKey(DurationMs),
+  half_open_probes: Schema.optionalKey(PositiveInt),
+  failures: Schema.optionalKey(Schema.Array(Schema.Literals(["connect-failure", "reset", "timeout", "5xx"])))
+})
+export type CircuitBreaker = typeof CircuitBreaker.Type
+
 export const Upstream = Schema.Struct({
   balance: Schema.optionalKey(Schema.Literals(["round_robin", "weighted", "random", "least_request", "ewma", "consistent_hash"])),
   hash_on: Schema.optionalKey(HashOnText),
@@ -235,6 +245,7 @@ export const Upstream = Schema.Struct({
   pool: Schema.optionalKey(Pool),
   health_check: Schema.optionalKey(HealthCheck),
   outlier: Schema.optionalKey(Outlier),
+  circuit_breaker: Schema.optionalKey(CircuitBreaker),
   /** Retries in flight may be at most `percent` of requests in flight (at least `min_concurrent`). */
   retry_budget: Schema.optionalKey(Schema.Struct({
     percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),

@@ -16,6 +16,7 @@ import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
 import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
+import { circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
 const JSON_TYPE = "application/json"
 
@@ -78,6 +79,8 @@ class Try implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined = undefined
   /** This try's per-try timer, if the route has one. */
   timer: NodeJS.Timeout | undefined = undefined
+  /** Whether this try is a half-open circuit's probe. */
+  probe = false
   readonly exchange: Exchange
   readonly endpoint: Endpoint
   readonly number: number
@@ -109,8 +112,17 @@ class Try implements Dispatcher.DispatchHandler {
   }
 }
 
-/** Feeds one try's outcome to outlier detection and ejects the endpoint when the rule says so. */
-const recordTry = (group: UpstreamGroup, endpoint: Endpoint, failure: OutlierFailure | undefined): void => {
+/**
+ * Feeds one try's outcome to the endpoint's circuit breaker and to outlier detection, which
+ * open the circuit or eject the endpoint when their rules say so.
+ */
+const recordTry = (group: UpstreamGroup, attempt: Try, failure: OutlierFailure | undefined): void => {
+  const endpoint = attempt.endpoint
+  const circuit = group.circuit
+  if (circuit !== undefined && recordCircuit(circuit, endpoint, failure, attempt.probe) === "opened") {
+    group.onCircuitOpen(endpoint, openDurationMs(circuit, endpoint.circuitOpens))
+  }
+  attempt.probe = false
   const policy = group.outlier
   if (policy === undefined) return
   if (failure === undefined && endpoint.consecutiveFailures === 0) return
@@ -176,6 +188,7 @@ export class Exchange {
     const attempt = new Try(this, endpoint, number)
     this.current = attempt
     endpoint.active++
+    if (this.route.group.circuit !== undefined) attempt.probe = circuitTryStarted(endpoint)
     this.tryStarted = performance.now()
     const perTry = this.route.retry?.perTryTimeoutMs
     if (perTry !== undefined) attempt.timer = setTimeout(() => this.onTryTimeout(attempt), perTry)
@@ -216,7 +229,7 @@ export class Exchange {
     if (this.done || this.current !== attempt) return
     this.endTry(attempt)
     const failure = failureOf(error)
-    recordTry(this.route.group, attempt.endpoint, outlierFailureOf(failure))
+    recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
     this.finish(sendError(this.res, error))
   }
@@ -255,7 +268,14 @@ export class Exchange {
     const attempt = this.current
     // Finish first: undici calls onResponseError synchronously from abort(), and that call
     // must see a finished exchange rather than answer with a generic error of its own.
-    if (attempt !== undefined) this.endTry(attempt)
+    if (attempt !== undefined) {
+      this.endTry(attempt)
+      // An abandoned half-open probe frees its slot without counting as an outcome.
+      if (attempt.probe) {
+        attempt.endpoint.circuitProbes--
+        attempt.probe = false
+      }
+    }
     this.finish(error === undefined ? 499 : sendError(this.res, error))
     attempt?.controller?.abort(reason)
   }
@@ -283,7 +303,7 @@ export class Exchange {
     statusMessage?: string
   ): void {
     if (this.done) return
-    recordTry(this.route.group, attempt.endpoint, statusCode >= 500 ? "5xx" : undefined)
+    recordTry(this.route.group, attempt, statusCode >= 500 ? "5xx" : undefined)
     const policy = this.route.retry
     if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
       // The retry replaced this try; drop its response without sending any of it.

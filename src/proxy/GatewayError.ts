@@ -30,6 +30,10 @@ export class MethodNotAllowed extends Schema.TaggedError<MethodNotAllowed>()("Me
 export class NoHealthyUpstream extends Schema.TaggedError<NoHealthyUpstream>()("NoHealthyUpstream", fields) {
   readonly source = "upstream"
 }
+/** Every endpoint the request could go to has an open circuit (503). */
+export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen", fields) {
+  readonly source = "upstream"
+}
 /** The upstream could not be reached: refused, unreachable, DNS failure (502). */
 export class UpstreamConnectError extends Schema.TaggedError<UpstreamConnectError>()("UpstreamConnectError", fields) {
   readonly source = "upstream"
@@ -57,6 +61,7 @@ export type GatewayError =
   | HeadersTooLarge
   | MethodNotAllowed
   | NoHealthyUpstream
+  | CircuitOpen
   | UpstreamConnectError
   | UpstreamTimeout
   | UpstreamReset
@@ -69,6 +74,7 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   HeadersTooLarge: 431,
   MethodNotAllowed: 405,
   NoHealthyUpstream: 503,
+  CircuitOpen: 503,
   UpstreamConnectError: 502,
   UpstreamTimeout: 504,
   UpstreamReset: 502,

@@ -11,7 +11,7 @@ import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { dropHeaders, Exchange, scanRequestHeaders, sendError, type ExchangeRoute } from "./Exchange.ts"
-import { BadRequest, NoHealthyUpstream, PayloadTooLarge, RouteNotFound } from "./GatewayError.ts"
+import { BadRequest, CircuitOpen, NoHealthyUpstream, PayloadTooLarge, RouteNotFound } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
@@ -36,6 +36,8 @@ const badEncoding = new BadRequest({ message: "Invalid percent-encoding in the r
 const badHost = new BadRequest({ message: "Invalid or repeated Host header" })
 const tooLarge = new PayloadTooLarge({ message: "The request body is too large" })
 const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
+const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
+const isOpen = (e: Endpoint) => e.circuit !== "closed"
 
 /** Counts request body bytes and fails the stream once it passes the limit (chunked bodies only). */
 class BodyLimit extends Transform {
@@ -101,7 +103,7 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
   // traffic to unhealthy endpoints while some healthy ones remain).
   if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
-    sendError(res, noEndpoint)
+    sendError(res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint)
     return
   }
 

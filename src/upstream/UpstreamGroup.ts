@@ -9,9 +9,10 @@ import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
 import { makeRetryBudget, type RetryBudget } from "../resilience/RetryPolicy.ts"
 import { compileOutlierPolicy, type OutlierPolicy, type OutlierState } from "../resilience/Outlier.ts"
+import { circuitAdmits, closedCircuit, compileCircuitPolicy, type CircuitPolicy, type CircuitState } from "../resilience/Circuit.ts"
 
 /** An endpoint with its connection pool and outlier counters. */
-export interface Endpoint extends EndpointState, OutlierState {
+export interface Endpoint extends EndpointState, OutlierState, CircuitState {
   readonly origin: string
   readonly pool: Pool
   /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
@@ -30,11 +31,17 @@ export interface UpstreamGroup {
   readonly outlier: OutlierPolicy | undefined
   /** Called on the request path when outlier detection ejects an endpoint of this group. */
   readonly onEject: (endpoint: Endpoint, forMs: number) => void
+  readonly circuit: CircuitPolicy | undefined
+  /** Called on the request path when an endpoint's circuit opens. */
+  readonly onCircuitOpen: (endpoint: Endpoint, forMs: number) => void
   /** Requests in flight to this upstream (all endpoints), for the retry budget. */
   active: number
 }
 
 const isAvailable = (e: EndpointState): boolean => e.healthy && !e.ejected
+
+const availableWithCircuit = (policy: CircuitPolicy) => (e: EndpointState): boolean =>
+  e.healthy && !e.ejected && circuitAdmits(policy, e as Endpoint)
 
 /** Defaults as nginx/Envoy users expect them; DESIGN.md §3 documents each key. */
 export const poolDefaults = { connections: 128, keep_alive: 60_000, connect_timeout: 2_000 } as const
@@ -78,9 +85,11 @@ export const buildUpstreamGroup = (
   name: string,
   upstream: Upstream,
   previous: UpstreamGroup | undefined,
-  onEject: (endpoint: Endpoint, forMs: number) => void = () => {}
+  onEject: (endpoint: Endpoint, forMs: number) => void = () => {},
+  onCircuitOpen: (endpoint: Endpoint, forMs: number) => void = () => {}
 ): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
   const poolKey = poolKeyOf(upstream)
+  const circuit = compileCircuitPolicy(upstream.circuit_breaker)
   const reusable = new Map<string, Endpoint>()
   const retiredPools: Array<Pool> = []
   for (const e of previous?.endpoints ?? []) reusable.set(e.origin, e)
@@ -101,6 +110,12 @@ export const buildUpstreamGroup = (
       ejected: old?.ejected ?? false,
       consecutiveFailures: old?.consecutiveFailures ?? 0,
       ejections: old?.ejections ?? 0,
+      ...(old === undefined ? closedCircuit() : {
+        circuit: old.circuit,
+        circuitFailures: old.circuitFailures,
+        circuitOpens: old.circuitOpens,
+        circuitProbes: old.circuitProbes
+      }),
       origin,
       pool: makePool(origin, upstream),
       poolKey
@@ -112,6 +127,7 @@ export const buildUpstreamGroup = (
   for (const e of endpoints) {
     if (upstream.health_check === undefined) e.healthy = true
     if (upstream.outlier === undefined) e.ejected = false
+    if (circuit === undefined) Object.assign(e, closedCircuit())
   }
   const balancer = makeBalancer({
     algorithm: upstream.balance ?? "round_robin",
@@ -123,11 +139,17 @@ export const buildUpstreamGroup = (
       name,
       endpoints,
       balancer,
-      eligible: upstream.health_check === undefined && upstream.outlier === undefined ? undefined : isAvailable,
+      eligible: circuit !== undefined
+        ? availableWithCircuit(circuit)
+        : upstream.health_check === undefined && upstream.outlier === undefined
+        ? undefined
+        : isAvailable,
       failOpen: upstream.panic === "fail_open",
       retryBudget: makeRetryBudget(upstream.retry_budget?.percent ?? 20, upstream.retry_budget?.min_concurrent ?? 3),
       outlier: compileOutlierPolicy(upstream.outlier),
       onEject,
+      circuit,
+      onCircuitOpen,
       active: 0
     },
     retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]

@@ -2,7 +2,7 @@
  * The upstream groups of the running config. Reconciled on every config change: endpoints
  * that stay keep their pools, counters and balancer-visible state; pools of removed endpoints
  * are closed in the background once their in-flight requests are done. Also runs the
- * re-admission timers of endpoints that outlier detection ejected.
+ * timers that end outlier ejections and move open circuits to half-open.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -39,34 +39,46 @@ export class Upstreams extends Context.Service<Upstreams, {
         )
       )
 
-      // Ejections come from the request path; re-admission waits on Effect's Clock in fibers
-      // owned by this layer, so TestClock drives it in tests.
-      const ejections = yield* Queue.unbounded<readonly [string, Endpoint, number, number]>()
-      const readmitting = yield* FiberSet.make()
-      // `nth` identifies the ejection: a timer left over from an earlier ejection (ended early by
-      // a reload without `outlier`) must not end a later one.
-      const readmit = (upstream: string, endpoint: Endpoint, nth: number) =>
-        Effect.sync(() => {
-          if (endpoint.ejections === nth) endpoint.ejected = false
-          // A reload may have replaced the endpoint object meanwhile (e.g. a new weight).
-          const now = groups.get(upstream)?.endpoints.find((e) => e.origin === endpoint.origin)
-          if (now !== undefined && now.ejections === nth) now.ejected = false
-        })
-      yield* Queue.take(ejections).pipe(
-        Effect.flatMap(([upstream, endpoint, nth, forMs]) =>
-          FiberSet.run(readmitting, Effect.sleep(Duration.millis(forMs)).pipe(Effect.andThen(readmit(upstream, endpoint, nth))))
+      // Outlier ejections and circuit openings come from the request path; their end (re-admission,
+      // half-open) waits on Effect's Clock in fibers owned by this layer, so TestClock drives it.
+      // `nth` identifies the ejection or opening: a timer left over from an earlier one (ended
+      // early by a reload) must not end a later one.
+      type Timed = readonly [kind: "eject" | "circuit", upstream: string, endpoint: Endpoint, nth: number, forMs: number]
+      const timed = yield* Queue.unbounded<Timed>()
+      const timers = yield* FiberSet.make()
+      const expire = (kind: Timed[0], e: Endpoint, nth: number) => {
+        if (kind === "eject") {
+          if (e.ejections === nth) e.ejected = false
+        } else if (e.circuit === "open" && e.circuitOpens === nth) {
+          e.circuit = "half-open"
+          e.circuitProbes = 0
+        }
+      }
+      yield* Queue.take(timed).pipe(
+        Effect.flatMap(([kind, upstream, endpoint, nth, forMs]) =>
+          FiberSet.run(
+            timers,
+            Effect.sleep(Duration.millis(forMs)).pipe(Effect.andThen(Effect.sync(() => {
+              expire(kind, endpoint, nth)
+              // A reload may have replaced the endpoint object meanwhile (e.g. a new weight).
+              const now = groups.get(upstream)?.endpoints.find((e) => e.origin === endpoint.origin)
+              if (now !== undefined && now !== endpoint) expire(kind, now, nth)
+            })))
+          )
         ),
         Effect.forever,
         Effect.forkScoped
       )
       const onEjectFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
-        void Queue.offerUnsafe(ejections, [upstream, endpoint, endpoint.ejections, forMs] as const)
+        void Queue.offerUnsafe(timed, ["eject", upstream, endpoint, endpoint.ejections, forMs] as const)
+      const onCircuitOpenFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
+        void Queue.offerUnsafe(timed, ["circuit", upstream, endpoint, endpoint.circuitOpens, forMs] as const)
 
       const reconcile = Effect.fnUntraced(function*(config: Config) {
         const next = new Map<string, UpstreamGroup>()
         const retired: Array<Pool> = []
         for (const [name, upstream] of Object.entries(config.upstreams)) {
-          const built = buildUpstreamGroup(name, upstream, groups.get(name), onEjectFor(name))
+          const built = buildUpstreamGroup(name, upstream, groups.get(name), onEjectFor(name), onCircuitOpenFor(name))
           next.set(name, built.group)
           retired.push(...built.retired)
         }
