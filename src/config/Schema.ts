@@ -129,10 +129,11 @@ const RetryOn = Schema.Union([
   Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isBetween({ minimum: 500, maximum: 599 })))
 ]).annotate({ message: "Expected connect-failure, reset, timeout or a 5xx status" })
 
-/** Retries of a route (only for requests without a body, only before any response byte went out). */
+/** Retries of a route (only before any response byte went out; bodies only when buffered). */
 export const Retry = Schema.Struct({
   attempts: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isBetween({ minimum: 1, maximum: 10 })))),
   per_try_timeout: Schema.optionalKey(DurationMs),
+  buffer_bytes: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0)))),
   backoff: Schema.optionalKey(Schema.Struct({
     base: Schema.optionalKey(DurationMs),
     max: Schema.optionalKey(DurationMs),

@@ -59,7 +59,8 @@ export interface UpstreamRequest {
   readonly method: string
   readonly path: string
   readonly headers: Array<string>
-  readonly body: Readable | null
+  /** A stream is sent once; a buffered body (a Buffer) can be sent again by a retry. */
+  readonly body: Readable | Buffer | null
 }
 
 const failureOf = (error: GatewayError): TryFailure | undefined =>
@@ -147,6 +148,9 @@ export class Exchange {
   /** Endpoints already tried, so a retry goes elsewhere when it can. */
   private tried: Array<Endpoint> | undefined = undefined
   private retrying = false
+  /** The response head received from the upstream and not yet written (see onResponseStart). */
+  private head: Array<string> | undefined = undefined
+  private statusMessage: string | undefined = undefined
   readonly onClientClose: () => void
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -223,11 +227,13 @@ export class Exchange {
 
   /**
    * A try failed before the response started. Retries when the policy, the method, the
-   * budget and the request (no body to replay) allow it, on another endpoint when there is one.
+   * budget and the request (no body, or a buffered one) allow it, on another endpoint when
+   * there is one.
    */
   onTryError(attempt: Try, error: GatewayError): void {
     if (this.done || this.current !== attempt) return
     this.endTry(attempt)
+    this.head = undefined
     const failure = failureOf(error)
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
@@ -236,7 +242,8 @@ export class Exchange {
 
   private retryAfter(attempt: Try, failure: TryFailure): boolean {
     const policy = this.route.retry
-    if (policy === undefined || this.res.headersSent || this.request.body !== null) return false
+    const body = this.request.body
+    if (policy === undefined || this.res.headersSent || (body !== null && !Buffer.isBuffer(body))) return false
     if (!mayRetry(policy, this.request.method, attempt.number, failure)) return false
     const group = this.route.group
     if (!this.retrying && !budgetAllows(group.retryBudget, group.active)) return false
@@ -331,13 +338,25 @@ export class Exchange {
     const append = this.route.responseHeaders.append
     for (let i = 0; i < append.length; i++) out.push(append[i])
     this.status = statusCode
-    const res = this.res
-    if (statusMessage !== undefined && statusMessage !== "") res.statusMessage = statusMessage
-    res.writeHead(statusCode, out)
+    this.statusMessage = statusMessage
+    // The head is written with the first body chunk (or the end), in the same write: until then
+    // nothing has reached the client, so a reset right after the upstream's head can still be
+    // retried or answered with a clean 502 instead of a cut connection.
+    this.head = out
+  }
+
+  private writeHead() {
+    const head = this.head
+    if (head !== undefined) {
+      this.head = undefined
+      if (this.statusMessage !== undefined && this.statusMessage !== "") this.res.statusMessage = this.statusMessage
+      this.res.writeHead(this.status, head)
+    }
   }
 
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.done) return
+    this.writeHead()
     this.bytes += chunk.length
     if (!this.res.write(chunk)) {
       controller.pause()
@@ -349,6 +368,7 @@ export class Exchange {
     if (this.done) return
     const attempt = this.current
     if (attempt !== undefined) this.endTry(attempt)
+    this.writeHead()
     this.res.end()
     this.finish(this.status)
   }

@@ -123,6 +123,21 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
 
+  const upstreamPath = route.rewrite(target.path) + target.query
+  const method = req.method ?? "GET"
+  const retry = route.retry
+  // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
+  // send it again; any other body streams and its request is never retried.
+  if (scan.hasBody && retry !== undefined && !scan.chunked && scan.contentLength <= retry.bufferBytes && retry.methods.has(method)) {
+    const chunks: Array<Buffer> = []
+    req.on("data", (chunk: Buffer) => chunks.push(chunk))
+    req.once("end", () => {
+      if (res.destroyed) return
+      const body = Buffer.concat(chunks)
+      new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext).start(endpoint)
+    })
+    return
+  }
   let body: IncomingMessage | BodyLimit | null = null
   if (scan.hasBody) {
     if (scan.chunked && Number.isFinite(table.maxBodyBytes)) {
@@ -131,15 +146,5 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
       body = limited
     } else body = req
   }
-
-  const exchange = new Exchange(
-    req,
-    res,
-    route,
-    { method: req.method ?? "GET", path: route.rewrite(target.path) + target.query, headers, body },
-    table.accessLog,
-    target.path,
-    pickContext
-  )
-  exchange.start(endpoint)
+  new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext).start(endpoint)
 }

@@ -18,6 +18,7 @@ export const IDEMPOTENT_METHODS: ReadonlyArray<string> = ["GET", "HEAD", "OPTION
 
 export const retryDefaults = {
   attempts: 3,
+  buffer_bytes: 64 * 1024,
   backoff: { base: 25, max: 1_000, jitter: true },
   on: ["connect-failure", "reset", "timeout", 502, 503, 504] as ReadonlyArray<string | number>
 } as const
@@ -26,6 +27,8 @@ export interface RetryPolicy {
   /** Tries in all, the first included (>= 1). */
   readonly attempts: number
   readonly perTryTimeoutMs: number | undefined
+  /** Request bodies up to this size (with a Content-Length) are buffered so a retry can replay them. */
+  readonly bufferBytes: number
   readonly baseMs: number
   readonly maxMs: number
   readonly jitter: boolean
@@ -43,6 +46,7 @@ export const compileRetryPolicy = (retry: Retry | undefined): RetryPolicy | unde
   return {
     attempts: retry.attempts ?? retryDefaults.attempts,
     perTryTimeoutMs: retry.per_try_timeout,
+    bufferBytes: retry.buffer_bytes ?? retryDefaults.buffer_bytes,
     baseMs: backoff.base ?? retryDefaults.backoff.base,
     maxMs: backoff.max ?? retryDefaults.backoff.max,
     jitter: backoff.jitter ?? retryDefaults.backoff.jitter,

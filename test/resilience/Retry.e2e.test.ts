@@ -28,10 +28,12 @@ type Behaviour =
   | { readonly _tag: "status"; readonly status: number }
   | { readonly _tag: "hang" }
   | { readonly _tag: "reset" }
+  | { readonly _tag: "reset-after-head" }
 
 const echo: Behaviour = { _tag: "echo" }
 const hang: Behaviour = { _tag: "hang" }
 const reset: Behaviour = { _tag: "reset" }
+const resetAfterHead: Behaviour = { _tag: "reset-after-head" }
 const status = (code: number): Behaviour => ({ _tag: "status", status: code })
 
 /**
@@ -55,6 +57,11 @@ const upstream = (log: TryLog, name: string, behaviour: Behaviour) =>
           return
         case "reset":
           return req.socket.destroy()
+        case "reset-after-head":
+          // The head goes out on its own, then the connection dies before any body byte.
+          res.writeHead(200, { "content-type": "text/plain", "content-length": 100 })
+          res.flushHeaders()
+          return void setImmediate(() => req.socket.destroy())
       }
     }
   })
@@ -250,24 +257,38 @@ describe("retries: statuses", () => {
 })
 
 describe("retries: methods and bodies", () => {
-  it.live("(e) a POST with a body is never retried, even with POST in `methods`: the upstream sees the body once, the client gets the error", () =>
+  it.live("(e) a POST whose body is larger than buffer_bytes is never retried, even with POST in `methods`: the upstream sees the body once, the client gets the error", () =>
     Effect.gen(function*() {
       const log: TryLog = []
       const a = yield* upstream(log, "a", status(503))
       const b = yield* upstream(log, "b", status(503))
-      const gateway = yield* gatewayOver([a.url, b.url], { retry: { attempts: 3, backoff: fast, methods: ["GET", "POST"] } })
+      const gateway = yield* gatewayOver([a.url, b.url], { retry: { attempts: 3, backoff: fast, methods: ["GET", "POST"], buffer_bytes: 4 } })
       const res = yield* request(gateway.url("/e"), { method: "POST", body: "payload-123", headers: { "content-type": "text/plain" } })
       assert.strictEqual(res.status, 503)
       assert.strictEqual(res.body, "503 from a (try 1)")
       assert.deepStrictEqual(log, [{ upstream: "a", method: "POST", url: "/e", body: "payload-123" }])
     }))
 
-  it.live("(e) a POST with a body whose connection is reset is not retried: 502, one try; the same as GET is retried", () =>
+  it.live("(e) a POST with a buffered body and POST in `methods` is replayed on the other endpoint: both see the same body, the client sees the retry's answer", () =>
+    Effect.gen(function*() {
+      const log: TryLog = []
+      const a = yield* upstream(log, "a", status(503))
+      const b = yield* upstream(log, "b", echo)
+      const gateway = yield* gatewayOver([a.url, b.url], { retry: { attempts: 3, backoff: fast, methods: ["GET", "POST"] } })
+      const res = yield* request(gateway.url("/e-replay"), { method: "POST", body: "payload-123", headers: { "content-type": "text/plain" } })
+      assert.strictEqual(res.status, 200)
+      assert.deepStrictEqual(triesOf(log, "/e-replay"), [
+        { upstream: "a", method: "POST", url: "/e-replay", body: "payload-123" },
+        { upstream: "b", method: "POST", url: "/e-replay", body: "payload-123" }
+      ])
+    }))
+
+  it.live("(e) a POST with a streamed body (buffer_bytes 0) whose connection is reset is not retried: 502, one try; the same as GET is retried", () =>
     Effect.gen(function*() {
       const log: TryLog = []
       const a = yield* upstream(log, "a", reset)
       const b = yield* upstream(log, "b", echo)
-      const gateway = yield* gatewayOver([a.url, b.url], { retry: { backoff: fast, methods: ["GET", "POST"] } })
+      const gateway = yield* gatewayOver([a.url, b.url], { retry: { backoff: fast, methods: ["GET", "POST"], buffer_bytes: 0 } })
       // round_robin: the GET starts on "a" and its retry takes "b"; the POST then starts on "a".
       const get = yield* send(gateway.url("/e-reset-get"))
       assert.strictEqual(get.status, 200)
@@ -425,5 +446,25 @@ describe("retries: never after the response started", () => {
       assert.strictEqual(res.body, "x".repeat(10))
       assert.strictEqual(partialTries, 1, "the upstream saw exactly one request")
       assert.strictEqual(log.length, 0, "no retry went to the other endpoint")
+    }))
+  it.live("a reset right after the upstream's head, before any body byte, is retried: the client sees the other endpoint's 200", () =>
+    Effect.gen(function*() {
+      const log: TryLog = []
+      const a = yield* upstream(log, "a", resetAfterHead)
+      const b = yield* upstream(log, "b", echo)
+      const gateway = yield* gatewayOver([a.url, b.url], { retry: { backoff: fast } })
+      const res = yield* send(gateway.url("/head-reset"))
+      assert.strictEqual(res.status, 200)
+      assert.deepStrictEqual(log.map((t) => t.upstream), ["a", "b"])
+    }))
+
+  it.live("without retries, a reset right after the upstream's head is a clean 502 UpstreamReset, not a cut connection", () =>
+    Effect.gen(function*() {
+      const log: TryLog = []
+      const a = yield* upstream(log, "a", resetAfterHead)
+      const gateway = yield* gatewayOver([a.url])
+      const res = yield* send(gateway.url("/head-reset"))
+      assert.strictEqual(res.status, 502)
+      assert.include(res.body, "UpstreamReset")
     }))
 })
