@@ -37,7 +37,10 @@ export {
   PayloadTooLarge,
   RouteNotFound,
   UpstreamConnectError,
+  UpstreamBodyTimeout,
+  UpstreamConnectTimeout,
   UpstreamReset,
+  UpstreamResponseTimeout,
   UpstreamTimeout,
   type GatewayError
 } from "./proxy/GatewayError.ts"

@@ -9,7 +9,7 @@ import type { Dispatcher } from "undici"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
-import { errorResponse, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
+import { errorResponse, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
@@ -68,8 +68,10 @@ const failureOf = (error: GatewayError): TryFailure | undefined =>
     ? "connect-failure"
     : error._tag === "UpstreamReset"
     ? "reset"
-    : error._tag === "UpstreamTimeout"
-    ? (error.phase === "connect" ? "connect-failure" : error.phase === "route" ? undefined : "timeout")
+    : error._tag === "UpstreamConnectTimeout"
+    ? "connect-failure"
+    : error._tag === "UpstreamResponseTimeout" || error._tag === "UpstreamBodyTimeout"
+    ? "timeout"
     : undefined
 
 /**
@@ -213,7 +215,7 @@ export class Exchange {
 
   private onRouteTimeout() {
     this.timer = undefined
-    this.abort(new Error("route timeout"), new UpstreamTimeout({ phase: "route", message: "The route timeout expired" }))
+    this.abort(new Error("route timeout"), new UpstreamTimeout({ message: "The route timeout expired" }))
   }
 
   private onTryTimeout(attempt: Try) {
@@ -221,7 +223,7 @@ export class Exchange {
     if (this.current !== attempt || this.done) return
     // Decide first (retry or answer 504): undici calls onResponseError synchronously from
     // abort(), and by then this try must no longer be current.
-    this.onTryError(attempt, new UpstreamTimeout({ phase: "response", message: "The per-try timeout expired" }))
+    this.onTryError(attempt, new UpstreamResponseTimeout({ message: "The per-try timeout expired" }))
     attempt.controller?.abort(new TryAbandoned("per-try timeout"))
   }
 
@@ -237,7 +239,7 @@ export class Exchange {
     const failure = failureOf(error)
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
-    this.finish(sendError(this.res, error))
+    this.finish(sendError(this.res, error), error._tag)
   }
 
   private retryAfter(attempt: Try, failure: TryFailure): boolean {
@@ -283,11 +285,11 @@ export class Exchange {
         attempt.probe = false
       }
     }
-    this.finish(error === undefined ? 499 : sendError(this.res, error))
+    this.finish(error === undefined ? 499 : sendError(this.res, error), error?._tag ?? "ClientClosed")
     attempt?.controller?.abort(reason)
   }
 
-  private finish(status: number) {
+  private finish(status: number, error?: string) {
     if (this.done) return
     this.done = true
     const group = this.route.group
@@ -297,7 +299,7 @@ export class Exchange {
     this.res.removeListener("close", this.onClientClose)
     if (this.accessLog !== undefined) {
       const upstream = this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-"
-      this.accessLog.write(this.req, this.path, status, this.bytes, performance.now() - this.started, this.route.id, upstream)
+      this.accessLog.write(this.req, this.path, status, this.bytes, performance.now() - this.started, this.route.id, upstream, error)
     }
     this.current = undefined
   }

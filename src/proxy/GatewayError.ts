@@ -38,11 +38,20 @@ export class CircuitOpen extends Schema.TaggedError<CircuitOpen>()("CircuitOpen"
 export class UpstreamConnectError extends Schema.TaggedError<UpstreamConnectError>()("UpstreamConnectError", fields) {
   readonly source = "upstream"
 }
-/** Connecting, or waiting for the response, took longer than allowed (504). */
-export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("UpstreamTimeout", {
-  ...fields,
-  phase: Schema.Literals(["connect", "response", "body", "route"])
-}) {
+/** The route's overall `timeout` (all tries) expired before the response started (504). */
+export class UpstreamTimeout extends Schema.TaggedError<UpstreamTimeout>()("UpstreamTimeout", fields) {
+  readonly source = "upstream"
+}
+/** Connecting to the endpoint took longer than the pool's `connect_timeout` (504). */
+export class UpstreamConnectTimeout extends Schema.TaggedError<UpstreamConnectTimeout>()("UpstreamConnectTimeout", fields) {
+  readonly source = "upstream"
+}
+/** The response head did not come within the per-try timeout or the read timeout (504). */
+export class UpstreamResponseTimeout extends Schema.TaggedError<UpstreamResponseTimeout>()("UpstreamResponseTimeout", fields) {
+  readonly source = "upstream"
+}
+/** The response body stalled longer than the read timeout (504, or a cut connection once it started). */
+export class UpstreamBodyTimeout extends Schema.TaggedError<UpstreamBodyTimeout>()("UpstreamBodyTimeout", fields) {
   readonly source = "upstream"
 }
 /** The upstream closed or reset the connection before a complete response (502). */
@@ -64,6 +73,9 @@ export type GatewayError =
   | CircuitOpen
   | UpstreamConnectError
   | UpstreamTimeout
+  | UpstreamConnectTimeout
+  | UpstreamResponseTimeout
+  | UpstreamBodyTimeout
   | UpstreamReset
   | InternalError
 
@@ -77,6 +89,9 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   CircuitOpen: 503,
   UpstreamConnectError: 502,
   UpstreamTimeout: 504,
+  UpstreamConnectTimeout: 504,
+  UpstreamResponseTimeout: 504,
+  UpstreamBodyTimeout: 504,
   UpstreamReset: 502,
   InternalError: 500
 }

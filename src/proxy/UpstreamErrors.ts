@@ -6,8 +6,10 @@ import {
   InternalError,
   PayloadTooLarge,
   UpstreamConnectError,
+  UpstreamBodyTimeout,
+  UpstreamConnectTimeout,
   UpstreamReset,
-  UpstreamTimeout,
+  UpstreamResponseTimeout,
   type GatewayError
 } from "./GatewayError.ts"
 
@@ -33,11 +35,11 @@ export const fromUpstreamError = (error: Error): GatewayError => {
     case BODY_TOO_LARGE:
       return new PayloadTooLarge({ message: "The request body is too large" })
     case "UND_ERR_CONNECT_TIMEOUT":
-      return new UpstreamTimeout({ phase: "connect", message: "Timed out connecting to the upstream" })
+      return new UpstreamConnectTimeout({ message: "Timed out connecting to the upstream" })
     case "UND_ERR_HEADERS_TIMEOUT":
-      return new UpstreamTimeout({ phase: "response", message: "Timed out waiting for the upstream response" })
+      return new UpstreamResponseTimeout({ message: "Timed out waiting for the upstream response" })
     case "UND_ERR_BODY_TIMEOUT":
-      return new UpstreamTimeout({ phase: "body", message: "Timed out waiting for the upstream response body" })
+      return new UpstreamBodyTimeout({ message: "Timed out waiting for the upstream response body" })
     case "UND_ERR_SOCKET":
     case "ECONNRESET":
     case "EPIPE":

@@ -41,4 +41,12 @@ describe("AccessLog", () => {
     const line = capture("text", (log) => log.write(fakeRequest("POST"), "/p", 502, 5, 2, "all", "http://u:1"))
     assert.match(line, /^\S+ 127\.0\.0\.9 "POST \/p" 502 5 2\.000ms route=all upstream=http:\/\/u:1\n$/)
   })
+  it("names the gateway error that ended a request in its own field, and only then", () => {
+    const failed = JSON.parse(capture("json", (log) => log.write(fakeRequest("GET"), "/t", 504, 0, 300, "all", "http://u:1", "UpstreamConnectTimeout")))
+    assert.strictEqual(failed.error, "UpstreamConnectTimeout")
+    const ok = JSON.parse(capture("json", (log) => log.write(fakeRequest("GET"), "/t", 200, 2, 1, "all", "http://u:1")))
+    assert.isFalse("error" in ok)
+    const text = capture("text", (log) => log.write(fakeRequest("GET"), "/t", 499, 0, 1, "all", "http://u:1", "ClientClosed"))
+    assert.match(text, / error=ClientClosed\n$/)
+  })
 })
