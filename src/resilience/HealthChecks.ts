@@ -78,9 +78,15 @@ export class HealthChecks extends Context.Service<HealthChecks, {
 
         const publish = (upstream: string, origin: string) => (state: HealthState) =>
           Effect.sync(() => {
-            states.set(keyOf(upstream, origin), state)
+            const key = keyOf(upstream, origin)
+            const recovered = states.get(key)?.healthy === false && state.healthy
+            states.set(key, state)
             const endpoint = upstreams.current().get(upstream)?.endpoints.find((e) => e.origin === origin)
-            if (endpoint !== undefined) endpoint.healthy = state.healthy
+            if (endpoint === undefined) return
+            endpoint.healthy = state.healthy
+            // Active checks passing again also end an outlier ejection (as Envoy does): the
+            // endpoint has proven itself, no need to wait out the ejection time.
+            if (recovered) endpoint.ejected = false
           })
 
         const reconcile = Effect.fnUntraced(function*(config: Config) {

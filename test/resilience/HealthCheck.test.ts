@@ -331,6 +331,26 @@ describe("HealthChecks service (TestClock)", () => {
       assertJittered(gaps(script.calls(A)), 1000)
     }))
 
+  it.effect("active checks passing again end an outlier ejection; a healthy endpoint's checks do not", () =>
+    Effect.gen(function*() {
+      const script = scriptedFactory()
+      script.set(A, false)
+      const svc = yield* withService(configOf([A, B], check), script.factory)
+      // B is ejected (as outlier detection would) while its checks keep passing: it stays ejected.
+      svc.endpoint(B).ejected = true
+      yield* untilCalls(script, A, 3)
+      assert.isFalse(svc.endpoint(A).healthy)
+      assert.isTrue(svc.endpoint(B).ejected, "passing checks of an endpoint that never went unhealthy do not end its ejection")
+      // A is ejected too, then recovers through its checks: the recovery ends the ejection.
+      svc.endpoint(A).ejected = true
+      script.set(A, true)
+      yield* untilCalls(script, A, 4)
+      assert.isTrue(svc.endpoint(A).ejected, "one success is not yet a recovery (healthy_threshold 2)")
+      yield* untilCalls(script, A, 5)
+      assert.isTrue(svc.endpoint(A).healthy)
+      assert.isFalse(svc.endpoint(A).ejected)
+    }))
+
   it.effect("upstreams without a health_check are not probed", () =>
     Effect.gen(function*() {
       const script = scriptedFactory()
