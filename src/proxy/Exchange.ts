@@ -16,7 +16,7 @@ import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
 import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
-import { circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
+import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
 const JSON_TYPE = "application/json"
 
@@ -82,8 +82,8 @@ class Try implements Dispatcher.DispatchHandler {
   controller: Dispatcher.DispatchController | undefined = undefined
   /** This try's per-try timer, if the route has one. */
   timer: NodeJS.Timeout | undefined = undefined
-  /** Whether this try is a half-open circuit's probe. */
-  probe = false
+  /** The half-open period this try probes (from circuitTryStarted), 0 when it is no probe. */
+  probe = 0
   readonly exchange: Exchange
   readonly endpoint: Endpoint
   readonly number: number
@@ -125,7 +125,7 @@ const recordTry = (group: UpstreamGroup, attempt: Try, failure: OutlierFailure |
   if (circuit !== undefined && recordCircuit(circuit, endpoint, failure, attempt.probe) === "opened") {
     group.onCircuitOpen(endpoint, openDurationMs(circuit, endpoint.circuitOpens))
   }
-  attempt.probe = false
+  attempt.probe = 0
   const policy = group.outlier
   if (policy === undefined) return
   if (failure === undefined && endpoint.consecutiveFailures === 0) return
@@ -280,9 +280,9 @@ export class Exchange {
     if (attempt !== undefined) {
       this.endTry(attempt)
       // An abandoned half-open probe frees its slot without counting as an outcome.
-      if (attempt.probe) {
-        attempt.endpoint.circuitProbes--
-        attempt.probe = false
+      if (attempt.probe !== 0) {
+        abandonProbe(attempt.endpoint, attempt.probe)
+        attempt.probe = 0
       }
     }
     this.finish(error === undefined ? 499 : sendError(this.res, error), error?._tag ?? "ClientClosed")

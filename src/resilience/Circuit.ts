@@ -50,34 +50,70 @@ export interface CircuitState {
   circuitOpens: number
   /** Probes in flight while half-open. */
   circuitProbes: number
+  /** Which half-open period this is (counts up); a probe belongs to the period it started in. */
+  circuitPeriod: number
+  /** Identity of the current opening, unique in the process; the half-open timer checks it. */
+  circuitOpenId: number
 }
 
-export const closedCircuit = (): CircuitState => ({ circuit: "closed", circuitFailures: 0, circuitOpens: 0, circuitProbes: 0 })
+// Opening ids only ever grow, so a timer left over from an earlier opening (ended early by a
+// reload, or of an endpoint that was removed and added again) never matches a later one.
+let lastOpening = 0
+
+export const closedCircuit = (): CircuitState => ({
+  circuit: "closed",
+  circuitFailures: 0,
+  circuitOpens: 0,
+  circuitProbes: 0,
+  circuitPeriod: 0,
+  circuitOpenId: 0
+})
 
 /** Whether a new try may go to this endpoint now. */
 export const circuitAdmits = (policy: CircuitPolicy, s: CircuitState): boolean =>
   s.circuit === "closed" || (s.circuit === "half-open" && s.circuitProbes < policy.halfOpenProbes)
 
-/** Marks the start of a try; returns whether it is a half-open probe. */
-export const circuitTryStarted = (s: CircuitState): boolean => {
-  if (s.circuit !== "half-open") return false
+/**
+ * Marks the start of a try. Returns the half-open period it probes, or 0 when it is not a probe;
+ * pass that value back with its outcome (or to `abandonProbe`).
+ */
+export const circuitTryStarted = (s: CircuitState): number => {
+  if (s.circuit !== "half-open") return 0
   s.circuitProbes++
-  return true
+  return s.circuitPeriod
+}
+
+/** Whether `probe` (from `circuitTryStarted`) is a probe of the current half-open period. */
+const isCurrentProbe = (s: CircuitState, probe: number): boolean =>
+  probe !== 0 && s.circuit === "half-open" && probe === s.circuitPeriod
+
+/** A probe abandoned without an outcome (the client went away) frees its slot. */
+export const abandonProbe = (s: CircuitState, probe: number): void => {
+  if (isCurrentProbe(s, probe)) s.circuitProbes--
+}
+
+/** The end of an opening: the circuit becomes half-open, a new period with no probe in flight. */
+export const circuitHalfOpen = (s: CircuitState): void => {
+  s.circuit = "half-open"
+  s.circuitProbes = 0
+  s.circuitPeriod++
 }
 
 /**
- * Records a try's outcome (`undefined` = success). Returns "opened" when this outcome opened the
+ * Records a try's outcome (`undefined` = success); `probe` is what `circuitTryStarted` returned.
+ * An outcome of a probe of an earlier half-open period decides nothing. Returns "opened" when this outcome opened the
  * circuit (the caller schedules the half-open step after `openDurationMs`).
  */
 export const recordCircuit = (
   policy: CircuitPolicy,
   s: CircuitState,
   failure: OutlierFailure | undefined,
-  probe: boolean
+  probe: number
 ): "opened" | "closed" | undefined => {
-  if (probe) s.circuitProbes--
+  const current = isCurrentProbe(s, probe)
+  if (current) s.circuitProbes--
   const failed = failure !== undefined && policy.counts.has(failure)
-  if (s.circuit === "half-open" && probe) {
+  if (current) {
     if (failed) return open(s)
     if (failure === undefined) {
       s.circuit = "closed"
@@ -101,9 +137,10 @@ const open = (s: CircuitState): "opened" => {
   s.circuit = "open"
   s.circuitFailures = 0
   s.circuitOpens++
+  s.circuitOpenId = ++lastOpening
   return "opened"
 }
 
 /** How long the `n`-th consecutive opening (1-based) lasts. */
 export const openDurationMs = (policy: CircuitPolicy, n: number): number =>
-  Math.min(policy.maxOpenForMs, policy.openForMs * 2 ** (n - 1))
+  policy.openForMs === 0 ? 0 : Math.min(policy.maxOpenForMs, policy.openForMs * 2 ** Math.min(n - 1, 52))

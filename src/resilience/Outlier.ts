@@ -40,7 +40,12 @@ export interface OutlierState {
   consecutiveFailures: number
   ejections: number
   ejected: boolean
+  /** Identity of the current ejection, unique in the process; the re-admission timer checks it. */
+  ejectionId: number
 }
+
+// Ejection ids only ever grow, so a leftover timer never ends a later ejection.
+let lastEjection = 0
 
 /**
  * Records one try's outcome (`undefined` = success) and says whether to eject the endpoint now.
@@ -67,6 +72,7 @@ export const recordOutcome = (
   if ((ejectedInGroup + 1) * 100 > policy.maxEjectedPercent * groupSize) return false
   state.ejected = true
   state.ejections++
+  state.ejectionId = ++lastEjection
   state.consecutiveFailures = 0
   return true
 }

@@ -110,11 +110,14 @@ export const buildUpstreamGroup = (
       ejected: old?.ejected ?? false,
       consecutiveFailures: old?.consecutiveFailures ?? 0,
       ejections: old?.ejections ?? 0,
+      ejectionId: old?.ejectionId ?? 0,
       ...(old === undefined ? closedCircuit() : {
         circuit: old.circuit,
         circuitFailures: old.circuitFailures,
         circuitOpens: old.circuitOpens,
-        circuitProbes: old.circuitProbes
+        circuitProbes: old.circuitProbes,
+        circuitPeriod: old.circuitPeriod,
+        circuitOpenId: old.circuitOpenId
       }),
       origin,
       pool: makePool(origin, upstream),

@@ -13,6 +13,7 @@ import * as Queue from "effect/Queue"
 import type { Pool } from "undici"
 import type { Config } from "../config/Schema.ts"
 import { buildUpstreamGroup, type Endpoint, type UpstreamGroup } from "./UpstreamGroup.ts"
+import { circuitHalfOpen } from "../resilience/Circuit.ts"
 
 export class Upstreams extends Context.Service<Upstreams, {
   /** The groups in force, by upstream name. Read synchronously on the request path. */
@@ -41,18 +42,15 @@ export class Upstreams extends Context.Service<Upstreams, {
 
       // Outlier ejections and circuit openings come from the request path; their end (re-admission,
       // half-open) waits on Effect's Clock in fibers owned by this layer, so TestClock drives it.
-      // `nth` identifies the ejection or opening: a timer left over from an earlier one (ended
-      // early by a reload) must not end a later one.
+      // Each timer carries the id of its ejection or opening: a timer left over from an earlier
+      // one (ended early by a reload, or of a removed and re-added endpoint) must not end a later one.
       type Timed = readonly [kind: "eject" | "circuit", upstream: string, endpoint: Endpoint, nth: number, forMs: number]
       const timed = yield* Queue.unbounded<Timed>()
       const timers = yield* FiberSet.make()
-      const expire = (kind: Timed[0], e: Endpoint, nth: number) => {
+      const expire = (kind: Timed[0], e: Endpoint, id: number) => {
         if (kind === "eject") {
-          if (e.ejections === nth) e.ejected = false
-        } else if (e.circuit === "open" && e.circuitOpens === nth) {
-          e.circuit = "half-open"
-          e.circuitProbes = 0
-        }
+          if (e.ejectionId === id) e.ejected = false
+        } else if (e.circuit === "open" && e.circuitOpenId === id) circuitHalfOpen(e)
       }
       yield* Queue.take(timed).pipe(
         Effect.flatMap(([kind, upstream, endpoint, nth, forMs]) =>
@@ -70,9 +68,9 @@ export class Upstreams extends Context.Service<Upstreams, {
         Effect.forkScoped
       )
       const onEjectFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
-        void Queue.offerUnsafe(timed, ["eject", upstream, endpoint, endpoint.ejections, forMs] as const)
+        void Queue.offerUnsafe(timed, ["eject", upstream, endpoint, endpoint.ejectionId, forMs] as const)
       const onCircuitOpenFor = (upstream: string) => (endpoint: Endpoint, forMs: number) =>
-        void Queue.offerUnsafe(timed, ["circuit", upstream, endpoint, endpoint.circuitOpens, forMs] as const)
+        void Queue.offerUnsafe(timed, ["circuit", upstream, endpoint, endpoint.circuitOpenId, forMs] as const)
 
       const reconcile = Effect.fnUntraced(function*(config: Config) {
         const next = new Map<string, UpstreamGroup>()
