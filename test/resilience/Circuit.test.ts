@@ -6,10 +6,9 @@
  * under TestClock (including across reloads).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Result } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
-import { decodeConfig } from "../../src/config/ConfigLoader.ts"
 import {
   circuitAdmits,
   circuitDefaults,
@@ -26,6 +25,7 @@ import {
 import type { OutlierFailure } from "../../src/resilience/Outlier.ts"
 import type { Endpoint } from "../../src/upstream/UpstreamGroup.ts"
 import { Upstreams } from "../../src/upstream/Upstreams.ts"
+import { decoded, settle } from "../support/effects.ts"
 
 const ALL_FAILURES: ReadonlyArray<OutlierFailure> = ["connect-failure", "reset", "timeout", "5xx"]
 
@@ -448,17 +448,7 @@ describe("openDurationMs and compileCircuitPolicy", () => {
 // ---------------------------------------------------------------------------------------------
 // The Upstreams service: open → half-open on Effect's Clock.
 
-const decoded = (raw: unknown) => {
-  const result = decodeConfig(raw, "<test>")
-  if (Result.isFailure(result)) return assert.fail(result.failure.message)
-  return result.success
-}
 
-/** Lets forked fibers run until they suspend again (no time passes). */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow
-  yield* TestClock.adjust(0)
-})
 
 const A = "http://127.0.0.1:1"
 const B = "http://127.0.0.1:2"

@@ -4,14 +4,14 @@
  * scripted probe factory, driven through config changes. Nothing real is probed or slept.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Effect, Fiber, Layer, Result, SubscriptionRef } from "effect"
+import { Clock, Context, Effect, Fiber, Layer, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
-import { decodeConfig } from "../../src/config/ConfigLoader.ts"
 import { ConfigSource } from "../../src/config/ConfigSource.ts"
 import type { HealthCheck } from "../../src/config/Schema.ts"
 import { HealthChecks, runHealthCheck, type ProbeFactory } from "../../src/resilience/HealthChecks.ts"
 import { initialHealth, type HealthState } from "../../src/resilience/HealthState.ts"
 import { Upstreams } from "../../src/upstream/Upstreams.ts"
+import { decoded, settle } from "../support/effects.ts"
 
 /** One scripted probe result: ok/failed at once, never completing, or completing after a delay. */
 type Step = boolean | "hang" | { readonly after: number; readonly ok: boolean }
@@ -31,11 +31,6 @@ const scriptedProbe = (steps: ReadonlyArray<Step>) => {
   return { probe, calls, interrupted: () => interrupted }
 }
 
-/** Lets forked fibers run until they suspend again (no time passes). */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow
-  yield* TestClock.adjust(0)
-})
 
 /** Advances the TestClock by `total` ms in steps of `step` ms, running `each` after every step. */
 const advance = (total: number, step: number, each: () => void = () => undefined) =>
@@ -256,11 +251,6 @@ const scriptedFactory = () => {
   }
 }
 
-const decoded = (raw: unknown) => {
-  const result = decodeConfig(raw, "<test>")
-  if (Result.isFailure(result)) return assert.fail(result.failure.message)
-  return result.success
-}
 
 /**
  * HealthChecks over the real Upstreams and a ConfigSource holding `raw`. The Upstreams are

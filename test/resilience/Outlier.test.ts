@@ -5,10 +5,9 @@
  * TestClock (including across a reload that replaces the ejected endpoint object).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, Result } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
-import { decodeConfig } from "../../src/config/ConfigLoader.ts"
 import {
   compileOutlierPolicy,
   ejectionMs,
@@ -20,6 +19,7 @@ import {
 } from "../../src/resilience/Outlier.ts"
 import type { Endpoint } from "../../src/upstream/UpstreamGroup.ts"
 import { Upstreams } from "../../src/upstream/Upstreams.ts"
+import { decoded, settle } from "../support/effects.ts"
 
 const ALL_FAILURES: ReadonlyArray<OutlierFailure> = ["connect-failure", "reset", "timeout", "5xx"]
 
@@ -268,17 +268,7 @@ describe("ejectionMs and compileOutlierPolicy", () => {
 // ---------------------------------------------------------------------------------------------
 // The Upstreams service: re-admission timers on Effect's Clock.
 
-const decoded = (raw: unknown) => {
-  const result = decodeConfig(raw, "<test>")
-  if (Result.isFailure(result)) return assert.fail(result.failure.message)
-  return result.success
-}
 
-/** Lets forked fibers run until they suspend again (no time passes). */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow
-  yield* TestClock.adjust(0)
-})
 
 const A = "http://127.0.0.1:1"
 const B = "http://127.0.0.1:2"

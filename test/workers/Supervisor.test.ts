@@ -15,6 +15,7 @@ import {
   WorkerGaveUp,
   type WorkerHandle
 } from "../../src/workers/Supervisor.ts"
+import { settle } from "../support/effects.ts"
 
 /** One worker the fake spawner started. */
 interface FakeWorker {
@@ -58,11 +59,6 @@ const makeFakeSpawner = () => {
   return { workers, spawn, ofSlot, latest, isLive }
 }
 
-/** Lets the supervisor's fibers run until they suspend again (no time passes). */
-const settle = Effect.gen(function*() {
-  for (let i = 0; i < 5; i++) yield* Effect.yieldNow
-  yield* TestClock.adjust(0)
-})
 
 /** Crashes the current worker of `slot` (exit code 1) and lets the supervisor react. */
 const crash = (fake: ReturnType<typeof makeFakeSpawner>, slot: number) =>
