@@ -1,0 +1,85 @@
+/**
+ * The request headers as they go upstream, built in one pass over node:http's raw headers:
+ * hop-by-hop headers and `Expect` (already answered by node:http with 100 Continue) are
+ * dropped, and what the proxy needs to know (Host, framing, X-Forwarded-For, Via, Connection)
+ * is picked up on the way.
+ */
+import { HOP_BY_HOP } from "./HopByHop.ts"
+
+/** The headers to forward, and what the proxy learned about the request on the way. */
+export interface ForwardHeaders {
+  readonly headers: Array<string>
+  readonly host: string | undefined
+  readonly hostCount: number
+  readonly hasBody: boolean
+  readonly chunked: boolean
+  readonly contentLength: number
+}
+
+export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders & {
+  readonly forwardedFor: string | undefined
+  readonly via: string | undefined
+  readonly connection: string | undefined
+} => {
+  const headers: Array<string> = []
+  let host: string | undefined
+  let hostCount = 0
+  let forwardedFor: string | undefined
+  let via: string | undefined
+  let connection: string | undefined
+  let chunked = false
+  let contentLength = -1
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i]
+    const value = raw[i + 1]
+    const lower = name.toLowerCase()
+    switch (lower) {
+      case "host":
+        hostCount++
+        host = value
+        continue
+      case "x-forwarded-for":
+        forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
+        continue
+      case "via":
+        via = via === undefined ? value : `${via}, ${value}`
+        continue
+      case "connection":
+        connection = connection === undefined ? value : `${connection}, ${value}`
+        continue
+      case "transfer-encoding":
+        chunked = true
+        continue
+      case "content-length":
+        contentLength = Number(value)
+        headers.push(name, value)
+        continue
+      case "expect":
+      case "x-forwarded-proto":
+      case "x-forwarded-host":
+        continue
+    }
+    if (HOP_BY_HOP.has(lower)) continue
+    headers.push(name, value)
+  }
+  return {
+    headers,
+    host,
+    hostCount,
+    forwardedFor,
+    via,
+    connection,
+    chunked,
+    contentLength,
+    hasBody: chunked || contentLength > 0
+  }
+}
+
+/** Removes the headers named lower-case in `drop` from a flat name/value list. */
+export const dropHeaders = (headers: Array<string>, drop: ReadonlySet<string>): Array<string> => {
+  const out: Array<string> = []
+  for (let i = 0; i < headers.length; i += 2) {
+    if (!drop.has(headers[i].toLowerCase())) out.push(headers[i], headers[i + 1])
+  }
+  return out
+}
