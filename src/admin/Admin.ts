@@ -13,6 +13,7 @@ import { ConfigSource } from "../config/ConfigSource.ts"
 import { Config, parseListen } from "../config/Schema.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
+import { Readiness } from "../listener/Readiness.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 const encodeConfig = Schema.encodeSync(Config)
@@ -27,11 +28,8 @@ export class Admin extends Context.Service<Admin, {
   /** Where the admin API is bound; undefined when `admin` is not configured. */
   readonly address: BoundAddress | undefined
 }>()("fibergate/admin/Admin") {
-  /**
-   * Binds the admin API. Build it after the listeners (Gateway does): readiness is then true
-   * from the first request the admin API can answer.
-   */
-  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable | Upstreams> = Layer.effect(
+  /** Binds the admin API; `/ready` reflects the `Readiness` the listeners maintain. */
+  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable | Upstreams | Readiness> = Layer.effect(
     Admin,
     Effect.gen(function*() {
       const source = yield* ConfigSource
@@ -39,8 +37,7 @@ export class Admin extends Context.Service<Admin, {
       const upstreams = yield* Upstreams
       const initial = yield* SubscriptionRef.get(source.config)
       if (initial.admin === undefined) return Admin.of({ address: undefined })
-      let ready = true
-      yield* Effect.addFinalizer(() => Effect.sync(() => void (ready = false)))
+      const readiness = yield* Readiness
       const handle = (req: IncomingMessage, res: ServerResponse) => {
         const path = (req.url ?? "/").split("?")[0]
         if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: "MethodNotAllowed" })
@@ -48,7 +45,7 @@ export class Admin extends Context.Service<Admin, {
           case "/health":
             return json(res, 200, { status: "ok" })
           case "/ready":
-            return json(res, ready ? 200 : 503, { ready, generation: routes.generation() })
+            return json(res, readiness.isReady() ? 200 : 503, { ready: readiness.isReady(), generation: routes.generation() })
           case "/upstreams":
             return json(
               res,

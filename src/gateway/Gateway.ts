@@ -8,19 +8,22 @@ import type { ConfigError } from "../config/ConfigError.ts"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { ListenError } from "../listener/Listen.ts"
 import { Listeners } from "../listener/Listeners.ts"
+import { Readiness } from "../listener/Readiness.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { HealthChecks } from "../resilience/HealthChecks.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 
-export type GatewayServices = ConfigSource | Upstreams | HealthChecks | RouteTable | Listeners | Admin
+export type GatewayServices = ConfigSource | Upstreams | HealthChecks | RouteTable | Readiness | Listeners | Admin
 
 /**
  * The gateway on top of a given config source (swap it for one fed by your service registry).
- * The admin API is built after the listeners, so `/ready` answers only once all are bound.
+ * The admin API is built before the listeners and closed after them: `/ready` says false until
+ * every listener is bound and again as soon as a drain starts, while in-flight requests finish.
  */
 export const layerWith = <E>(config: Layer.Layer<ConfigSource, E>): Layer.Layer<GatewayServices, E | ListenError> =>
-  Admin.layer.pipe(
-    Layer.provideMerge(Listeners.layer),
+  Listeners.layer.pipe(
+    Layer.provideMerge(Admin.layer),
+    Layer.provideMerge(Readiness.layer),
     Layer.provideMerge(RouteTable.layer),
     Layer.provideMerge(HealthChecks.layer),
     Layer.provideMerge(Upstreams.layer),

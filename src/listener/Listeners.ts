@@ -15,6 +15,8 @@ import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../routing/RouteTable.ts"
 import { onClientError, onConnect } from "./ClientErrors.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "./Listen.ts"
+import { Readiness } from "./Readiness.ts"
+import type { DrainState } from "../proxy/Exchange.ts"
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
 
@@ -25,12 +27,14 @@ export class Listeners extends Context.Service<Listeners, {
   /** Where each listener is bound, by server name (useful with port 0). */
   readonly addresses: ReadonlyMap<string, BoundAddress>
 }>()("fibergate/listener/Listeners") {
-  static readonly layer: Layer.Layer<Listeners, ListenError, ConfigSource | RouteTable> = Layer.effect(
+  static readonly layer: Layer.Layer<Listeners, ListenError, ConfigSource | RouteTable | Readiness> = Layer.effect(
     Listeners,
     Effect.gen(function*() {
       const config = yield* SubscriptionRef.get((yield* ConfigSource).config)
       const routes = yield* RouteTable
-      const drain = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+      const drainTimeout = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+      const readiness = yield* Readiness
+      const drain: DrainState = { draining: false }
       const bind = (server: Server) => {
         const limits = server.limits ?? {}
         const http = createServer({
@@ -43,14 +47,23 @@ export class Listeners extends Context.Service<Listeners, {
         })
         http.maxConnections = limits.max_connections ?? limitDefaults.max_connections
         const name = server.name
-        http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable))
+        http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("clientError", onClientError)
         http.on("connect", onConnect)
         const at = parseListen(server.listen)!
-        return listenScoped(name, http, at, drain).pipe(Effect.map((address) => [name, address] as const))
+        return listenScoped(name, http, at, drainTimeout).pipe(Effect.map((address) => [name, address] as const))
       }
       const bound = yield* Effect.forEach(config.servers, bind, { concurrency: "unbounded" })
       for (const [name, address] of bound) yield* Effect.logInfo(`listener ${name} on http://${address.host}:${address.port}`)
+      readiness.set(true)
+      // Registered after the listeners, so it runs first when the scope closes: readiness turns
+      // false and responses still in flight close their connections, then the servers drain.
+      yield* Effect.addFinalizer(() =>
+        Effect.sync(() => {
+          readiness.set(false)
+          drain.draining = true
+        })
+      )
       return Listeners.of({ addresses: new Map(bound) })
     })
   )

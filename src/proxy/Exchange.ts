@@ -20,6 +20,11 @@ import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "
 
 const JSON_TYPE = "application/json"
 
+/** Set when the listener starts draining: responses written from then on close their connection. */
+export interface DrainState {
+  draining: boolean
+}
+
 /**
  * Answers a request with a gateway error. When the response has already started, the only
  * honest signal left is to cut the connection, so the client sees a truncated response
@@ -161,6 +166,7 @@ export class Exchange {
   readonly accessLog: AccessLog | undefined
   readonly path: string
   readonly pickContext: PickContext
+  readonly drain: DrainState
 
   constructor(
     req: IncomingMessage,
@@ -169,7 +175,8 @@ export class Exchange {
     request: UpstreamRequest,
     accessLog: AccessLog | undefined,
     path: string,
-    pickContext: PickContext
+    pickContext: PickContext,
+    drain: DrainState
   ) {
     this.req = req
     this.res = res
@@ -178,6 +185,7 @@ export class Exchange {
     this.accessLog = accessLog
     this.path = path
     this.pickContext = pickContext
+    this.drain = drain
     this.started = performance.now()
     route.group.active++
     this.onClientClose = () => {
@@ -239,7 +247,7 @@ export class Exchange {
     const failure = failureOf(error)
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
-    this.finish(sendError(this.res, error), error._tag)
+    this.finish(sendError(this.res, error, this.drain.draining), error._tag)
   }
 
   private retryAfter(attempt: Try, failure: TryFailure): boolean {
@@ -285,7 +293,7 @@ export class Exchange {
         attempt.probe = 0
       }
     }
-    this.finish(error === undefined ? 499 : sendError(this.res, error), error?._tag ?? "ClientClosed")
+    this.finish(error === undefined ? 499 : sendError(this.res, error, this.drain.draining), error?._tag ?? "ClientClosed")
     attempt?.controller?.abort(reason)
   }
 
@@ -352,6 +360,8 @@ export class Exchange {
     if (head !== undefined) {
       this.head = undefined
       if (this.statusMessage !== undefined && this.statusMessage !== "") this.res.statusMessage = this.statusMessage
+      // While draining, the response says `Connection: close` and the connection ends with it.
+      if (this.drain.draining) this.res.shouldKeepAlive = false
       this.res.writeHead(this.status, head)
     }
   }

@@ -10,7 +10,7 @@ import type { PathRewrite } from "../routing/Rewrite.ts"
 import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
-import { Exchange, sendError, type ExchangeRoute } from "./Exchange.ts"
+import { Exchange, sendError, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, NoHealthyUpstream, PayloadTooLarge, RouteNotFound } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
@@ -59,7 +59,7 @@ class BodyLimit extends Transform {
  * Makes the node:http `request` listener for one listener. `current` returns the table of the
  * config in force; a request keeps the snapshot it started with.
  */
-export const makeRequestHandler = (current: () => ListenerTable) =>
+export const makeRequestHandler = (current: () => ListenerTable, drain: DrainState = { draining: false }) =>
 (req: IncomingMessage, res: ServerResponse): void => {
   const table = current()
   const url = req.url ?? "/"
@@ -135,7 +135,7 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
     req.once("end", () => {
       if (res.destroyed) return
       const body = Buffer.concat(chunks)
-      new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext).start(endpoint)
+      new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext, drain).start(endpoint)
     })
     return
   }
@@ -147,5 +147,5 @@ export const makeRequestHandler = (current: () => ListenerTable) =>
       body = limited
     } else body = req
   }
-  new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext).start(endpoint)
+  new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext, drain).start(endpoint)
 }
