@@ -1,7 +1,9 @@
 /**
  * The admin listener (`admin.listen`): `GET /health` (the process is up), `GET /ready`
  * (every listener is bound), `GET /config` (the running config, encoded back as the file
- * would write it), `GET /upstreams` (each endpoint's health, in-flight requests and latency). Not on the request path, so it favours clarity over speed.
+ * would write it), `GET /upstreams` (each endpoint's health, in-flight requests and latency),
+ * `PUT /config` (a new config as JSON, applied only if it validates) and `POST /reload`
+ * (re-read the config source). Bind it to loopback: it can change the running config. Not on the request path, so it favours clarity over speed.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -9,7 +11,8 @@ import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
-import { ConfigSource } from "../config/ConfigSource.ts"
+import type { ConfigError } from "../config/ConfigError.ts"
+import { ConfigSource, publishConfig } from "../config/ConfigSource.ts"
 import { Config, parseListen } from "../config/Schema.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
@@ -17,6 +20,29 @@ import { Readiness } from "../listener/Readiness.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 const encodeConfig = Schema.encodeSync(Config)
+const MAX_CONFIG_BYTES = 1024 * 1024
+
+/** Reads a JSON request body of at most `limit` bytes. */
+const readJsonBody = (req: IncomingMessage, limit: number): Promise<unknown> =>
+  new Promise((resolve, reject) => {
+    const chunks: Array<Buffer> = []
+    let size = 0
+    req.on("data", (chunk: Buffer) => {
+      size += chunk.length
+      if (size > limit) {
+        reject(new Error(`The config is larger than ${limit} bytes`))
+        req.destroy()
+      } else chunks.push(chunk)
+    })
+    req.on("end", () => {
+      try {
+        resolve(JSON.parse(Buffer.concat(chunks).toString("utf8")))
+      } catch (e) {
+        reject(new Error(`The body is not JSON: ${(e as Error).message}`))
+      }
+    })
+    req.on("error", reject)
+  })
 
 const json = (res: ServerResponse, status: number, body: unknown) => {
   const text = JSON.stringify(body, null, 2) + "\n"
@@ -38,8 +64,25 @@ export class Admin extends Context.Service<Admin, {
       const initial = yield* SubscriptionRef.get(source.config)
       if (initial.admin === undefined) return Admin.of({ address: undefined })
       const readiness = yield* Readiness
+      // Config changes through the admin API run as Effects; their outcome becomes the response.
+      const answerConfigChange = (res: ServerResponse, change: Effect.Effect<unknown, ConfigError>) =>
+        Effect.runPromise(
+          change.pipe(
+            Effect.map(() => json(res, 200, { applied: true, generation: routes.generation() })),
+            Effect.catch((error) =>
+              Effect.sync(() => json(res, 400, { error: "ConfigError", problems: error.problems, message: error.message }))
+            )
+          )
+        )
       const handle = (req: IncomingMessage, res: ServerResponse) => {
         const path = (req.url ?? "/").split("?")[0]
+        if (req.method === "POST" && path === "/reload") return answerConfigChange(res, source.reload)
+        if (req.method === "PUT" && path === "/config") {
+          return readJsonBody(req, MAX_CONFIG_BYTES).then(
+            (value) => answerConfigChange(res, publishConfig(source, value, "admin PUT /config")),
+            (error: Error) => json(res, 400, { error: "BadRequest", message: error.message })
+          )
+        }
         if (req.method !== "GET" && req.method !== "HEAD") return json(res, 405, { error: "MethodNotAllowed" })
         switch (path) {
           case "/health":
@@ -60,7 +103,10 @@ export class Admin extends Context.Service<Admin, {
           case "/config":
             return json(res, 200, encodeConfig(Effect.runSync(SubscriptionRef.get(source.config))))
           default:
-            return json(res, 404, { error: "RouteNotFound", message: "Admin endpoints: /health, /ready, /config, /upstreams" })
+            return json(res, 404, {
+              error: "RouteNotFound",
+              message: "Admin endpoints: GET /health, /ready, /config, /upstreams; PUT /config; POST /reload"
+            })
         }
       }
       const server = createServer(handle)

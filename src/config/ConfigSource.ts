@@ -54,5 +54,16 @@ export class ConfigSource extends Context.Service<ConfigSource, {
   }
 }
 
+/**
+ * Publishes a new config given as a value (the admin API's `PUT /config`), after it validates;
+ * on failure the running config stays in force.
+ */
+export const publishConfig = (
+  source: ConfigSource["Service"],
+  value: unknown,
+  origin: string
+): Effect.Effect<Config, ConfigError> =>
+  Effect.fromResult(decodeConfig(value, origin)).pipe(Effect.tap((config) => SubscriptionRef.set(source.config, config)))
+
 /** Decodes a value into a Config synchronously; for CLI-built configs. */
 export const configFromValue = (value: unknown): Result.Result<Config, ConfigError> => decodeConfig(value, "<value>")

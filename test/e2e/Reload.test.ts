@@ -1,0 +1,93 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { request, startGateway, startUpstream } from "../support/harness.ts"
+
+const configOver = (endpoints: ReadonlyArray<string>, extraRoutes: ReadonlyArray<Record<string, unknown>> = []) => ({
+  admin: { listen: "127.0.0.1:0" },
+  log: { level: "none", access_log: false },
+  servers: [{ name: "web", listen: "127.0.0.1:0", routes: [...extraRoutes, { id: "all", upstream: "app" }] }],
+  upstreams: { app: { endpoints: endpoints.map((url) => ({ url })) }, other: { endpoints: endpoints.slice(-1).map((url) => ({ url })) } }
+})
+
+/** The same config, with the listener's real ports, as the admin API takes it. */
+const withPorts = (config: ReturnType<typeof configOver>, port: number, adminPort: number) => ({
+  ...config,
+  admin: { listen: `127.0.0.1:${adminPort}` },
+  servers: config.servers.map((s) => ({ ...s, listen: `127.0.0.1:${port}` }))
+})
+
+const put = (adminPort: number, body: unknown) =>
+  request(`http://127.0.0.1:${adminPort}/config`, { method: "PUT", body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+
+describe("reload through the admin API", () => {
+  it.live("PUT /config applies a valid config: a new route serves at once", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const b = yield* startUpstream("b")
+      const gateway = yield* startGateway(configOver([a.url, b.url]))
+      const next = configOver([a.url, b.url], [{ id: "to-b", match: { path: { prefix: "/b" } }, upstream: "other" }])
+      const res = yield* put(gateway.adminPort!, withPorts(next, gateway.port, gateway.adminPort!))
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(JSON.parse(res.body).generation, 2)
+      const routed = yield* request(gateway.url("/b/x"))
+      assert.strictEqual(routed.headers.get("x-upstream"), "b")
+    }))
+
+  it.live("PUT /config with an invalid config answers 400 with every problem and keeps the running config", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const gateway = yield* startGateway(configOver([a.url]))
+      const before = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`)
+      const bad = { ...withPorts(configOver([a.url]), gateway.port, gateway.adminPort!) }
+      bad.servers = [{ ...bad.servers[0], routes: [{ id: "all", upstream: "nope" }] }]
+      const res = yield* put(gateway.adminPort!, bad)
+      assert.strictEqual(res.status, 400)
+      const body = JSON.parse(res.body)
+      assert.strictEqual(body.error, "ConfigError")
+      assert.strictEqual(body.problems[0].path, "servers[0].routes[0].upstream")
+      assert.include(body.problems[0].message, "Unknown upstream")
+      const after = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`)
+      assert.strictEqual(after.body, before.body)
+      assert.strictEqual((yield* request(gateway.url("/still"))).status, 200)
+    }))
+
+  it.live("PUT /config with a body that is not JSON answers 400 BadRequest", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const gateway = yield* startGateway(configOver([a.url]))
+      const res = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`, { method: "PUT", body: "servers: [" })
+      assert.strictEqual(res.status, 400)
+      assert.strictEqual(JSON.parse(res.body).error, "BadRequest")
+    }))
+
+  it.live("reloads under load drop no request: 10 config swaps while 20 clients send 400 requests", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const b = yield* startUpstream("b")
+      const one = configOver([a.url])
+      const two = configOver([a.url, b.url])
+      const gateway = yield* startGateway(one)
+      const statuses: Array<number> = []
+      const client = Effect.gen(function*() {
+        for (let i = 0; i < 20; i++) statuses.push((yield* request(gateway.url(`/load/${i}`))).status)
+      })
+      const swaps = Effect.gen(function*() {
+        for (let i = 0; i < 10; i++) {
+          const res = yield* put(gateway.adminPort!, withPorts(i % 2 === 0 ? two : one, gateway.port, gateway.adminPort!))
+          assert.strictEqual(res.status, 200)
+        }
+      })
+      yield* Effect.all([swaps, ...Array.from({ length: 20 }, () => client)], { concurrency: "unbounded" })
+      assert.strictEqual(statuses.length, 400)
+      assert.deepStrictEqual([...new Set(statuses)], [200])
+    }))
+
+  it.live("POST /reload re-reads the config source", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const gateway = yield* startGateway(configOver([a.url]))
+      const res = yield* request(`http://127.0.0.1:${gateway.adminPort}/reload`, { method: "POST" })
+      assert.strictEqual(res.status, 200)
+      assert.isTrue(JSON.parse(res.body).applied)
+    }))
+})
