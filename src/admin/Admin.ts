@@ -64,6 +64,8 @@ export class Admin extends Context.Service<Admin, {
       const initial = yield* SubscriptionRef.get(source.config)
       if (initial.admin === undefined) return Admin.of({ address: undefined })
       const readiness = yield* Readiness
+      // The same registry the request path records into (Effect's default MetricRegistry).
+      const context = yield* Effect.context<never>()
       // Config changes through the admin API run as Effects; their outcome becomes the response.
       const answerConfigChange = (res: ServerResponse, change: Effect.Effect<unknown, ConfigError>) =>
         Effect.runPromise(
@@ -102,10 +104,18 @@ export class Admin extends Context.Service<Admin, {
             )
           case "/config":
             return json(res, 200, encodeConfig(Effect.runSync(SubscriptionRef.get(source.config))))
+          case "/metrics":
+            // Loaded on the first scrape: `effect/observability` also brings the OTLP exporters,
+            // about 10 MB of RSS that a gateway nobody scrapes should not pay.
+            return import("effect/observability").then(({ PrometheusMetrics }) => {
+              const text = PrometheusMetrics.formatUnsafe(context)
+              res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": Buffer.byteLength(text), "cache-control": "no-store" })
+              res.end(text)
+            })
           default:
             return json(res, 404, {
               error: "RouteNotFound",
-              message: "Admin endpoints: GET /health, /ready, /config, /upstreams; PUT /config; POST /reload"
+              message: "Admin endpoints: GET /health, /ready, /config, /upstreams, /metrics; PUT /config; POST /reload"
             })
         }
       }

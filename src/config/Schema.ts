@@ -316,11 +316,16 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
   return issues
 }
 
+export const Telemetry = Schema.Struct({
+  metrics: Schema.optionalKey(Schema.Struct({ enabled: Schema.optionalKey(Schema.Boolean) }))
+})
+
 const ConfigFields = {
   admin: Schema.optionalKey(Admin),
   log: Schema.optionalKey(Log),
   workers: Schema.optionalKey(Schema.Union([PositiveInt, Schema.Literal("auto")])),
   shutdown: Schema.optionalKey(Shutdown),
+  telemetry: Schema.optionalKey(Telemetry),
   servers: Schema.Array(Server).pipe(Schema.check(Schema.isMinLength(1))),
   upstreams: Schema.Record(Schema.String, Upstream)
 }

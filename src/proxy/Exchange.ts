@@ -7,6 +7,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Dispatcher } from "undici"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
+import type { RouteMetrics } from "../telemetry/Metrics.ts"
 import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { errorResponse, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
@@ -57,6 +58,7 @@ export interface ExchangeRoute {
   readonly responseHeaders: HeaderRules
   readonly timeoutMs: number | undefined
   readonly retry: RetryPolicy | undefined
+  readonly metrics: RouteMetrics
 }
 
 /** What the upstream request looks like; the same for every try. */
@@ -305,9 +307,11 @@ export class Exchange {
     if (this.retrying) group.retryBudget.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
+    const elapsed = performance.now() - this.started
+    this.route.metrics.record(status, elapsed)
     if (this.accessLog !== undefined) {
       const upstream = this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-"
-      this.accessLog.write(this.req, this.path, status, this.bytes, performance.now() - this.started, this.route.id, upstream, error)
+      this.accessLog.write(this.req, this.path, status, this.bytes, elapsed, this.route.id, upstream, error)
     }
     this.current = undefined
   }

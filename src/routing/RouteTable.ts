@@ -14,6 +14,7 @@ import type { Config, Server } from "../config/Schema.ts"
 import { compileHeaderRules } from "../proxy/HeaderRules.ts"
 import type { CompiledRoute, ListenerTable } from "../proxy/ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
+import { makeRouteMetrics, noRouteMetrics, type RouteMetrics } from "../telemetry/Metrics.ts"
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
@@ -31,7 +32,8 @@ export const limitDefaults = {
 const compileListener = (
   server: Server,
   groups: ReadonlyMap<string, UpstreamGroup>,
-  accessLog: AccessLog | undefined
+  accessLog: AccessLog | undefined,
+  metricsFor: (listener: string, route: string) => RouteMetrics
 ): ListenerTable => ({
   router: compileRouter(server.routes.map((route) => ({
     match: route.match ?? {},
@@ -42,7 +44,8 @@ const compileListener = (
       requestHeaders: compileHeaderRules(route.headers?.request),
       responseHeaders: compileHeaderRules(route.headers?.response),
       timeoutMs: route.timeout,
-      retry: compileRetryPolicy(route.retry)
+      retry: compileRetryPolicy(route.retry),
+      metrics: metricsFor(server.name, route.id)
     } satisfies CompiledRoute
   }))),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
@@ -52,11 +55,15 @@ const compileListener = (
 /** Compiles every listener of `config` against the given upstream groups. */
 export const compileTables = (
   config: Config,
-  groups: ReadonlyMap<string, UpstreamGroup>
+  groups: ReadonlyMap<string, UpstreamGroup>,
+  context: Context.Context<never>
 ): ReadonlyMap<string, ListenerTable> => {
   const log = config.log ?? {}
   const accessLog = log.access_log === true ? makeAccessLog(log.format ?? "json", process.stdout) : undefined
-  return new Map(config.servers.map((server) => [server.name, compileListener(server, groups, accessLog)]))
+  const metricsFor = config.telemetry?.metrics?.enabled === false
+    ? () => noRouteMetrics
+    : (listener: string, route: string) => makeRouteMetrics(context, listener, route)
+  return new Map(config.servers.map((server) => [server.name, compileListener(server, groups, accessLog, metricsFor)]))
 }
 
 export class RouteTable extends Context.Service<RouteTable, {
@@ -70,12 +77,13 @@ export class RouteTable extends Context.Service<RouteTable, {
     Effect.gen(function*() {
       const source = yield* ConfigSource
       const upstreams = yield* Upstreams
+      const context = yield* Effect.context<never>()
       let tables: ReadonlyMap<string, ListenerTable> = new Map()
       let generation = 0
       const applied = yield* Deferred.make<void>()
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
-        tables = compileTables(config, groups)
+        tables = compileTables(config, groups, context)
         generation++
         yield* Deferred.succeed(applied, undefined)
       })
