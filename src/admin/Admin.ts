@@ -17,6 +17,7 @@ import { Config, parseListen } from "../config/Schema.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { Readiness } from "../listener/Readiness.ts"
+import { recordUpstreamGauges } from "../telemetry/Metrics.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 const encodeConfig = Schema.encodeSync(Config)
@@ -108,6 +109,7 @@ export class Admin extends Context.Service<Admin, {
             // Loaded on the first scrape: `effect/observability` also brings the OTLP exporters,
             // about 10 MB of RSS that a gateway nobody scrapes should not pay.
             return import("effect/observability").then(({ PrometheusMetrics }) => {
+              recordUpstreamGauges(context, [...upstreams.current().values()])
               const text = PrometheusMetrics.formatUnsafe(context)
               res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": Buffer.byteLength(text), "cache-control": "no-store" })
               res.end(text)

@@ -8,9 +8,16 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Result from "effect/Result"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import * as Metric from "effect/Metric"
+import { configReloads } from "../telemetry/Metrics.ts"
 import { ConfigError } from "./ConfigError.ts"
 import { decodeConfig, loadConfigFile } from "./ConfigLoader.ts"
 import type { Config } from "./Schema.ts"
+
+const applied = Metric.withAttributes(configReloads, { result: "applied" })
+const rejected = Metric.withAttributes(configReloads, { result: "rejected" })
+const countReload = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
+  effect.pipe(Effect.tap(() => Metric.update(applied, 1)), Effect.tapError(() => Metric.update(rejected, 1)))
 
 export class ConfigSource extends Context.Service<ConfigSource, {
   /** The config in force; `SubscriptionRef.changes` streams every accepted update. */
@@ -46,6 +53,7 @@ export class ConfigSource extends Context.Service<ConfigSource, {
         const ref = yield* SubscriptionRef.make(yield* loadConfigFile(path, env))
         const reload = loadConfigFile(path, env).pipe(
           Effect.tap((config) => SubscriptionRef.set(ref, config)),
+          countReload,
           Effect.tapError((error) => Effect.logWarning(`Config reload rejected, keeping the running config\n${error.message}`))
         )
         return ConfigSource.of({ config: ref, source: path, reload })
@@ -63,7 +71,7 @@ export const publishConfig = (
   value: unknown,
   origin: string
 ): Effect.Effect<Config, ConfigError> =>
-  Effect.fromResult(decodeConfig(value, origin)).pipe(Effect.tap((config) => SubscriptionRef.set(source.config, config)))
+  Effect.fromResult(decodeConfig(value, origin)).pipe(Effect.tap((config) => SubscriptionRef.set(source.config, config)), countReload)
 
 /** Decodes a value into a Config synchronously; for CLI-built configs. */
 export const configFromValue = (value: unknown): Result.Result<Config, ConfigError> => decodeConfig(value, "<value>")

@@ -247,6 +247,9 @@ export class Exchange {
     this.endTry(attempt)
     this.head = undefined
     const failure = failureOf(error)
+    this.route.group.metrics.attempt(
+      failure === "connect-failure" ? "connect_error" : failure === "timeout" || failure === "reset" ? failure : "error"
+    )
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
     this.finish(sendError(this.res, error, this.drain.draining), error._tag)
@@ -272,6 +275,7 @@ export class Exchange {
       group.retryBudget.active++
     }
     this.current = undefined
+    group.metrics.retry()
     const delay = backoffDelay(policy, attempt.number)
     const go = () => {
       if (!this.done) this.start(next, attempt.number + 1)
@@ -324,6 +328,7 @@ export class Exchange {
     statusMessage?: string
   ): void {
     if (this.done) return
+    this.route.group.metrics.attempt(statusCode >= 500 ? "5xx" : "success")
     recordTry(this.route.group, attempt, statusCode >= 500 ? "5xx" : undefined)
     const policy = this.route.retry
     if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {

@@ -41,3 +41,56 @@ export const makeRouteMetrics = (context: Context.Context<never>, listener: stri
 }
 
 export const noRouteMetrics: RouteMetrics = { record: () => {} }
+
+const attempts = Metric.counter("fibergate_upstream_attempts_total", {
+  description: "Tries sent upstream, by upstream and result (success, 5xx, connect_error, timeout, reset, error)"
+})
+const retries = Metric.counter("fibergate_upstream_retries_total", { description: "Retries, by upstream" })
+
+export type AttemptResult = "success" | "5xx" | "connect_error" | "timeout" | "reset" | "error"
+const RESULTS: ReadonlyArray<AttemptResult> = ["success", "5xx", "connect_error", "timeout", "reset", "error"]
+
+export interface UpstreamMetrics {
+  readonly attempt: (result: AttemptResult) => void
+  readonly retry: () => void
+}
+
+/** The metrics of one upstream group, created with their attributes when the group is built. */
+export const makeUpstreamMetrics = (context: Context.Context<never>, upstream: string): UpstreamMetrics => {
+  const byResult = new Map(RESULTS.map((result) => [result, Metric.withAttributes(attempts, { upstream, result })] as const))
+  const retry = Metric.withAttributes(retries, { upstream })
+  return {
+    attempt: (result) => byResult.get(result)!.updateUnsafe(1, context),
+    retry: () => retry.updateUnsafe(1, context)
+  }
+}
+
+export const noUpstreamMetrics: UpstreamMetrics = { attempt: () => {}, retry: () => {} }
+
+const healthy = Metric.gauge("fibergate_endpoint_healthy", { description: "1 when active checks consider the endpoint up" })
+const ejected = Metric.gauge("fibergate_endpoint_ejected", { description: "1 while outlier detection has ejected the endpoint" })
+const circuit = Metric.gauge("fibergate_endpoint_circuit_state", { description: "0 closed, 1 half-open, 2 open" })
+const inFlight = Metric.gauge("fibergate_upstream_in_flight", { description: "Requests in flight, by upstream" })
+
+/** The state gauges, set from the live upstream state when Prometheus scrapes. */
+export const recordUpstreamGauges = (
+  context: Context.Context<never>,
+  groups: Iterable<{
+    readonly name: string
+    readonly active: number
+    readonly endpoints: ReadonlyArray<{ readonly origin: string; readonly healthy: boolean; readonly ejected: boolean; readonly circuit: string }>
+  }>
+): void => {
+  for (const group of groups) {
+    Metric.withAttributes(inFlight, { upstream: group.name }).updateUnsafe(group.active, context)
+    for (const e of group.endpoints) {
+      const attrs = { upstream: group.name, endpoint: e.origin }
+      Metric.withAttributes(healthy, attrs).updateUnsafe(e.healthy ? 1 : 0, context)
+      Metric.withAttributes(ejected, attrs).updateUnsafe(e.ejected ? 1 : 0, context)
+      Metric.withAttributes(circuit, attrs).updateUnsafe(e.circuit === "closed" ? 0 : e.circuit === "half-open" ? 1 : 2, context)
+    }
+  }
+}
+
+/** Config reloads by result (`applied`, `rejected`). */
+export const configReloads = Metric.counter("fibergate_config_reloads_total", { description: "Config reloads, by result" })

@@ -7,6 +7,7 @@ import { Pool } from "undici"
 import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
+import { noUpstreamMetrics, type UpstreamMetrics } from "../telemetry/Metrics.ts"
 import { makeRetryBudget, type RetryBudget } from "../resilience/RetryPolicy.ts"
 import { compileOutlierPolicy, type OutlierPolicy, type OutlierState } from "../resilience/Outlier.ts"
 import { circuitAdmits, closedCircuit, compileCircuitPolicy, type CircuitPolicy, type CircuitState } from "../resilience/Circuit.ts"
@@ -34,6 +35,7 @@ export interface UpstreamGroup {
   readonly circuit: CircuitPolicy | undefined
   /** Called on the request path when an endpoint's circuit opens. */
   readonly onCircuitOpen: (endpoint: Endpoint, forMs: number) => void
+  readonly metrics: UpstreamMetrics
   /** Requests in flight to this upstream (all endpoints), for the retry budget. */
   active: number
 }
@@ -86,7 +88,8 @@ export const buildUpstreamGroup = (
   upstream: Upstream,
   previous: UpstreamGroup | undefined,
   onEject: (endpoint: Endpoint, forMs: number) => void = () => {},
-  onCircuitOpen: (endpoint: Endpoint, forMs: number) => void = () => {}
+  onCircuitOpen: (endpoint: Endpoint, forMs: number) => void = () => {},
+  metrics: UpstreamMetrics = noUpstreamMetrics
 ): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
   const poolKey = poolKeyOf(upstream)
   const circuit = compileCircuitPolicy(upstream.circuit_breaker)
@@ -153,6 +156,7 @@ export const buildUpstreamGroup = (
       onEject,
       circuit,
       onCircuitOpen,
+      metrics,
       active: 0
     },
     retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]

@@ -14,6 +14,7 @@ import type { Pool } from "undici"
 import type { Config } from "../config/Schema.ts"
 import { buildUpstreamGroup, type Endpoint, type UpstreamGroup } from "./UpstreamGroup.ts"
 import { circuitHalfOpen } from "../resilience/Circuit.ts"
+import { makeUpstreamMetrics, noUpstreamMetrics } from "../telemetry/Metrics.ts"
 
 export class Upstreams extends Context.Service<Upstreams, {
   /** The groups in force, by upstream name. Read synchronously on the request path. */
@@ -25,6 +26,7 @@ export class Upstreams extends Context.Service<Upstreams, {
     Upstreams,
     Effect.gen(function*() {
       let groups: ReadonlyMap<string, UpstreamGroup> = new Map()
+      const context = yield* Effect.context<never>()
       // Pools being retired close in fibers owned by this layer's scope, never detached.
       const closing = yield* FiberSet.make()
       const closePools = (pools: ReadonlyArray<Pool>) =>
@@ -76,7 +78,14 @@ export class Upstreams extends Context.Service<Upstreams, {
         const next = new Map<string, UpstreamGroup>()
         const retired: Array<Pool> = []
         for (const [name, upstream] of Object.entries(config.upstreams)) {
-          const built = buildUpstreamGroup(name, upstream, groups.get(name), onEjectFor(name), onCircuitOpenFor(name))
+          const built = buildUpstreamGroup(
+            name,
+            upstream,
+            groups.get(name),
+            onEjectFor(name),
+            onCircuitOpenFor(name),
+            config.telemetry?.metrics?.enabled === false ? noUpstreamMetrics : makeUpstreamMetrics(context, name)
+          )
           next.set(name, built.group)
           retired.push(...built.retired)
         }

@@ -58,4 +58,38 @@ describe("metrics", () => {
       const res = yield* request(`http://127.0.0.1:${gateway.adminPort}/metrics`)
       assert.notInclude(res.body, 'route="metrics-off-route"')
     }))
+  it.live("upstream attempts by result, retries, endpoint state gauges and config reloads are counted", () =>
+    Effect.gen(function*() {
+      const failing = yield* startUpstream("failing", {
+        handler: (_req, res) => {
+          res.writeHead(503)
+          res.end()
+        }
+      })
+      const ok = yield* startUpstream("ok")
+      const config = {
+        admin: { listen: "127.0.0.1:0" },
+        log: { level: "none", access_log: false },
+        servers: [{ name: "metrics-retry", listen: "127.0.0.1:0", routes: [{ id: "r", upstream: "metrics-up", retry: { backoff: { base: "1ms", max: "1ms" } } }] }],
+        upstreams: { "metrics-up": { endpoints: [{ url: failing.url }, { url: ok.url }] } }
+      }
+      const gateway = yield* startGateway(config)
+      const metricsUrl = `http://127.0.0.1:${gateway.adminPort}/metrics`
+      const before = (yield* request(metricsUrl)).body
+      assert.strictEqual((yield* request(gateway.url("/once"))).status, 200)
+      const bad = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`, {
+        method: "PUT",
+        body: JSON.stringify({ servers: [], upstreams: {} })
+      })
+      assert.strictEqual(bad.status, 400)
+      const after = (yield* request(metricsUrl)).body
+      const delta = (name: string, labels: string) => sample(after, name, labels) - sample(before, name, labels)
+      assert.strictEqual(delta("fibergate_upstream_attempts_total", 'upstream="metrics-up",result="5xx"'), 1)
+      assert.strictEqual(delta("fibergate_upstream_attempts_total", 'upstream="metrics-up",result="success"'), 1)
+      assert.strictEqual(delta("fibergate_upstream_retries_total", 'upstream="metrics-up"'), 1)
+      assert.strictEqual(delta("fibergate_config_reloads_total", 'result="rejected"'), 1)
+      assert.strictEqual(sample(after, "fibergate_endpoint_healthy", `upstream="metrics-up",endpoint="${ok.url}"`), 1)
+      assert.strictEqual(sample(after, "fibergate_endpoint_circuit_state", `upstream="metrics-up",endpoint="${ok.url}"`), 0)
+      assert.include(after, 'fibergate_upstream_in_flight{upstream="metrics-up"}')
+    }))
 })
