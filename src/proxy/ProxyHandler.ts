@@ -17,6 +17,18 @@ import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
 
+/** The value of header `name` (lower-case) in raw headers; repeated headers joined with ", ". */
+export const lookupHeader = (raw: ReadonlyArray<string>, name: string): string | undefined => {
+  let value: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]
+    if (key.length === name.length && (key === name || key.toLowerCase() === name)) {
+      value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`
+    }
+  }
+  return value
+}
+
 /** A route compiled for the request path. */
 export interface CompiledRoute extends ExchangeRoute {
   readonly rewrite: PathRewrite
@@ -81,12 +93,11 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     sendError(res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
     return
   }
-  // Only routes with header conditions and header/cookie hashing call this; node:http parses
-  // its header object lazily, so requests that never ask pay nothing.
-  const header = (name: string) => {
-    const v = req.headersDistinct[name]
-    return v === undefined ? undefined : v.join(", ")
-  }
+  // Only routes with header conditions and header/cookie hashing call this. It scans the raw
+  // headers rather than touching `req.headersDistinct`, which would build an object of arrays
+  // for every header of the request.
+  const raw = req.rawHeaders
+  const header = (name: string) => lookupHeader(raw, name)
   const route = table.router.find({ host: target.host, path: target.path, method: req.method ?? "GET", query: target.query, header })
   if (route === undefined) {
     sendError(res, routeNotFound)

@@ -59,8 +59,13 @@ const compileConditions = (spec: RouteMatchSpec): ((request: RouteRequest) => bo
     if (methods !== undefined && !methods.has(request.method)) return false
     for (const [name, test] of headers) if (!test(request.header(name))) return false
     if (query.length > 0) {
-      const params = new URLSearchParams(request.query)
-      for (const [name, test] of query) if (!test(params.get(name) ?? undefined)) return false
+      // No query string: every parameter is absent, no need to parse.
+      if (request.query === "") {
+        for (const [, test] of query) if (!test(undefined)) return false
+      } else {
+        const params = new URLSearchParams(request.query)
+        for (const [name, test] of query) if (!test(params.get(name) ?? undefined)) return false
+      }
     }
     return true
   }
