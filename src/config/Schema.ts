@@ -219,13 +219,18 @@ export const HealthCheck = Schema.Struct({
 })
 export type HealthCheck = typeof HealthCheck.Type
 
+/** What a failed try was, for outlier detection and the circuit breaker. */
+export const FAILURE_KINDS = ["connect-failure", "reset", "timeout", "5xx"] as const
+export type FailureKind = typeof FAILURE_KINDS[number]
+const FailureKinds = Schema.Array(Schema.Literals(FAILURE_KINDS))
+
 /** Passive health: consecutive failed tries eject an endpoint for a while. */
 export const Outlier = Schema.Struct({
   consecutive_failures: Schema.optionalKey(PositiveInt),
   base_ejection: Schema.optionalKey(DurationMs),
   max_ejection: Schema.optionalKey(DurationMs),
   max_ejected_percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),
-  failures: Schema.optionalKey(Schema.Array(Schema.Literals(["connect-failure", "reset", "timeout", "5xx"])))
+  failures: Schema.optionalKey(FailureKinds)
 })
 export type Outlier = typeof Outlier.Type
 
@@ -235,7 +240,7 @@ export const CircuitBreaker = Schema.Struct({
   open_for: Schema.optionalKey(DurationMs),
   max_open_for: Schema.optionalKey(DurationMs),
   half_open_probes: Schema.optionalKey(PositiveInt),
-  failures: Schema.optionalKey(Schema.Array(Schema.Literals(["connect-failure", "reset", "timeout", "5xx"])))
+  failures: Schema.optionalKey(FailureKinds)
 })
 export type CircuitBreaker = typeof CircuitBreaker.Type
 

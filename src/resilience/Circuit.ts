@@ -11,7 +11,7 @@
  * open → half-open step runs on Effect's Clock (a fiber in `Upstreams`), so it is tested with
  * TestClock like the rest of the timing rules.
  */
-import type { CircuitBreaker } from "../config/Schema.ts"
+import { FAILURE_KINDS, type CircuitBreaker } from "../config/Schema.ts"
 import type { OutlierFailure } from "./Outlier.ts"
 
 export interface CircuitPolicy {
@@ -27,7 +27,7 @@ export const circuitDefaults = {
   open_for: 30_000,
   max_open_for: 300_000,
   half_open_probes: 1,
-  failures: ["connect-failure", "reset", "timeout", "5xx"] as ReadonlyArray<OutlierFailure>
+  failures: FAILURE_KINDS as ReadonlyArray<OutlierFailure>
 } as const
 
 export const compileCircuitPolicy = (config: CircuitBreaker | undefined): CircuitPolicy | undefined =>

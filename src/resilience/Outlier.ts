@@ -4,9 +4,9 @@
  * `max_ejected_percent` of a group at once. The rule is pure; re-admission after the ejection
  * time is a fiber on Effect's Clock (in `Upstreams`), so it is tested with TestClock.
  */
-import type { Outlier } from "../config/Schema.ts"
+import { FAILURE_KINDS, type FailureKind, type Outlier } from "../config/Schema.ts"
 
-export type OutlierFailure = "connect-failure" | "reset" | "timeout" | "5xx"
+export type OutlierFailure = FailureKind
 
 export interface OutlierPolicy {
   readonly consecutiveFailures: number
@@ -21,7 +21,7 @@ export const outlierDefaults = {
   base_ejection: 30_000,
   max_ejection: 300_000,
   max_ejected_percent: 50,
-  failures: ["connect-failure", "reset", "timeout", "5xx"] as ReadonlyArray<OutlierFailure>
+  failures: FAILURE_KINDS as ReadonlyArray<OutlierFailure>
 } as const
 
 export const compileOutlierPolicy = (outlier: Outlier | undefined): OutlierPolicy | undefined =>
