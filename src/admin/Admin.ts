@@ -17,7 +17,7 @@ import { Config, parseListen } from "../config/Schema.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { Readiness } from "../listener/Readiness.ts"
-import { recordUpstreamGauges } from "../telemetry/Metrics.ts"
+import { scrapeMetrics } from "../telemetry/Metrics.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 const encodeConfig = Schema.encodeSync(Config)
@@ -106,11 +106,7 @@ export class Admin extends Context.Service<Admin, {
           case "/config":
             return json(res, 200, encodeConfig(Effect.runSync(SubscriptionRef.get(source.config))))
           case "/metrics":
-            // Loaded on the first scrape: `effect/observability` also brings the OTLP exporters,
-            // about 10 MB of RSS that a gateway nobody scrapes should not pay.
-            return import("effect/observability").then(({ PrometheusMetrics }) => {
-              recordUpstreamGauges(context, [...upstreams.current().values()])
-              const text = PrometheusMetrics.formatUnsafe(context)
+            return scrapeMetrics(context, upstreams.current().values()).then((text) => {
               res.writeHead(200, { "content-type": "text/plain; version=0.0.4", "content-length": Buffer.byteLength(text), "cache-control": "no-store" })
               res.end(text)
             })

@@ -262,7 +262,11 @@ export const Upstream = Schema.Struct({
 })
 export type Upstream = typeof Upstream.Type
 
-export const Admin = Schema.Struct({ listen: ListenAddress })
+export const Admin = Schema.Struct({
+  listen: ListenAddress,
+  /** When set, every admin request must carry `Authorization: Bearer <token>`. A secret: `/config` redacts it. */
+  token: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isMinLength(1))))
+})
 
 export const Log = Schema.Struct({
   level: Schema.optionalKey(Schema.Literals(["trace", "debug", "info", "warn", "error", "fatal", "none"])),
@@ -321,8 +325,19 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
   return issues
 }
 
+export const Tracing = Schema.Struct({
+  /** OTLP/HTTP traces endpoint, e.g. `http://127.0.0.1:4318/v1/traces`; null or absent turns export off. */
+  otlp_endpoint: Schema.optionalKey(Schema.NullOr(Schema.String.pipe(Schema.check(Schema.makeFilter((s: string) =>
+    URL.canParse(s) && /^https?:$/.test(new URL(s).protocol) ? undefined : "Expected an http:// or https:// URL"
+  ))))),
+  /** Share of requests without a sampled `traceparent` that start a trace; a client's decision is followed. */
+  sample_ratio: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
+  service_name: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isMinLength(1))))
+})
+
 export const Telemetry = Schema.Struct({
-  metrics: Schema.optionalKey(Schema.Struct({ enabled: Schema.optionalKey(Schema.Boolean) }))
+  metrics: Schema.optionalKey(Schema.Struct({ enabled: Schema.optionalKey(Schema.Boolean) })),
+  tracing: Schema.optionalKey(Tracing)
 })
 
 const ConfigFields = {

@@ -94,3 +94,53 @@ export const recordUpstreamGauges = (
 
 /** Config reloads by result (`applied`, `rejected`). */
 export const configReloads = Metric.counter("fibergate_config_reloads_total", { description: "Config reloads, by result" })
+
+const clientConnections = Metric.gauge("fibergate_client_connections", { description: "Open client connections, by listener" })
+
+/** A gauge series whose value is read when Prometheus scrapes; `remove()` drops the series. */
+export const registerGauge = (
+  gauge: Metric.Metric<number, { readonly value: number }>,
+  attributes: Record<string, string>,
+  context: Context.Context<never>,
+  read: () => number
+): Metric.Registration =>
+  Metric.registerUnsafe(Metric.withAttributes(gauge, attributes), context, {
+    get: () => ({ value: read() }),
+    update: () => {},
+    modify: () => {}
+  })
+
+/**
+ * Counts a listener's open client connections (per connection, not per request) and exposes
+ * them as `fibergate_client_connections{listener}`. Returns the registration to remove when
+ * the listener goes away.
+ */
+export const trackClientConnections = (
+  server: import("node:net").Server,
+  listener: string,
+  context: Context.Context<never>
+): Metric.Registration => {
+  let open = 0
+  const onClose = () => {
+    open--
+  }
+  server.on("connection", (socket: import("node:net").Socket) => {
+    open++
+    socket.once("close", onClose)
+  })
+  return registerGauge(clientConnections, { listener }, context, () => open)
+}
+
+/**
+ * The Prometheus text of every metric in the registry of `context`. `effect/observability` is
+ * loaded on the first scrape: it also brings the OTLP exporters, about 10 MB of RSS that a
+ * gateway nobody scrapes should not pay.
+ */
+export const scrapeMetrics = async (
+  context: Context.Context<never>,
+  groups: Parameters<typeof recordUpstreamGauges>[1]
+): Promise<string> => {
+  const { PrometheusMetrics } = await import("effect/observability")
+  recordUpstreamGauges(context, groups)
+  return PrometheusMetrics.formatUnsafe(context)
+}
