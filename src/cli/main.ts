@@ -59,9 +59,12 @@ export const quickConfig = (listen: string, upstreams: ReadonlyArray<string>): u
 const runGateway = (layer: Layer.Layer<Gateway.GatewayServices, ConfigError | ListenError>, config: Config) =>
   Layer.launch(layer).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
 
-/** The gateway of `run -c FILE`: it also re-reads the file on SIGHUP (as nginx does). */
-const fileGateway = (path: string) =>
-  layerReloadOnSighup.pipe(Layer.provideMerge(Gateway.layerWith(ConfigSource.layerFile(path, process.env))))
+/**
+ * The gateway of `run -c FILE`: it follows the file (unless `--no-watch`) and also re-reads it
+ * on SIGHUP (as nginx does).
+ */
+const fileGateway = (path: string, watch: boolean) =>
+  layerReloadOnSighup.pipe(Layer.provideMerge(Gateway.layerWith(ConfigSource.layerFile(path, process.env, { watch }))))
 
 /** `workers: auto` is one per core; absent means one process. */
 export const workerCount = (workers: Config["workers"]): number =>
@@ -103,9 +106,13 @@ const run = Command.make(
   {
     config: configFlag,
     listen: Flag.String("listen").pipe(Flag.withDescription("Listen address when no config file is used, e.g. 127.0.0.1:8080"), Flag.optional),
-    upstream: Flag.String("upstream").pipe(Flag.withDescription("Upstream URL when no config file is used (repeatable)"), Flag.atLeast(0))
+    upstream: Flag.String("upstream").pipe(Flag.withDescription("Upstream URL when no config file is used (repeatable)"), Flag.atLeast(0)),
+    watch: Flag.Boolean("watch").pipe(
+      Flag.withDescription("Reload the config file when it changes (default); --no-watch reloads only on SIGHUP or POST /reload"),
+      Flag.withDefault(true)
+    )
   },
-  Effect.fnUntraced(function*({ config, listen, upstream }) {
+  Effect.fnUntraced(function*({ config, listen, upstream, watch }) {
     if (Option.isNone(config) && upstream.length > 0) {
       const value = quickConfig(Option.getOrElse(listen, () => "127.0.0.1:8080"), upstream)
       const decoded = configFromValue(value)
@@ -116,7 +123,7 @@ const run = Command.make(
     const loaded = yield* reportStartupError(loadConfigFile(path, process.env))
     const count = workerCount(loaded.workers)
     if (count > 1 && cluster.isPrimary) return yield* runPrimary(count, loaded)
-    return yield* runGateway(fileGateway(path), loaded)
+    return yield* runGateway(fileGateway(path, watch), loaded)
   })
 ).pipe(Command.withDescription("Run the gateway"))
 

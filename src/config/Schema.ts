@@ -332,7 +332,9 @@ export const Tracing = Schema.Struct({
   ))))),
   /** Share of requests without a sampled `traceparent` that start a trace; a client's decision is followed. */
   sample_ratio: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 1 })))),
-  service_name: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isMinLength(1))))
+  service_name: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isMinLength(1)))),
+  /** How often buffered spans are sent (OpenTelemetry's batch schedule delay); default 5s. */
+  export_interval: Schema.optionalKey(DurationMs)
 })
 
 export const Telemetry = Schema.Struct({

@@ -12,21 +12,34 @@ import { Readiness } from "../listener/Readiness.ts"
 import { RouteTable } from "../routing/RouteTable.ts"
 import { HealthChecks } from "../resilience/HealthChecks.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
+import { Tracing } from "../telemetry/Tracing.ts"
+import * as ProcessMetrics from "../telemetry/ProcessMetrics.ts"
 
-export type GatewayServices = ConfigSource | Upstreams | HealthChecks | RouteTable | Readiness | Listeners | Admin
+export type GatewayServices = ConfigSource | Tracing | Upstreams | HealthChecks | RouteTable | Readiness | Listeners | Admin
 
 /**
  * The gateway on top of a given config source (swap it for one fed by your service registry).
  * The admin API is built before the listeners and closed after them: `/ready` says false until
  * every listener is bound and again as soon as a drain starts, while in-flight requests finish.
  */
-export const layerWith = <E>(config: Layer.Layer<ConfigSource, E>): Layer.Layer<GatewayServices, E | ListenError> =>
+export const layerWith = <E, RT = never>(
+  config: Layer.Layer<ConfigSource, E>,
+  options?: {
+    /**
+     * Where request spans go. Default: `Tracing.layer`, Effect's OTLP exporter when the config
+     * sets `telemetry.tracing.otlp_endpoint`. `Tracing.layerFromContext` uses the program's own
+     * Tracer instead (e.g. `@effect/opentelemetry`'s NodeSdk layer).
+     */
+    readonly tracing?: Layer.Layer<Tracing, never, ConfigSource | RT>
+  }
+): Layer.Layer<GatewayServices, E | ListenError, RT> =>
   Listeners.layer.pipe(
     Layer.provideMerge(Admin.layer),
     Layer.provideMerge(Readiness.layer),
     Layer.provideMerge(RouteTable.layer),
     Layer.provideMerge(HealthChecks.layer),
     Layer.provideMerge(Upstreams.layer),
+    Layer.provideMerge(Layer.merge(options?.tracing ?? Tracing.layer, ProcessMetrics.layer)),
     Layer.provideMerge(config)
   )
 

@@ -5,11 +5,13 @@
  * framing can no longer be trusted.
  */
 import type { Duplex } from "node:stream"
+import { defaultRejections } from "../telemetry/Metrics.ts"
 import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, type GatewayError } from "../proxy/GatewayError.ts"
 
 const reasons: Record<number, string> = { 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large" }
 
 const writeAndClose = (socket: Duplex, error: GatewayError, status?: number) => {
+  defaultRejections.count(status === 408 ? "RequestTimeout" : error._tag)
   if (socket.writable) {
     const response = errorResponse(error)
     const code = status ?? response.status

@@ -22,6 +22,50 @@ export interface BoundAddress {
 }
 
 /**
+ * Binds `server` to `at`. `onBound` runs as soon as the socket listens, before any connection
+ * is accepted (to attach per-connection hooks such as a connection count).
+ *
+ * @example
+ * const address = yield* listen("public", server, { host: "127.0.0.1", port: 0 })
+ */
+export const listen = (
+  name: string,
+  server: Server,
+  at: { readonly host: string; readonly port: number },
+  onBound?: () => void
+): Effect.Effect<BoundAddress, ListenError> =>
+  Effect.callback<BoundAddress, ListenError>((resume) => {
+    const onError = (error: Error) =>
+      resume(Effect.fail(new ListenError({ listener: name, address: `${at.host}:${at.port}`, message: error.message })))
+    server.once("error", onError)
+    server.listen({ host: at.host, port: at.port }, () => {
+      server.removeListener("error", onError)
+      onBound?.()
+      const info = server.address() as AddressInfo
+      resume(Effect.succeed({ host: info.address, port: info.port }))
+    })
+  })
+
+/**
+ * Stops accepting at once (the listening socket is closed before this effect first yields),
+ * closes idle keep-alive connections, and completes once the requests in flight have finished;
+ * connections still open after `drainTimeoutMs` are cut.
+ *
+ * @example
+ * yield* drain(server, 30_000)
+ */
+export const drain = (server: Server, drainTimeoutMs: number): Effect.Effect<void> =>
+  Effect.callback<void>((resume) => {
+    server.close(() => resume(Effect.void))
+    server.closeIdleConnections()
+    const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs)
+    deadline.unref()
+  })
+
+/**
+ * `listen` for the life of the scope, released with `drain`. The drain timeout may be given as
+ * a function, read when the drain starts (a reload can change it).
+ *
  * @example
  * const address = yield* listenScoped("public", server, { host: "127.0.0.1", port: 0 }, 30_000)
  */
@@ -29,24 +73,10 @@ export const listenScoped = (
   name: string,
   server: Server,
   at: { readonly host: string; readonly port: number },
-  drainTimeoutMs: number
+  drainTimeoutMs: number | (() => number),
+  onBound?: () => void
 ): Effect.Effect<BoundAddress, ListenError, Scope.Scope> =>
   Effect.acquireRelease(
-    Effect.callback<BoundAddress, ListenError>((resume) => {
-      const onError = (error: Error) =>
-        resume(Effect.fail(new ListenError({ listener: name, address: `${at.host}:${at.port}`, message: error.message })))
-      server.once("error", onError)
-      server.listen({ host: at.host, port: at.port }, () => {
-        server.removeListener("error", onError)
-        const info = server.address() as AddressInfo
-        resume(Effect.succeed({ host: info.address, port: info.port }))
-      })
-    }),
-    () =>
-      Effect.callback<void>((resume) => {
-        server.close(() => resume(Effect.void))
-        server.closeIdleConnections()
-        const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs)
-        deadline.unref()
-      })
+    listen(name, server, at, onBound),
+    () => drain(server, typeof drainTimeoutMs === "number" ? drainTimeoutMs : drainTimeoutMs())
   )

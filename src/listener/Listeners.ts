@@ -1,41 +1,98 @@
 /**
- * One node:http server per `servers[]` entry, each bound for the life of the layer's scope.
- * The request handler reads the listener's current table from the RouteTable per request, so
- * routes, upstreams and rewrites follow reloads without rebinding.
+ * One node:http server per `servers[]` entry, kept in line with the config on every change and
+ * keyed by server name: a new server is bound, a removed one stops accepting and drains (as at
+ * shutdown), one whose address or parser settings changed is re-bound, and the others are left
+ * alone. The request handler reads the listener's current table from the RouteTable per
+ * request, so routes, upstreams and rewrites follow reloads without rebinding.
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberSet from "effect/FiberSet"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as Result from "effect/Result"
+import * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createServer } from "node:http"
+import { createServer, type Server as HttpServer } from "node:http"
 import { ConfigSource } from "../config/ConfigSource.ts"
-import { parseListen, type Server } from "../config/Schema.ts"
+import { parseListen, type Config, type Server } from "../config/Schema.ts"
+import type { DrainState } from "../proxy/Exchange.ts"
 import { makeRequestHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../routing/RouteTable.ts"
+import { listenerBindFailures, trackClientConnections } from "../telemetry/Metrics.ts"
 import { onClientError, onConnect } from "./ClientErrors.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "./Listen.ts"
 import { Readiness } from "./Readiness.ts"
-import type { DrainState } from "../proxy/Exchange.ts"
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
 
-// A listener removed from the config by a reload answers 404 until it is unbound.
+// A request that reaches a listener after a reload removed it (on a connection opened before)
+// finds no route.
 const emptyTable: ListenerTable = { router: compileRouter([]), maxBodyBytes: 0, accessLog: undefined }
 
+/**
+ * Listeners a config change could not bind (address in use, permission denied), by listener.
+ * The config is applied all the same; the listener keeps its previous address, or stays unbound
+ * when it is new, until a later change binds it.
+ */
+
+type ListenAt = { readonly host: string; readonly port: number }
+
+/** A bound listener. */
+interface Live {
+  readonly name: string
+  /** The address as configured (port 0: any). */
+  readonly at: ListenAt
+  /** The address as bound. */
+  readonly address: BoundAddress
+  /** The settings a running node:http server cannot change; a change re-binds. */
+  readonly fixed: string
+  readonly http: HttpServer
+  readonly drain: DrainState
+  /** Closing it stops accepting, drains, and drops the listener's metrics. */
+  readonly scope: Scope.Closeable
+}
+
+const fixedSettings = (server: Server): string =>
+  JSON.stringify([server.protocol ?? "http", server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes])
+
+/** Limits node:http reads per connection or per response, so a running server takes them as they change. */
+const applyLimits = (http: HttpServer, server: Server): void => {
+  http.maxConnections = server.limits?.max_connections ?? limitDefaults.max_connections
+  http.keepAliveTimeout = server.limits?.idle_timeout ?? limitDefaults.idle_timeout
+}
+
+/** Whether `live` already listens where `at` asks; port 0 takes whichever port it has. */
+const listensAt = (live: Live, at: ListenAt): boolean =>
+  live.at.host === at.host && (at.port === 0 || at.port === live.address.port)
+
+const url = (address: BoundAddress) => `http://${address.host}:${address.port}`
+
 export class Listeners extends Context.Service<Listeners, {
-  /** Where each listener is bound, by server name (useful with port 0). */
+  /**
+   * Where each listener is bound now, by server name (useful with port 0). A live view: it
+   * follows reloads that add, remove or re-bind listeners.
+   */
   readonly addresses: ReadonlyMap<string, BoundAddress>
 }>()("fibergate/listener/Listeners") {
   static readonly layer: Layer.Layer<Listeners, ListenError, ConfigSource | RouteTable | Readiness> = Layer.effect(
     Listeners,
     Effect.gen(function*() {
-      const config = yield* SubscriptionRef.get((yield* ConfigSource).config)
+      const source = yield* ConfigSource
+      const config = yield* SubscriptionRef.get(source.config)
       const routes = yield* RouteTable
-      const drainTimeout = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
       const readiness = yield* Readiness
-      const drain: DrainState = { draining: false }
-      const bind = (server: Server) => {
+      const context = yield* Effect.context<never>()
+      let drainTimeout = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+      const lives = new Map<string, Live>()
+      const addresses = new Map<string, BoundAddress>()
+      // Removed and replaced listeners drain in fibers owned by this layer.
+      const retiring = yield* FiberSet.make()
+
+      const makeServer = (server: Server, drain: DrainState): HttpServer => {
         const limits = server.limits ?? {}
         const http = createServer({
           maxHeaderSize: limits.max_header_bytes ?? limitDefaults.max_header_bytes,
@@ -45,27 +102,125 @@ export class Listeners extends Context.Service<Listeners, {
           headersTimeout: 60_000,
           requestTimeout: 300_000
         })
-        http.maxConnections = limits.max_connections ?? limitDefaults.max_connections
+        applyLimits(http, server)
         const name = server.name
         http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("clientError", onClientError)
         http.on("connect", onConnect)
-        const at = parseListen(server.listen)!
-        return listenScoped(name, http, at, drainTimeout).pipe(Effect.map((address) => [name, address] as const))
+        return http
       }
-      const bound = yield* Effect.forEach(config.servers, bind, { concurrency: "unbounded" })
-      for (const [name, address] of bound) yield* Effect.logInfo(`listener ${name} on http://${address.host}:${address.port}`)
-      readiness.set(true)
-      // Registered after the listeners, so it runs first when the scope closes: readiness turns
-      // false and responses still in flight close their connections, then the servers drain.
+
+      const bind = Effect.fnUntraced(function*(server: Server, at: ListenAt) {
+        const drain: DrainState = { draining: false }
+        const http = makeServer(server, drain)
+        const scope = yield* Scope.make()
+        // Counted from the moment the socket listens (before any connection is accepted), and
+        // dropped once the drain is over.
+        let connections: Metric.Registration | undefined
+        yield* Scope.addFinalizer(scope, Effect.sync(() => connections?.remove()))
+        const address = yield* listenScoped(server.name, http, at, () => drainTimeout, () => {
+          connections = trackClientConnections(http, server.name, context)
+        }).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
+        return { name: server.name, at, address, fixed: fixedSettings(server), http, drain, scope } satisfies Live
+      })
+
+      const keep = (live: Live) => {
+        lives.set(live.name, live)
+        addresses.set(live.name, live.address)
+      }
+      // The listening socket closes before `FiberSet.run` returns (the fiber starts at once and
+      // runs up to the drain's wait), so its address is free for what the reconcile binds next.
+      const retire = (live: Live) => {
+        live.drain.draining = true
+        if (lives.get(live.name) === live) {
+          lives.delete(live.name)
+          addresses.delete(live.name)
+        }
+        return FiberSet.run(retiring, Scope.close(live.scope, Exit.void))
+      }
+      const reportBindFailure = (error: ListenError, outcome: string) =>
+        Effect.logError(`listener ${error.listener} cannot listen on ${error.address}: ${error.message}; ${outcome}`).pipe(
+          Effect.andThen(Metric.update(Metric.withAttributes(listenerBindFailures, { listener: error.listener }), 1))
+        )
+
+      const reconcile = Effect.fnUntraced(function*(next: Config) {
+        drainTimeout = next.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+        const wanted = new Set(next.servers.map((s) => s.name))
+        // Removed listeners go first, so that their addresses are free for the others.
+        for (const live of [...lives.values()]) {
+          if (wanted.has(live.name)) continue
+          yield* retire(live)
+          yield* Effect.logInfo(`listener ${live.name} removed: stopped accepting on ${url(live.address)}, draining`)
+        }
+        for (const server of next.servers) {
+          const at = parseListen(server.listen)!
+          const live = lives.get(server.name)
+          if (live === undefined) {
+            const bound = yield* Effect.result(bind(server, at))
+            if (Result.isFailure(bound)) yield* reportBindFailure(bound.failure, "the listener is not bound; the next config change retries")
+            else {
+              keep(bound.success)
+              yield* Effect.logInfo(`listener ${server.name} on ${url(bound.success.address)}`)
+            }
+            continue
+          }
+          applyLimits(live.http, server)
+          const moved = !listensAt(live, at)
+          if (!moved && live.fixed === fixedSettings(server)) continue
+          if (moved) {
+            // The new address is bound first: if that fails, the listener keeps serving where it is.
+            const bound = yield* Effect.result(bind(server, at))
+            if (Result.isFailure(bound)) {
+              yield* reportBindFailure(bound.failure, `it keeps listening on ${url(live.address)}; the next config change retries`)
+              continue
+            }
+            yield* retire(live)
+            keep(bound.success)
+            yield* Effect.logInfo(`listener ${server.name} moved from ${url(live.address)} to ${url(bound.success.address)}`)
+          } else {
+            // Same address, settings only a new server can take: the old server stops accepting
+            // (and drains what it has), then the new one binds the address it freed.
+            yield* retire(live)
+            const bound = yield* Effect.result(bind(server, { host: at.host, port: live.address.port }))
+            if (Result.isFailure(bound)) {
+              yield* reportBindFailure(bound.failure, "the listener is not bound; the next config change retries")
+            } else {
+              keep(bound.success)
+              yield* Effect.logInfo(`listener ${server.name} re-bound on ${url(bound.success.address)} with new settings`)
+            }
+          }
+        }
+      })
+
+      // Shutdown: readiness turns false and responses still in flight close their connections,
+      // then every listener (and any still draining after a reload) drains, all at once.
+      // Registered before the first bind, so a failed start unbinds what it bound.
       yield* Effect.addFinalizer(() =>
-        Effect.sync(() => {
+        Effect.gen(function*() {
           readiness.set(false)
-          drain.draining = true
+          for (const live of lives.values()) live.drain.draining = true
+          const all = [...lives.values()]
+          lives.clear()
+          addresses.clear()
+          yield* Effect.forEach(all, (live) => Scope.close(live.scope, Exit.void), { concurrency: "unbounded", discard: true })
+          yield* FiberSet.awaitEmpty(retiring)
         })
       )
-      return Listeners.of({ addresses: new Map(bound) })
+
+      for (const server of config.servers) {
+        const live = yield* bind(server, parseListen(server.listen)!)
+        keep(live)
+        yield* Effect.logInfo(`listener ${server.name} on ${url(live.address)}`)
+      }
+      readiness.set(true)
+      // `changes` starts with the config in force, which finds nothing to do unless a reload
+      // came in meanwhile. A reconcile is never cut halfway: the shutdown waits for it (this
+      // fiber is interrupted before the finalizer above runs).
+      yield* SubscriptionRef.changes(source.config).pipe(
+        Stream.runForEach((next) => Effect.uninterruptible(reconcile(next))),
+        Effect.forkScoped
+      )
+      return Listeners.of({ addresses })
     })
   )
 }
-

@@ -15,6 +15,8 @@ import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
+import type * as Tracer from "effect/Tracer"
+import { endSpan, formatTraceParent, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
@@ -68,6 +70,13 @@ export interface UpstreamRequest {
   readonly headers: Array<string>
   /** A stream is sent once; a buffered body (a Buffer) can be sent again by a retry. */
   readonly body: Readable | Buffer | null
+  /** The declared Content-Length, -1 when none (a counted stream then says how much came). */
+  readonly contentLength: number
+}
+
+/** A request body stream that counts the bytes that went through it. */
+export interface CountedBody {
+  readonly seen: number
 }
 
 const failureOf = (error: GatewayError): TryFailure | undefined =>
@@ -91,6 +100,8 @@ class Try implements Dispatcher.DispatchHandler {
   timer: NodeJS.Timeout | undefined = undefined
   /** The half-open period this try probes (from circuitTryStarted), 0 when it is no probe. */
   probe = 0
+  /** This try's client span, when the request is traced. */
+  span: Tracer.Span | undefined = undefined
   readonly exchange: Exchange
   readonly endpoint: Endpoint
   readonly number: number
@@ -160,6 +171,12 @@ export class Exchange {
   /** The response head received from the upstream and not yet written (see onResponseStart). */
   private head: Array<string> | undefined = undefined
   private statusMessage: string | undefined = undefined
+  private attempts = 0
+  private tracer: Tracer.Tracer | undefined = undefined
+  /** The server span of a sampled request. */
+  private span: Tracer.Span | undefined = undefined
+  /** The trace this request belongs to, for the access log (also when it is not sampled). */
+  private traceId: string | undefined = undefined
   readonly onClientClose: () => void
   readonly req: IncomingMessage
   readonly res: ServerResponse
@@ -199,20 +216,62 @@ export class Exchange {
     }
   }
 
+  /** Ties the exchange to its trace: the server span when sampled, the client's trace otherwise. */
+  trace(tracing: RequestTracing | undefined, span: Tracer.Span | undefined, parent: TraceParent | undefined): void {
+    this.tracer = tracing?.tracer
+    this.span = span
+    this.traceId = span?.traceId ?? parent?.traceId
+  }
+
   /** Sends try number `number` to `endpoint`. */
   start(endpoint: Endpoint, number = 1): void {
     const attempt = new Try(this, endpoint, number)
     this.current = attempt
+    this.attempts = number
     endpoint.active++
     if (this.route.group.circuit !== undefined) attempt.probe = circuitTryStarted(endpoint)
     this.tryStarted = performance.now()
     const perTry = this.route.retry?.perTryTimeoutMs
     if (perTry !== undefined) attempt.timer = setTimeout(() => this.onTryTimeout(attempt), perTry)
     const request = this.request
+    let headers = request.headers
+    if (this.span !== undefined) headers = this.startTrySpan(attempt, number)
     endpoint.pool.dispatch(
-      { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers: request.headers, body: request.body },
+      { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers, body: request.body },
       attempt
     )
+  }
+
+  /**
+   * A client span for one try, a sibling of the other tries under the server span; the try's
+   * own headers carry it upstream as the parent (a queued dispatch reads its headers later, so
+   * tries never share the array).
+   */
+  private startTrySpan(attempt: Try, number: number): Array<string> {
+    const endpoint = attempt.endpoint
+    const method = this.request.method
+    const span = startSpan(this.tracer!, method, "client", this.span)
+    span.attribute("http.request.method", method)
+    span.attribute("server.address", endpoint.hostname)
+    span.attribute("server.port", endpoint.port)
+    span.attribute("url.full", endpoint.origin + this.request.path)
+    span.attribute("fibergate.upstream", this.route.group.name)
+    if (number > 1) span.attribute("http.request.resend_count", number - 1)
+    attempt.span = span
+    const headers = this.request.headers.slice()
+    headers.push("traceparent", formatTraceParent(span.traceId, span.spanId))
+    return headers
+  }
+
+  /** Ends a try's client span with the upstream's status, or the error that ended the try. */
+  private endTrySpan(attempt: Try, status: number, error: string | undefined) {
+    const span = attempt.span
+    if (span === undefined) return
+    attempt.span = undefined
+    if (status > 0) span.attribute("http.response.status_code", status)
+    if (error !== undefined) span.attribute("error.type", error)
+    else if (status >= 400) span.attribute("error.type", String(status))
+    endSpan(span, error ?? (status >= 400 ? String(status) : undefined))
   }
 
   private endTry(attempt: Try) {
@@ -246,6 +305,7 @@ export class Exchange {
     if (this.done || this.current !== attempt) return
     this.endTry(attempt)
     this.head = undefined
+    if (attempt.span !== undefined) this.endTrySpan(attempt, 0, error._tag)
     const failure = failureOf(error)
     this.route.group.metrics.attempt(
       failure === "connect-failure" ? "connect_error" : failure === "timeout" || failure === "reset" ? failure : "error"
@@ -293,6 +353,7 @@ export class Exchange {
     // must see a finished exchange rather than answer with a generic error of its own.
     if (attempt !== undefined) {
       this.endTry(attempt)
+      if (attempt.span !== undefined) this.endTrySpan(attempt, 0, error?._tag ?? "ClientClosed")
       // An abandoned half-open probe frees its slot without counting as an outcome.
       if (attempt.probe !== 0) {
         abandonProbe(attempt.endpoint, attempt.probe)
@@ -312,10 +373,31 @@ export class Exchange {
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
     const elapsed = performance.now() - this.started
-    this.route.metrics.record(status, elapsed)
+    this.route.metrics.record(this.request.method, status, elapsed)
+    const span = this.span
+    if (span !== undefined) {
+      this.span = undefined
+      if (status > 0) span.attribute("http.response.status_code", status)
+      if (error !== undefined) span.attribute("error.type", error)
+      // A server span is an error only for 5xx (OpenTelemetry HTTP conventions).
+      endSpan(span, status >= 500 || status === 0 ? error ?? String(status) : undefined)
+    }
     if (this.accessLog !== undefined) {
-      const upstream = this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-"
-      this.accessLog.write(this.req, this.path, status, this.bytes, elapsed, this.route.id, upstream, error)
+      const body = this.request.body
+      this.accessLog.write({
+        req: this.req,
+        clientIp: this.pickContext.clientIp,
+        route: this.route.id,
+        path: this.path,
+        status,
+        bytesIn: Buffer.isBuffer(body) ? body.length : body !== null && "seen" in body ? (body as CountedBody).seen : Math.max(0, this.request.contentLength),
+        bytesOut: this.bytes,
+        durationMs: elapsed,
+        upstream: this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-",
+        attempts: this.attempts,
+        traceId: this.traceId,
+        error
+      })
     }
     this.current = undefined
   }
@@ -334,6 +416,7 @@ export class Exchange {
     if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
       // The retry replaced this try; drop its response without sending any of it.
       this.endTry(attempt)
+      if (attempt.span !== undefined) this.endTrySpan(attempt, statusCode, undefined)
       controller.abort(new TryAbandoned("retrying"))
       return
     }
@@ -388,7 +471,10 @@ export class Exchange {
   onResponseEnd(): void {
     if (this.done) return
     const attempt = this.current
-    if (attempt !== undefined) this.endTry(attempt)
+    if (attempt !== undefined) {
+      this.endTry(attempt)
+      if (attempt.span !== undefined) this.endTrySpan(attempt, this.status, undefined)
+    }
     this.writeHead()
     this.res.end()
     this.finish(this.status)

@@ -9,10 +9,13 @@ import type { Router } from "../routing/Router.ts"
 import type { PathRewrite } from "../routing/Rewrite.ts"
 import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
+import type { Rejections } from "../telemetry/Metrics.ts"
+import type * as Tracer from "effect/Tracer"
+import { endSpan, externalParent, nowNanos, parseTraceParent, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
-import { Exchange, sendError, type DrainState, type ExchangeRoute } from "./Exchange.ts"
+import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, scanRequestHeaders } from "./RequestHeaders.ts"
-import { BadRequest, CircuitOpen, NoHealthyUpstream, PayloadTooLarge, RouteNotFound } from "./GatewayError.ts"
+import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
@@ -40,6 +43,9 @@ export interface ListenerTable {
   readonly router: Router<CompiledRoute>
   readonly maxBodyBytes: number
   readonly accessLog: AccessLog | undefined
+  /** Present when spans are exported; requests are then sampled by its ratio. */
+  readonly tracing?: RequestTracing | undefined
+  readonly rejections?: Rejections | undefined
 }
 
 const VIA = "1.1 fibergate"
@@ -53,8 +59,8 @@ const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers 
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
 
 /** Counts request body bytes and fails the stream once it passes the limit (chunked bodies only). */
-class BodyLimit extends Transform {
-  private seen = 0
+class BodyLimit extends Transform implements CountedBody {
+  seen = 0
   private readonly limit: number
   constructor(limit: number) {
     super()
@@ -64,6 +70,29 @@ class BodyLimit extends Transform {
     this.seen += chunk.length
     if (this.seen > this.limit) callback(Object.assign(new Error("request body too large"), { code: BODY_TOO_LARGE }))
     else callback(null, chunk)
+  }
+}
+
+/** Answers a request the gateway refuses itself, counts it by reason and logs it like any other. */
+const reject = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, error: GatewayError, close = false, path = "-"): void => {
+  table.rejections?.count(error._tag)
+  const status = sendError(res, error, close)
+  const log = table.accessLog
+  if (log !== undefined) {
+    log.write({
+      req,
+      clientIp: req.socket?.remoteAddress ?? "",
+      route: "-",
+      path,
+      status,
+      bytesIn: 0,
+      bytesOut: Buffer.byteLength(errorResponse(error).body),
+      durationMs: 0,
+      upstream: "-",
+      attempts: 0,
+      traceId: undefined,
+      error: error._tag
+    })
   }
 }
 
@@ -80,17 +109,17 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     if (req.method === "OPTIONS") {
       res.writeHead(200, ["allow", "GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS", "content-length", "0"])
       res.end()
-    } else sendError(res, badTarget)
+    } else reject(table, req, res, badTarget)
     return
   }
   const scan = scanRequestHeaders(req.rawHeaders)
   if (scan.hostCount > 1 || (scan.hostCount === 0 && req.httpVersionMinor === 1 && req.httpVersionMajor === 1)) {
-    sendError(res, badHost, true)
+    reject(table, req, res, badHost, true)
     return
   }
   const target = parseRequestTarget(url, scan.host)
   if (typeof target === "string") {
-    sendError(res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
+    reject(table, req, res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
     return
   }
   // Only routes with header conditions and header/cookie hashing call this. It scans the raw
@@ -98,13 +127,14 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   // for every header of the request.
   const raw = req.rawHeaders
   const header = (name: string) => lookupHeader(raw, name)
-  const route = table.router.find({ host: target.host, path: target.path, method: req.method ?? "GET", query: target.query, header })
+  const method = req.method ?? "GET"
+  const route = table.router.find({ host: target.host, path: target.path, method, query: target.query, header })
   if (route === undefined) {
-    sendError(res, routeNotFound)
+    reject(table, req, res, routeNotFound, false, target.path)
     return
   }
   if (scan.contentLength > table.maxBodyBytes) {
-    sendError(res, tooLarge, true)
+    reject(table, req, res, tooLarge, true, target.path)
     return
   }
   const ip = req.socket.remoteAddress ?? ""
@@ -115,7 +145,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   // traffic to unhealthy endpoints while some healthy ones remain).
   if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
-    sendError(res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint)
+    reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path)
     return
   }
 
@@ -135,8 +165,19 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
 
+  // W3C Trace Context: a sampled request continues the client's trace (or starts one) and each
+  // try sends its own client span as the parent; otherwise the client's traceparent passes
+  // through untouched.
+  const traceparent = scan.traceparent
+  let parent: TraceParent | undefined
+  let span: Tracer.Span | undefined
+  const tracing = table.tracing
+  if (traceparent !== undefined && (tracing !== undefined || table.accessLog !== undefined)) parent = parseTraceParent(traceparent)
+  if (tracing !== undefined && shouldSample(parent, tracing.sampleRatio)) {
+    span = startServerSpan(tracing, parent, method, route.id, target.path, target.host, ip, req)
+  } else if (traceparent !== undefined) headers.push("traceparent", traceparent)
+
   const upstreamPath = route.rewrite(target.path) + target.query
-  const method = req.method ?? "GET"
   const retry = route.retry
   // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
   // send it again; any other body streams and its request is never retried.
@@ -144,19 +185,52 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
     req.once("end", () => {
-      if (res.destroyed) return
+      if (res.destroyed) {
+        if (span !== undefined) endSpan(span, "ClientClosed")
+        return
+      }
       const body = Buffer.concat(chunks)
-      new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext, drain).start(endpoint)
+      const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: body.length }, table.accessLog, target.path, pickContext, drain)
+      exchange.trace(tracing, span, parent)
+      exchange.start(endpoint)
     })
     return
   }
   let body: IncomingMessage | BodyLimit | null = null
   if (scan.hasBody) {
-    if (scan.chunked && Number.isFinite(table.maxBodyBytes)) {
+    if (scan.chunked) {
+      // Chunked bodies are counted (for the access log) and cut off at max_body_bytes.
       const limited = new BodyLimit(table.maxBodyBytes)
       req.pipe(limited)
       body = limited
     } else body = req
   }
-  new Exchange(req, res, route, { method, path: upstreamPath, headers, body }, table.accessLog, target.path, pickContext, drain).start(endpoint)
+  const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
+  if (span !== undefined || parent !== undefined) exchange.trace(tracing, span, parent)
+  exchange.start(endpoint)
+}
+
+/** The server span of a sampled request, with the attributes known before the upstream answers. */
+const startServerSpan = (
+  tracing: RequestTracing,
+  parent: TraceParent | undefined,
+  method: string,
+  route: string,
+  path: string,
+  host: string,
+  clientIp: string,
+  req: IncomingMessage
+): Tracer.Span => {
+  const span = startSpan(tracing.tracer, `${method} ${route}`, "server", externalParent(parent), nowNanos())
+  span.attribute("http.request.method", method)
+  span.attribute("http.route", route)
+  span.attribute("url.path", path)
+  span.attribute("url.scheme", "http")
+  if (host !== "") span.attribute("server.address", host)
+  span.attribute("client.address", clientIp)
+  span.attribute("network.protocol.version", req.httpVersion)
+  span.attribute("fibergate.listener", tracing.listener)
+  const ua = lookupHeader(req.rawHeaders, "user-agent")
+  if (ua !== undefined) span.attribute("user_agent.original", ua)
+  return span
 }

@@ -20,6 +20,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   readonly forwardedFor: string | undefined
   readonly via: string | undefined
   readonly connection: string | undefined
+  /** The client's W3C `traceparent`, taken out: the proxy puts back the one it continues with. */
+  readonly traceparent: string | undefined
 } => {
   const headers: Array<string> = []
   let host: string | undefined
@@ -27,6 +29,7 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   let forwardedFor: string | undefined
   let via: string | undefined
   let connection: string | undefined
+  let traceparent: string | undefined
   let chunked = false
   let contentLength = -1
   for (let i = 0; i < raw.length; i += 2) {
@@ -46,6 +49,9 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
         continue
       case "connection":
         connection = connection === undefined ? value : `${connection}, ${value}`
+        continue
+      case "traceparent":
+        traceparent = value
         continue
       case "transfer-encoding":
         chunked = true
@@ -69,6 +75,7 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
     forwardedFor,
     via,
     connection,
+    traceparent,
     chunked,
     contentLength,
     hasBody: chunked || contentLength > 0

@@ -14,7 +14,9 @@ import type { Config, Server } from "../config/Schema.ts"
 import { compileHeaderRules } from "../proxy/HeaderRules.ts"
 import type { CompiledRoute, ListenerTable } from "../proxy/ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
-import { makeRouteMetrics, noRouteMetrics, type RouteMetrics } from "../telemetry/Metrics.ts"
+import { Tracing } from "../telemetry/Tracing.ts"
+import type * as Tracer from "effect/Tracer"
+import { makeRejections, makeRouteMetrics, noRejections, noRouteMetrics, type Rejections, type RouteMetrics } from "../telemetry/Metrics.ts"
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
@@ -32,8 +34,11 @@ export const limitDefaults = {
 const compileListener = (
   server: Server,
   groups: ReadonlyMap<string, UpstreamGroup>,
-  accessLog: AccessLog | undefined,
-  metricsFor: (listener: string, route: string) => RouteMetrics
+  accessLog: ((listener: string) => AccessLog) | undefined,
+  metricsFor: (listener: string, route: string) => RouteMetrics,
+  tracer: Tracer.Tracer | undefined,
+  sampleRatio: number,
+  rejections: Rejections
 ): ListenerTable => ({
   router: compileRouter(server.routes.map((route) => ({
     match: route.match ?? {},
@@ -49,21 +54,30 @@ const compileListener = (
     } satisfies CompiledRoute
   }))),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
-  accessLog
+  accessLog: accessLog?.(server.name),
+  tracing: tracer === undefined ? undefined : { tracer, sampleRatio, listener: server.name },
+  rejections
 })
 
 /** Compiles every listener of `config` against the given upstream groups. */
 export const compileTables = (
   config: Config,
   groups: ReadonlyMap<string, UpstreamGroup>,
-  context: Context.Context<never>
+  context: Context.Context<never>,
+  tracer: Tracer.Tracer | undefined = undefined
 ): ReadonlyMap<string, ListenerTable> => {
   const log = config.log ?? {}
-  const accessLog = log.access_log === true ? makeAccessLog(log.format ?? "json", process.stdout) : undefined
-  const metricsFor = config.telemetry?.metrics?.enabled === false
-    ? () => noRouteMetrics
-    : (listener: string, route: string) => makeRouteMetrics(context, listener, route)
-  return new Map(config.servers.map((server) => [server.name, compileListener(server, groups, accessLog, metricsFor)]))
+  const accessLog = log.access_log === true
+    ? (listener: string) => makeAccessLog(log.format ?? "json", process.stdout, listener)
+    : undefined
+  const metricsOff = config.telemetry?.metrics?.enabled === false
+  const metricsFor = metricsOff ? () => noRouteMetrics : (listener: string, route: string) => makeRouteMetrics(context, listener, route)
+  const rejections = metricsOff ? noRejections : makeRejections(context)
+  // OpenTelemetry's default sampler samples everything; so does a tracing section without a ratio.
+  const sampleRatio = config.telemetry?.tracing?.sample_ratio ?? 1
+  return new Map(
+    config.servers.map((server) => [server.name, compileListener(server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections)])
+  )
 }
 
 export class RouteTable extends Context.Service<RouteTable, {
@@ -72,10 +86,11 @@ export class RouteTable extends Context.Service<RouteTable, {
   /** How many configs have been applied (1 after start); for tests and the admin API. */
   readonly generation: () => number
 }>()("fibergate/routing/RouteTable") {
-  static readonly layer: Layer.Layer<RouteTable, never, ConfigSource | Upstreams> = Layer.effect(
+  static readonly layer: Layer.Layer<RouteTable, never, ConfigSource | Upstreams | Tracing> = Layer.effect(
     RouteTable,
     Effect.gen(function*() {
       const source = yield* ConfigSource
+      const { tracer } = yield* Tracing
       const upstreams = yield* Upstreams
       const context = yield* Effect.context<never>()
       let tables: ReadonlyMap<string, ListenerTable> = new Map()
@@ -83,7 +98,7 @@ export class RouteTable extends Context.Service<RouteTable, {
       const applied = yield* Deferred.make<void>()
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
-        tables = compileTables(config, groups, context)
+        tables = compileTables(config, groups, context, tracer)
         generation++
         yield* Deferred.succeed(applied, undefined)
       })

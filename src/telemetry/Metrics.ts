@@ -4,11 +4,11 @@
  * its attributes when the config is compiled; per request, recording is two synchronous
  * `updateUnsafe` calls (about 130 ns measured here), so no Effect runs on the request path.
  */
-import type * as Context from "effect/Context"
+import * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 
 const requests = Metric.counter("fibergate_requests_total", {
-  description: "Requests answered, by listener, route and status class"
+  description: "Requests answered, by listener, route, method and status class"
 })
 const duration = Metric.histogram("fibergate_request_duration_seconds", {
   description: "Time from the request to the end of the response, by route",
@@ -16,31 +16,98 @@ const duration = Metric.histogram("fibergate_request_duration_seconds", {
 })
 
 export interface RouteMetrics {
-  readonly record: (status: number, durationMs: number) => void
+  readonly record: (method: string, status: number, durationMs: number) => void
 }
 
-const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx"] as const
+const STATUS_CLASSES = ["1xx", "2xx", "3xx", "4xx", "5xx", "other"] as const
+const METHODS = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"] as const
+
+// Any other method shares one label, so a client cannot create series at will.
+const methodIndex = (method: string): number => {
+  switch (method) {
+    case "GET":
+      return 0
+    case "HEAD":
+      return 1
+    case "POST":
+      return 2
+    case "PUT":
+      return 3
+    case "DELETE":
+      return 4
+    case "PATCH":
+      return 5
+    case "OPTIONS":
+      return 6
+    default:
+      return 7
+  }
+}
+
+// 499 (the client went away) and anything odd count as their own class.
+const classIndex = (status: number): number => {
+  const index = Math.floor(status / 100) - 1
+  return status !== 499 && index >= 0 && index < 5 ? index : 5
+}
 
 /**
  * @example
  * const metrics = makeRouteMetrics(context, "public", "api")
- * metrics.record(200, 1.5)
+ * metrics.record("GET", 200, 1.5)
  */
 export const makeRouteMetrics = (context: Context.Context<never>, listener: string, route: string): RouteMetrics => {
-  const byClass = STATUS_CLASSES.map((status_class) => Metric.withAttributes(requests, { listener, route, status_class }))
-  // 499 (the client went away) and anything odd count as their own class.
-  const other = Metric.withAttributes(requests, { listener, route, status_class: "other" })
+  // One series per method and status class, made on first use: most routes see few of the 48.
+  const cells: Array<Metric.Metric<number, unknown> | undefined> = new Array(METHODS.length * STATUS_CLASSES.length + STATUS_CLASSES.length)
   const timing = Metric.withAttributes(duration, { listener, route })
   return {
-    record(status, durationMs) {
-      const index = Math.floor(status / 100) - 1
-      ;(status !== 499 && index >= 0 && index < 5 ? byClass[index] : other).updateUnsafe(1, context)
+    record(method, status, durationMs) {
+      const m = methodIndex(method)
+      const c = classIndex(status)
+      const cell = m * STATUS_CLASSES.length + c
+      let counter = cells[cell]
+      if (counter === undefined) {
+        counter = cells[cell] = Metric.withAttributes(requests, {
+          listener,
+          route,
+          method: m < METHODS.length ? METHODS[m] : "other",
+          status_class: STATUS_CLASSES[c]
+        })
+      }
+      counter.updateUnsafe(1, context)
       timing.updateUnsafe(durationMs / 1000, context)
     }
   }
 }
 
+const rejectedRequests = Metric.counter("fibergate_rejected_requests_total", {
+  description: "Requests the gateway answered itself without trying an upstream, by reason"
+})
+
+/** Counts requests the gateway refused (bad request, no route, too large, no endpoint, …) by reason. */
+export interface Rejections {
+  readonly count: (reason: string) => void
+}
+
+/** The reasons are the gateway errors' tags, a closed set, so each series is made once. */
+export const makeRejections = (context: Context.Context<never>): Rejections => {
+  const byReason = new Map<string, Metric.Metric<number, unknown>>()
+  return {
+    count(reason) {
+      let counter = byReason.get(reason)
+      if (counter === undefined) byReason.set(reason, counter = Metric.withAttributes(rejectedRequests, { reason }))
+      counter.updateUnsafe(1, context)
+    }
+  }
+}
+
+/**
+ * For code that runs outside any layer (node:http's `clientError` listener): Effect's default
+ * metric registry, the same one the layers record into unless a program provides its own.
+ */
+export const defaultRejections: Rejections = makeRejections(Context.empty())
+
 export const noRouteMetrics: RouteMetrics = { record: () => {} }
+export const noRejections: Rejections = { count: () => {} }
 
 const attempts = Metric.counter("fibergate_upstream_attempts_total", {
   description: "Tries sent upstream, by upstream and result (success, 5xx, connect_error, timeout, reset, error)"
@@ -70,24 +137,64 @@ export const noUpstreamMetrics: UpstreamMetrics = { attempt: () => {}, retry: ()
 const healthy = Metric.gauge("fibergate_endpoint_healthy", { description: "1 when active checks consider the endpoint up" })
 const ejected = Metric.gauge("fibergate_endpoint_ejected", { description: "1 while outlier detection has ejected the endpoint" })
 const circuit = Metric.gauge("fibergate_endpoint_circuit_state", { description: "0 closed, 1 half-open, 2 open" })
+const endpointInFlight = Metric.gauge("fibergate_endpoint_in_flight", { description: "Requests in flight, by endpoint" })
 const inFlight = Metric.gauge("fibergate_upstream_in_flight", { description: "Requests in flight, by upstream" })
+const poolConnections = Metric.gauge("fibergate_upstream_pool_connections", {
+  description: "Connections of an endpoint's pool, by state (busy, idle)"
+})
+const poolPending = Metric.gauge("fibergate_upstream_pool_pending_requests", {
+  description: "Requests waiting in an endpoint's pool for a connection"
+})
 
-/** The state gauges, set from the live upstream state when Prometheus scrapes. */
-export const recordUpstreamGauges = (
-  context: Context.Context<never>,
-  groups: Iterable<{
-    readonly name: string
+/** The live state the upstream gauges read when Prometheus scrapes. */
+export interface GaugedUpstream {
+  readonly name: string
+  readonly active: number
+  readonly endpoints: ReadonlyArray<{
+    readonly origin: string
+    readonly healthy: boolean
+    readonly ejected: boolean
+    readonly circuit: string
     readonly active: number
-    readonly endpoints: ReadonlyArray<{ readonly origin: string; readonly healthy: boolean; readonly ejected: boolean; readonly circuit: string }>
+    readonly pool: { readonly stats: { readonly connected: number; readonly free: number; readonly pending: number } }
   }>
-): void => {
-  for (const group of groups) {
-    Metric.withAttributes(inFlight, { upstream: group.name }).updateUnsafe(group.active, context)
-    for (const e of group.endpoints) {
-      const attrs = { upstream: group.name, endpoint: e.origin }
-      Metric.withAttributes(healthy, attrs).updateUnsafe(e.healthy ? 1 : 0, context)
-      Metric.withAttributes(ejected, attrs).updateUnsafe(e.ejected ? 1 : 0, context)
-      Metric.withAttributes(circuit, attrs).updateUnsafe(e.circuit === "closed" ? 0 : e.circuit === "half-open" ? 1 : 2, context)
+}
+
+/**
+ * Keeps the state gauges of upstreams and endpoints registered for exactly the ones in force:
+ * each series reads the live object when scraped, and the series of an upstream or endpoint a
+ * reload removed are dropped, so Prometheus stops seeing them.
+ */
+export const makeUpstreamGauges = (context: Context.Context<never>) => {
+  let registered = new Map<string, ReadonlyArray<Metric.Registration>>()
+  return {
+    /** Call with the groups in force after every reconcile. */
+    update(groups: Iterable<GaugedUpstream>): void {
+      const next = new Map<string, ReadonlyArray<Metric.Registration>>()
+      for (const group of groups) {
+        next.set(group.name, [registerGauge(inFlight, { upstream: group.name }, context, () => group.active)])
+        group.endpoints.forEach((e) => {
+          const attrs = { upstream: group.name, endpoint: e.origin }
+          const stats = () => e.pool.stats
+          next.set(`${group.name}\u0000${e.origin}`, [
+            registerGauge(healthy, attrs, context, () => (e.healthy ? 1 : 0)),
+            registerGauge(ejected, attrs, context, () => (e.ejected ? 1 : 0)),
+            registerGauge(circuit, attrs, context, () => (e.circuit === "closed" ? 0 : e.circuit === "half-open" ? 1 : 2)),
+            registerGauge(endpointInFlight, attrs, context, () => e.active),
+            registerGauge(poolConnections, { ...attrs, state: "busy" }, context, () => stats().connected - stats().free),
+            registerGauge(poolConnections, { ...attrs, state: "idle" }, context, () => stats().free),
+            registerGauge(poolPending, attrs, context, () => stats().pending)
+          ])
+        })
+      }
+      // Registering again replaced the series that stay; what is left in `registered` is gone.
+      for (const [key, registrations] of registered) if (!next.has(key)) for (const r of registrations) r.remove()
+      registered = next
+    },
+    /** Drops every series (the layer is closing). */
+    clear(): void {
+      for (const registrations of registered.values()) for (const r of registrations) r.remove()
+      registered = new Map()
     }
   }
 }
@@ -136,11 +243,12 @@ export const trackClientConnections = (
  * loaded on the first scrape: it also brings the OTLP exporters, about 10 MB of RSS that a
  * gateway nobody scrapes should not pay.
  */
-export const scrapeMetrics = async (
-  context: Context.Context<never>,
-  groups: Parameters<typeof recordUpstreamGauges>[1]
-): Promise<string> => {
+export const scrapeMetrics = async (context: Context.Context<never>): Promise<string> => {
   const { PrometheusMetrics } = await import("effect/observability")
-  recordUpstreamGauges(context, groups)
   return PrometheusMetrics.formatUnsafe(context)
 }
+
+/** Listeners a reload could not bind (address in use, permission denied), by listener. */
+export const listenerBindFailures = Metric.counter("fibergate_listener_bind_failures_total", {
+  description: "Listener binds that failed on a config change, by listener"
+})

@@ -15,6 +15,9 @@ import { circuitAdmits, closedCircuit, compileCircuitPolicy, type CircuitPolicy,
 /** An endpoint with its connection pool and outlier counters. */
 export interface Endpoint extends EndpointState, OutlierState, CircuitState {
   readonly origin: string
+  /** The origin's host and port, for trace attributes. */
+  readonly hostname: string
+  readonly port: number
   readonly pool: Pool
   /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
   readonly poolKey: string
@@ -97,7 +100,8 @@ export const buildUpstreamGroup = (
   const retiredPools: Array<Pool> = []
   for (const e of previous?.endpoints ?? []) reusable.set(e.origin, e)
   const endpoints = upstream.endpoints.map((config): Endpoint => {
-    const origin = new URL(config.url).origin
+    const url = new URL(config.url)
+    const origin = url.origin
     const weight = config.weight ?? 1
     const old = reusable.get(origin)
     if (old !== undefined && old.poolKey === poolKey) {
@@ -123,6 +127,8 @@ export const buildUpstreamGroup = (
         circuitOpenId: old.circuitOpenId
       }),
       origin,
+      hostname: url.hostname,
+      port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       pool: makePool(origin, upstream),
       poolKey
     }

@@ -14,7 +14,7 @@ import type { Pool } from "undici"
 import type { Config } from "../config/Schema.ts"
 import { buildUpstreamGroup, type Endpoint, type UpstreamGroup } from "./UpstreamGroup.ts"
 import { circuitHalfOpen } from "../resilience/Circuit.ts"
-import { makeUpstreamMetrics, noUpstreamMetrics } from "../telemetry/Metrics.ts"
+import { makeUpstreamGauges, makeUpstreamMetrics, noUpstreamMetrics } from "../telemetry/Metrics.ts"
 
 export class Upstreams extends Context.Service<Upstreams, {
   /** The groups in force, by upstream name. Read synchronously on the request path. */
@@ -27,6 +27,8 @@ export class Upstreams extends Context.Service<Upstreams, {
     Effect.gen(function*() {
       let groups: ReadonlyMap<string, UpstreamGroup> = new Map()
       const context = yield* Effect.context<never>()
+      const gauges = makeUpstreamGauges(context)
+      yield* Effect.addFinalizer(() => Effect.sync(() => gauges.clear()))
       // Pools being retired close in fibers owned by this layer's scope, never detached.
       const closing = yield* FiberSet.make()
       const closePools = (pools: ReadonlyArray<Pool>) =>
@@ -93,6 +95,8 @@ export class Upstreams extends Context.Service<Upstreams, {
           if (!next.has(name)) retired.push(...group.endpoints.map((e) => e.pool))
         }
         groups = next
+        if (config.telemetry?.metrics?.enabled === false) gauges.clear()
+        else gauges.update(next.values())
         if (retired.length > 0) yield* FiberSet.run(closing, closePools(retired))
         return next
       })

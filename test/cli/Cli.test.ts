@@ -4,77 +4,10 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
-import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { createServer, type Server } from "node:net"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { request, startUpstream } from "../support/harness.ts"
+import { exitOf, runCli, spawnCli, tempFile, VERSION, type Cli } from "../support/cli.ts"
 import { freePort } from "../support/net.ts"
-
-const ROOT = fileURLToPath(new URL("../../", import.meta.url))
-const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version
-
-interface Exit {
-  readonly code: number | null
-  readonly signal: NodeJS.Signals | null
-}
-
-interface Cli {
-  readonly child: ChildProcess
-  readonly stdout: () => string
-  readonly stderr: () => string
-  /** Resolves once the process has exited. */
-  readonly exited: Promise<Exit>
-  readonly hasExited: () => boolean
-}
-
-/** The CLI's environment: this one without FIBERGATE_* variables, which would change the config. */
-const cliEnv = (): NodeJS.ProcessEnv =>
-  Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("FIBERGATE_")))
-
-/** Spawns `node bin/fibergate.js ...args` for the life of the scope (SIGKILLed if still running at the end). */
-const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync((): Cli => {
-      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] })
-      let stdout = ""
-      let stderr = ""
-      let done = false
-      child.stdout!.setEncoding("utf8").on("data", (s: string) => void (stdout += s))
-      child.stderr!.setEncoding("utf8").on("data", (s: string) => void (stderr += s))
-      const exited = new Promise<Exit>((resolve) =>
-        child.once("close", (code, signal) => {
-          done = true
-          resolve({ code, signal })
-        })
-      )
-      return { child, stdout: () => stdout, stderr: () => stderr, exited, hasExited: () => done }
-    }),
-    (cli) =>
-      Effect.promise(async () => {
-        if (!cli.hasExited()) cli.child.kill("SIGKILL")
-        await cli.exited
-      })
-  )
-
-/** Waits for the process to exit, at most `ms`; fails the test (with its output) otherwise. */
-const exitOf = (cli: Cli, ms = 10_000) =>
-  Effect.promise(() => cli.exited).pipe(
-    Effect.timeoutOrElse({
-      duration: ms,
-      orElse: () => Effect.die(new Error(`fibergate did not exit within ${ms} ms\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`))
-    })
-  )
-
-/** Runs the CLI to completion. */
-const runCli = (args: ReadonlyArray<string>) =>
-  Effect.gen(function*() {
-    const cli = yield* spawnCli(args)
-    const exit = yield* exitOf(cli)
-    return { ...exit, stdout: cli.stdout(), stderr: cli.stderr() }
-  })
 
 /** Holds a port on 127.0.0.1 for the life of the scope. */
 const holdPort: Effect.Effect<number, never, Scope.Scope> = Effect.acquireRelease(
@@ -84,18 +17,6 @@ const holdPort: Effect.Effect<number, never, Scope.Scope> = Effect.acquireReleas
   }),
   (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
 ).pipe(Effect.map((server) => (server.address() as { port: number }).port))
-
-/** A temporary file for the life of the scope. */
-const tempFile = (name: string, content: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = mkdtempSync(join(tmpdir(), "fibergate-cli-"))
-      const path = join(dir, name)
-      writeFileSync(path, content)
-      return { dir, path }
-    }),
-    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  ).pipe(Effect.map(({ path }) => path))
 
 /**
  * Fetches `url` until something answers, for at most ~5 s; fails early (with the CLI's output)

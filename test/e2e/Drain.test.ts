@@ -1,12 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import { request as httpRequest } from "node:http"
-import { connect } from "node:net"
 import { Admin } from "../../src/admin/Admin.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { simpleConfig, startUpstream } from "../support/harness.ts"
 import { fire, onSignal, signal, awaitSignal } from "../support/signals.ts"
+import { eventually, refuses } from "../support/liveGateway.ts"
 
 /** A GET on its own connection; resolves with status, the Connection header and the body. */
 const slowGet = (port: number) =>
@@ -23,26 +23,6 @@ const slowGet = (port: number) =>
 
 const readyStatus = (port: number) =>
   Effect.promise(() => fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0))
-
-const refuses = (port: number) =>
-  Effect.callback<boolean>((resume) => {
-    const socket = connect({ host: "127.0.0.1", port })
-    socket.once("connect", () => {
-      socket.destroy()
-      resume(Effect.succeed(false))
-    })
-    socket.once("error", (e: Error & { code?: string }) => resume(Effect.succeed(e.code === "ECONNREFUSED")))
-  })
-
-/** Polls `check` every 10 ms until it holds, for at most 3 s. */
-const eventually = (check: Effect.Effect<boolean>, what: string) =>
-  Effect.gen(function*() {
-    for (let i = 0; i < 300; i++) {
-      if (yield* check) return
-      yield* Effect.sleep("10 millis")
-    }
-    assert.fail(`timed out waiting until ${what}`)
-  })
 
 describe("graceful drain", () => {
   it.live("closing the gateway: /ready turns 503, new connections are refused, a request in flight completes with Connection: close", () =>

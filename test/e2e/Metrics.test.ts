@@ -1,6 +1,8 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { raw } from "../support/net.ts"
+import { connect } from "node:net"
 
 /** The value of one sample line of the Prometheus text, 0 when absent. */
 const sample = (text: string, name: string, labels: string): number => {
@@ -91,5 +93,127 @@ describe("metrics", () => {
       assert.strictEqual(sample(after, "fibergate_endpoint_healthy", `upstream="metrics-up",endpoint="${ok.url}"`), 1)
       assert.strictEqual(sample(after, "fibergate_endpoint_circuit_state", `upstream="metrics-up",endpoint="${ok.url}"`), 0)
       assert.include(after, 'fibergate_upstream_in_flight{upstream="metrics-up"}')
+    }))
+
+  it.live("requests are counted by method (unknown methods share one label), and refused requests by reason", () =>
+    Effect.gen(function*() {
+      const ok = yield* startUpstream("ok")
+      const gateway = yield* startGateway({
+        ...simpleConfig([ok.url]),
+        servers: [{
+          name: "metrics-methods",
+          listen: "127.0.0.1:0",
+          limits: { max_body_bytes: 10 },
+          routes: [{ id: "metrics-methods-api", match: { path: { prefix: "/api" } }, upstream: "app" }]
+        }]
+      })
+      const metricsUrl = `http://127.0.0.1:${gateway.adminPort}/metrics`
+      const before = (yield* request(metricsUrl)).body
+      yield* request(gateway.url("/api/a"), { method: "POST", body: "x" })
+      yield* request(gateway.url("/api/b"), { method: "DELETE" })
+      yield* request(gateway.url("/api/c"), { method: "PROPFIND" })
+      assert.strictEqual((yield* request(gateway.url("/elsewhere"))).status, 404)
+      assert.strictEqual((yield* request(gateway.url("/api/big"), { method: "POST", body: "x".repeat(11) })).status, 413)
+      const bad = yield* raw(gateway.port, "GET /api HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
+      assert.strictEqual(bad.status, 400)
+      const after = (yield* request(metricsUrl)).body
+      const delta = (name: string, labels: string) => sample(after, name, labels) - sample(before, name, labels)
+      const route = 'route="metrics-methods-api"'
+      assert.strictEqual(delta("fibergate_requests_total", `${route},method="POST",status_class="2xx"`), 1)
+      assert.strictEqual(delta("fibergate_requests_total", `${route},method="DELETE",status_class="2xx"`), 1)
+      assert.strictEqual(delta("fibergate_requests_total", `${route},method="other",status_class="2xx"`), 1)
+      assert.notInclude(after, 'method="PROPFIND"')
+      assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="RouteNotFound"'), 1)
+      assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="PayloadTooLarge"'), 1)
+      assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="BadRequest"'), 1)
+    }))
+
+  it.live("pool connections and endpoint gauges follow the endpoints in force; a removed endpoint's series disappear", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const b = yield* startUpstream("b")
+      const config = {
+        ...simpleConfig([a.url, b.url]),
+        servers: [{ name: "metrics-pool", listen: "127.0.0.1:0", routes: [{ id: "metrics-pool-r", upstream: "metrics-pool-up" }] }],
+        upstreams: { "metrics-pool-up": { endpoints: [{ url: a.url }, { url: b.url }] } }
+      }
+      const gateway = yield* startGateway(config)
+      const metricsUrl = `http://127.0.0.1:${gateway.adminPort}/metrics`
+      for (let i = 0; i < 4; i++) assert.strictEqual((yield* request(gateway.url(`/p${i}`))).status, 200)
+      const during = (yield* request(metricsUrl)).body
+      for (const e of [a.url, b.url]) {
+        const labels = `upstream="metrics-pool-up",endpoint="${e}"`
+        assert.strictEqual(sample(during, "fibergate_upstream_pool_connections", `${labels},state="idle"`), 1, e)
+        assert.strictEqual(sample(during, "fibergate_upstream_pool_connections", `${labels},state="busy"`), 0, e)
+        assert.strictEqual(sample(during, "fibergate_endpoint_in_flight", labels), 0, e)
+        assert.include(during, `fibergate_endpoint_healthy{${labels}} 1`)
+      }
+      const put = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`, {
+        method: "PUT",
+        body: JSON.stringify({ ...config, upstreams: { "metrics-pool-up": { endpoints: [{ url: a.url }] } } })
+      })
+      assert.strictEqual(put.status, 200)
+      const after = (yield* request(metricsUrl)).body
+      assert.include(after, `fibergate_endpoint_healthy{upstream="metrics-pool-up",endpoint="${a.url}"} 1`)
+      assert.notInclude(after, `endpoint="${b.url}"`)
+    }))
+
+  it.live("process metrics: CPU, memory, event-loop delay and garbage collection pauses", () =>
+    Effect.gen(function*() {
+      const ok = yield* startUpstream("ok")
+      const gateway = yield* startGateway(simpleConfig([ok.url]))
+      // Enough short-lived garbage for V8 to run the young-generation collector.
+      let keep = 0
+      for (let i = 0; i < 200_000; i++) keep += new Array(16).fill(i).length
+      assert.isTrue(keep > 0)
+      const metricsUrl = `http://127.0.0.1:${gateway.adminPort}/metrics`
+      // GC entries reach the PerformanceObserver asynchronously.
+      let text = ""
+      for (let i = 0; i < 100 && !text.includes("nodejs_gc_duration_seconds_count"); i++) {
+        text = (yield* request(metricsUrl)).body
+        if (!text.includes("nodejs_gc_duration_seconds_count")) yield* Effect.sleep("10 millis")
+      }
+      const value = (name: string) => {
+        const line = text.split("\n").find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`))
+        return line === undefined ? NaN : Number(line.slice(line.lastIndexOf(" ") + 1))
+      }
+      assert.isTrue(value("process_cpu_user_seconds_total") > 0)
+      assert.include(text, "# TYPE process_cpu_user_seconds_total counter")
+      assert.isTrue(value("process_resident_memory_bytes") > 10_000_000)
+      assert.isTrue(value("nodejs_heap_size_used_bytes") > 0)
+      assert.isTrue(value("process_start_time_seconds") > 1.7e9)
+      assert.isTrue(sample(text, "nodejs_eventloop_lag_seconds", 'stat="max"') >= 0)
+      assert.isTrue(sample(text, "nodejs_gc_duration_seconds_count", 'kind="minor"') > 0)
+    }))
+
+  it.live("open client connections are a gauge per listener", () =>
+    Effect.gen(function*() {
+      const ok = yield* startUpstream("ok")
+      const gateway = yield* startGateway({
+        ...simpleConfig([ok.url]),
+        servers: [{ name: "metrics-conns", listen: "127.0.0.1:0", routes: [{ id: "metrics-conns-r", upstream: "app" }] }]
+      })
+      const metricsUrl = `http://127.0.0.1:${gateway.adminPort}/metrics`
+      const open = () => Effect.map(request(metricsUrl), (r) => sample(r.body, "fibergate_client_connections", 'listener="metrics-conns"'))
+      const sockets = yield* Effect.promise(() =>
+        Promise.all([0, 1, 2].map(() =>
+          new Promise<import("node:net").Socket>((resolve) => {
+            const socket = connect(gateway.port, "127.0.0.1", () => resolve(socket))
+          })
+        ))
+      )
+      // The server counts a connection when it accepts it, which can trail the client's connect.
+      let seen = 0
+      for (let i = 0; i < 100 && seen !== 3; i++) {
+        seen = yield* open()
+        if (seen !== 3) yield* Effect.sleep("10 millis")
+      }
+      assert.strictEqual(seen, 3)
+      for (const s of sockets) s.destroy()
+      for (let i = 0; i < 100 && seen !== 0; i++) {
+        seen = yield* open()
+        if (seen !== 0) yield* Effect.sleep("10 millis")
+      }
+      assert.strictEqual(seen, 0)
     }))
 })

@@ -55,9 +55,14 @@ const assertJittered = (gapsMs: ReadonlyArray<number>, interval: number) => {
 
 /** Runs `runHealthCheck` in a child fiber; every published state with its Clock time. */
 /** Yields (no time passes) until `done()` holds, for at most 1000 scheduler turns. */
+// Effect's scheduler also yields to the event loop after a time budget, so under CPU load a
+// woken fiber may need a real macrotask turn, not only more yields.
 const untilTrue = (done: () => boolean) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 1000 && !done(); i++) yield* Effect.yieldNow
+    for (let i = 0; i < 1000 && !done(); i++) {
+      yield* Effect.yieldNow
+      if (i % 20 === 19) yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+    }
   })
 
 const startCheck = (probe: Effect.Effect<boolean>, check: HealthCheck, initial: HealthState = initialHealth) =>
@@ -116,6 +121,11 @@ describe("runHealthCheck (TestClock)", () => {
       for (let i = 0; i < 120 && script.calls.length < 2; i++) yield* TestClock.adjust(10)
       assert.strictEqual(script.calls.length, 2)
       const hangAt = script.calls[1]
+      // The probe's timeout is armed a few fiber steps after the probe starts; under CPU load
+      // those steps can wait for a macrotask turn. Let them run before the clock moves on, or
+      // the timeout would be armed at a later virtual time.
+      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      yield* settle
       assert.strictEqual(run.published.length, 1, "nothing is published while the probe hangs")
       // Not a failure one step before the timeout...
       yield* TestClock.adjust(hangAt + 299 - (yield* Clock.currentTimeMillis))

@@ -78,7 +78,7 @@ const endpointsOf = (gateway: TestGateway) =>
     const port = gateway.adminPort ?? assert.fail("admin API not bound")
     const res = yield* request(`http://127.0.0.1:${port}/upstreams`)
     assert.strictEqual(res.status, 200)
-    return (JSON.parse(res.body) as Record<string, ReadonlyArray<EndpointView>>).app
+    return (JSON.parse(res.body) as { upstreams: Record<string, { endpoints: ReadonlyArray<EndpointView> }> }).upstreams.app.endpoints
   })
 
 const healthOf = (gateway: TestGateway, url: string) =>

@@ -1,0 +1,83 @@
+/**
+ * Process metrics under the names Prometheus' Node.js client uses, so existing dashboards
+ * work: CPU seconds, resident and heap memory, event-loop delay and garbage collection.
+ * Values are read when Prometheus scrapes (registered series), except GC pauses, which are
+ * recorded as they happen from a PerformanceObserver. Nothing here runs per request.
+ */
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
+import * as SubscriptionRef from "effect/SubscriptionRef"
+import { monitorEventLoopDelay, PerformanceObserver, constants } from "node:perf_hooks"
+import { ConfigSource } from "../config/ConfigSource.ts"
+import { registerGauge } from "./Metrics.ts"
+
+const cpuUser = Metric.counter("process_cpu_user_seconds_total", { description: "User CPU time spent, in seconds" })
+const cpuSystem = Metric.counter("process_cpu_system_seconds_total", { description: "System CPU time spent, in seconds" })
+const rss = Metric.gauge("process_resident_memory_bytes", { description: "Resident memory size, in bytes" })
+const startTime = Metric.gauge("process_start_time_seconds", { description: "Start time of the process since the Unix epoch, in seconds" })
+const heapUsed = Metric.gauge("nodejs_heap_size_used_bytes", { description: "V8 heap in use, in bytes" })
+const heapTotal = Metric.gauge("nodejs_heap_size_total_bytes", { description: "V8 heap reserved, in bytes" })
+const external = Metric.gauge("nodejs_external_memory_bytes", { description: "Memory of C++ objects bound to JavaScript (buffers), in bytes" })
+const lag = Metric.gauge("nodejs_eventloop_lag_seconds", {
+  description: "Event-loop delay since start, by statistic (p50, p99, max, mean)"
+})
+const gc = Metric.histogram("nodejs_gc_duration_seconds", {
+  description: "Garbage collection pauses, by kind (minor, major, incremental, weakcb)",
+  boundaries: [0.001, 0.01, 0.1, 1, 2, 5]
+})
+
+const GC_KINDS: Record<number, string> = {
+  [constants.NODE_PERFORMANCE_GC_MINOR]: "minor",
+  [constants.NODE_PERFORMANCE_GC_MAJOR]: "major",
+  [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: "incremental",
+  [constants.NODE_PERFORMANCE_GC_WEAKCB]: "weakcb"
+}
+
+/** A counter series whose total is read at scrape time from a source that already counts. */
+const registerCounter = (counter: Metric.Counter<number>, context: Parameters<typeof registerGauge>[2], read: () => number) =>
+  Metric.registerUnsafe(counter, context, { get: () => ({ count: read(), incremental: false }), update: () => {}, modify: () => {} })
+
+/**
+ * Registers the process metrics for the life of the layer; off with `telemetry.metrics.enabled: false`.
+ */
+export const layer: Layer.Layer<never, never, ConfigSource> = Layer.effectDiscard(Effect.gen(function*() {
+  const config = yield* SubscriptionRef.get((yield* ConfigSource).config)
+  if (config.telemetry?.metrics?.enabled === false) return
+  const context = yield* Effect.context<never>()
+  const delay = monitorEventLoopDelay({ resolution: 10 })
+  delay.enable()
+  const gcKinds = new Map(Object.entries(GC_KINDS).map(([k, kind]) => [Number(k), Metric.withAttributes(gc, { kind })]))
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) {
+      const kind = (entry as { detail?: { kind?: number } }).detail?.kind ?? -1
+      gcKinds.get(kind)?.updateUnsafe(entry.duration / 1000, context)
+    }
+  })
+  observer.observe({ entryTypes: ["gc"] })
+  const memory = () => process.memoryUsage()
+  const started = Date.now() / 1000 - process.uptime()
+  const registrations = [
+    registerCounter(cpuUser, context, () => process.cpuUsage().user / 1e6),
+    registerCounter(cpuSystem, context, () => process.cpuUsage().system / 1e6),
+    registerGauge(rss, {}, context, () => process.memoryUsage.rss()),
+    registerGauge(startTime, {}, context, () => started),
+    registerGauge(heapUsed, {}, context, () => memory().heapUsed),
+    registerGauge(heapTotal, {}, context, () => memory().heapTotal),
+    registerGauge(external, {}, context, () => memory().external),
+    // The histogram reports nanoseconds; a loop that never waited has no samples yet (NaN).
+    ...(["p50", "p99", "max", "mean"] as const).map((stat) =>
+      registerGauge(lag, { stat }, context, () => {
+        const ns = stat === "p50" ? delay.percentile(50) : stat === "p99" ? delay.percentile(99) : stat === "max" ? delay.max : delay.mean
+        return Number.isFinite(ns) ? ns / 1e9 : 0
+      })
+    )
+  ]
+  yield* Effect.addFinalizer(() =>
+    Effect.sync(() => {
+      delay.disable()
+      observer.disconnect()
+      for (const r of registrations) r.remove()
+    })
+  )
+}))

@@ -1,0 +1,233 @@
+/**
+ * Listeners follow the config: a reload binds a new server, drains and unbinds a removed one,
+ * re-binds one whose address or parser settings changed, and leaves the others alone. A bind
+ * that fails keeps the gateway serving and is reported. Configs are published through the
+ * library API (`publishConfig`, what `PUT /config` does).
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, Fiber, Metric, type Scope } from "effect"
+import { Agent, request as httpRequest } from "node:http"
+import { createServer, type AddressInfo } from "node:net"
+import { publishConfig } from "../../src/config/ConfigSource.ts"
+import * as Gateway from "../../src/gateway/Gateway.ts"
+import { listenerBindFailures } from "../../src/telemetry/Metrics.ts"
+import { startUpstream } from "../support/harness.ts"
+import { eventually, get, refuses, startLiveGateway, type LiveGateway } from "../support/liveGateway.ts"
+import { freePort } from "../support/net.ts"
+import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
+
+interface ServerSpec {
+  readonly name: string
+  readonly listen?: string
+  readonly limits?: Record<string, unknown>
+}
+
+/** Servers routing everything to upstream `app`; each answers with its own route id (`<name>-all`). */
+const configFor = (upstream: string, servers: ReadonlyArray<ServerSpec>) => ({
+  admin: { listen: "127.0.0.1:0" },
+  log: { level: "none", access_log: false },
+  servers: servers.map((s) => ({
+    name: s.name,
+    listen: s.listen ?? "127.0.0.1:0",
+    ...(s.limits === undefined ? {} : { limits: s.limits }),
+    routes: [{ id: `${s.name}-all`, upstream: "app", headers: { response: { set: { "x-route": `${s.name}-all` } } } }]
+  })),
+  upstreams: { app: { endpoints: [{ url: upstream }] } }
+})
+
+const publish = (gateway: LiveGateway, config: unknown) => publishConfig(gateway.source, config, "test")
+
+const statusOn = (port: number, path = "/") => Effect.map(get(`http://127.0.0.1:${port}${path}`), (res) => res.status)
+
+/** A GET on its own connection that resolves with status, Connection header and body. */
+const getOnce = (port: number, headers: Record<string, string> = {}) =>
+  Effect.callback<{ readonly status: number; readonly connection: string | undefined; readonly body: string }>((resume) => {
+    const req = httpRequest({ host: "127.0.0.1", port, path: "/slow", agent: false, headers }, (res) => {
+      let body = ""
+      res.setEncoding("utf8")
+      res.on("data", (c: string) => (body += c))
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, connection: res.headers.connection, body })))
+    })
+    req.on("error", (e) => resume(Effect.die(e)))
+    req.end()
+  })
+
+/** A GET on a keep-alive agent: status, and whether it went over a connection opened before. */
+const getOn = (agent: Agent, port: number) =>
+  Effect.callback<{ readonly status: number; readonly reused: boolean }>((resume) => {
+    const req = httpRequest({ host: "127.0.0.1", port, path: "/", agent }, (res) => {
+      res.resume()
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, reused: req.reusedSocket })))
+    })
+    req.on("error", (e) => resume(Effect.die(e)))
+    req.end()
+  })
+
+/** Holds a port on 127.0.0.1 (another program's socket) for the life of the scope, or until released. */
+const holdPort: Effect.Effect<{ readonly port: number; readonly release: Effect.Effect<void> }, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.callback<ReturnType<typeof createServer>>((resume) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => void (server.listening && server.close()))
+).pipe(Effect.map((server) => ({
+  port: (server.address() as AddressInfo).port,
+  release: Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+})))
+
+/** `fibergate_client_connections{listener}` as the registry holds it now (undefined: no such series). */
+const openConnections = (listener: string) =>
+  Metric.snapshot.pipe(Effect.map((all) => {
+    const series = all.find((m) => m.id === "fibergate_client_connections" && m.attributes?.listener === listener)
+    return series === undefined ? undefined : Number((series.state as { readonly value: number }).value)
+  }))
+
+const bindFailures = (listener: string) =>
+  Metric.value(Metric.withAttributes(listenerBindFailures, { listener })).pipe(Effect.map((s) => s.count))
+
+describe("listeners follow config reloads", () => {
+  it.live("a reload that adds a server binds it, and it serves", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
+      const webPort = gateway.port("web")
+      yield* publish(gateway, configFor(app.url, [{ name: "web" }, { name: "extra" }]))
+      yield* eventually(Effect.sync(() => gateway.listeners.addresses.has("extra")), "extra is bound")
+      const res = yield* get(`http://127.0.0.1:${gateway.port("extra")}/x`)
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(res.headers.get("x-route"), "extra-all")
+      assert.strictEqual(gateway.port("web"), webPort, "the other listener is untouched")
+      assert.isTrue(gateway.logs.some((l) => l.message === `listener extra on http://127.0.0.1:${gateway.port("extra")}`))
+      assert.isDefined(yield* openConnections("extra"), "its connections are counted")
+    }))
+
+  it.live("a reload that removes a server: new connections are refused, a request in flight on it completes", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const app = yield* startUpstream("app", {
+        rawHandler: (req, res) => {
+          if (req.url !== "/slow") return res.end("fast")
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("done"))
+        }
+      })
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "extra" }])))
+      const extraPort = gateway.port("extra")
+      const inFlight = yield* Effect.forkChild(getOnce(extraPort))
+      yield* awaitSignal(arrived)
+      assert.strictEqual(yield* openConnections("extra"), 1)
+
+      yield* publish(gateway, configFor(app.url, [{ name: "web" }]))
+      yield* eventually(refuses(extraPort), "the removed listener refuses new connections")
+      assert.isFalse(gateway.listeners.addresses.has("extra"))
+      assert.isUndefined(inFlight.pollUnsafe(), "the request in flight is still running")
+      assert.strictEqual(yield* statusOn(gateway.port("web")), 200, "the other listener serves")
+
+      fire(release, undefined)
+      const res = yield* Fiber.join(inFlight)
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(res.body, "done")
+      assert.strictEqual(res.connection, "close", "the drained listener closes the connection after the response")
+      yield* eventually(Effect.map(openConnections("extra"), (n) => n === undefined), "its connection gauge is removed once drained")
+    }))
+
+  it.live("a changed listen address re-binds: the new address serves, the old one refuses", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "other" }])))
+      const oldPort = gateway.port("web")
+      const otherPort = gateway.port("other")
+      const newPort = yield* freePort
+      yield* publish(gateway, configFor(app.url, [{ name: "web", listen: `127.0.0.1:${newPort}` }, { name: "other" }]))
+      yield* eventually(Effect.sync(() => gateway.listeners.addresses.get("web")?.port === newPort), "web moves")
+      assert.strictEqual(yield* statusOn(newPort), 200)
+      yield* eventually(refuses(oldPort), "the old address refuses connections")
+      yield* Effect.sleep("50 millis") // the old server's drain ends; its gauge series must not take the new one's with it
+      assert.isDefined(yield* openConnections("web"))
+      assert.strictEqual(gateway.port("other"), otherPort)
+      assert.strictEqual(yield* statusOn(otherPort), 200)
+    }))
+
+  it.live("a changed max_header_bytes re-binds on the same address with the new limit", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
+      const port = gateway.port("web")
+      const big = { "x-big": "v".repeat(6_000) }
+      assert.strictEqual((yield* getOnce(port, big)).status, 200)
+      yield* publish(gateway, configFor(app.url, [{ name: "web", limits: { max_header_bytes: 4096 } }]))
+      yield* eventually(Effect.map(getOnce(port, big), (r) => r.status === 431), "the new limit applies")
+      assert.strictEqual(gateway.port("web"), port, "same port")
+      assert.strictEqual((yield* getOnce(port)).status, 200)
+    }))
+
+  it.live("a bind that fails (address taken) keeps the gateway and its listeners serving, is logged and counted, and is retried on the next reload", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "api" }])))
+      const webPort = gateway.port("web")
+      const apiPort = gateway.port("api")
+      const taken = yield* holdPort
+      const takenToo = yield* holdPort
+      const failuresBefore = { web: yield* bindFailures("web"), extra: yield* bindFailures("extra") }
+      const wanted = configFor(app.url, [
+        { name: "web", listen: `127.0.0.1:${taken.port}` },
+        { name: "api" },
+        { name: "extra", listen: `127.0.0.1:${takenToo.port}` }
+      ])
+      yield* publish(gateway, wanted)
+      yield* eventually(
+        Effect.map(bindFailures("extra"), (n) => n === failuresBefore.extra + 1),
+        "both failures are counted"
+      )
+      assert.strictEqual(yield* bindFailures("web"), failuresBefore.web + 1)
+      const errors = gateway.logs.filter((l) => l.level === "Error").map((l) => l.message)
+      assert.isTrue(
+        errors.some((m) =>
+          m.startsWith(`listener web cannot listen on 127.0.0.1:${taken.port}: `) && m.includes(`keeps listening on http://127.0.0.1:${webPort}`)
+        ),
+        errors.join("\n")
+      )
+      assert.isTrue(errors.some((m) => m.startsWith(`listener extra cannot listen on 127.0.0.1:${takenToo.port}: `)), errors.join("\n"))
+      // The config is applied; web keeps its old address, extra is not bound, api is untouched.
+      assert.strictEqual(gateway.routes.generation(), 2)
+      assert.strictEqual(gateway.port("web"), webPort)
+      assert.strictEqual(yield* statusOn(webPort), 200)
+      assert.strictEqual(yield* statusOn(apiPort), 200)
+      assert.isFalse(gateway.listeners.addresses.has("extra"))
+
+      // Once the addresses are free, the next reload binds them.
+      yield* taken.release
+      yield* takenToo.release
+      yield* publish(gateway, wanted)
+      yield* eventually(
+        Effect.sync(() => gateway.listeners.addresses.get("web")?.port === taken.port && gateway.listeners.addresses.has("extra")),
+        "the retry binds both"
+      )
+      assert.strictEqual(yield* statusOn(taken.port), 200)
+      assert.strictEqual(yield* statusOn(takenToo.port), 200)
+      yield* eventually(refuses(webPort), "web's old address is released")
+    }))
+
+  it.live("reloads that change routes and in-place limits keep the listener, its open connections and readiness", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
+      const port = gateway.port("web")
+      const before = gateway.listeners.addresses.get("web")
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, reused: false })
+      const idle = Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1)
+      yield* eventually(idle, "the connection is back in the agent's pool")
+
+      const next = configFor(app.url, [{ name: "web", limits: { max_connections: 50, idle_timeout: "5s" } }])
+      yield* publish(gateway, { ...next, servers: [{ ...next.servers[0], routes: [{ id: "renamed", upstream: "app" }] }] })
+      yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the reload is applied")
+      assert.strictEqual(gateway.listeners.addresses.get("web"), before, "same binding")
+      assert.isTrue(yield* idle)
+      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, reused: true }, "the keep-alive connection is still open")
+      assert.strictEqual(yield* statusOn(gateway.adminPort!, "/ready"), 200)
+    }))
+})

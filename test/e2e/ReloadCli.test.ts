@@ -1,0 +1,78 @@
+/**
+ * `fibergate run -c FILE` follows its config file by default; `--no-watch` leaves reloads to
+ * SIGHUP. The real command, spawned as a child process with the Node running the tests.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, type Scope } from "effect"
+import { spawn, type ChildProcess } from "node:child_process"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+import { startUpstream } from "../support/harness.ts"
+import { eventually, get, tempDir, writeAndRename, writeInPlace } from "../support/liveGateway.ts"
+import { freePort } from "../support/net.ts"
+
+const ROOT = fileURLToPath(new URL("../../", import.meta.url))
+
+/** Spawns `node bin/fibergate.js ...args` for the life of the scope (killed at the end). */
+const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<{ readonly child: ChildProcess; readonly output: () => string }, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const env = Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("FIBERGATE_")))
+      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] })
+      let output = ""
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => void (output += s))
+      child.stderr!.setEncoding("utf8").on("data", (s: string) => void (output += s))
+      return { child, output: () => output }
+    }),
+    ({ child }) =>
+      Effect.callback<void>((resume) => {
+        if (child.exitCode !== null || child.signalCode !== null) return resume(Effect.void)
+        child.once("close", () => resume(Effect.void))
+        child.kill("SIGKILL")
+      })
+  )
+
+const setup = (flags: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const a = yield* startUpstream("a")
+    const b = yield* startUpstream("b")
+    const port = yield* freePort
+    const adminPort = yield* freePort
+    const config = (withB: boolean) => ({
+      admin: { listen: `127.0.0.1:${adminPort}` },
+      log: { level: "warn", access_log: false },
+      servers: [{
+        name: "web",
+        listen: `127.0.0.1:${port}`,
+        routes: [...(withB ? [{ id: "to-b", match: { path: { prefix: "/b" } }, upstream: "b" }] : []), { id: "all", upstream: "a" }]
+      }],
+      upstreams: { a: { endpoints: [{ url: a.url }] }, b: { endpoints: [{ url: b.url }] } }
+    })
+    const path = join(yield* tempDir, "fibergate.yaml")
+    yield* writeInPlace(path, config(false))
+    const cli = yield* spawnCli(["run", "-c", path, ...flags])
+    const upstreamOf = get(`http://127.0.0.1:${port}/b/x`).pipe(Effect.map((res) => res.headers.get("x-upstream")))
+    yield* eventually(Effect.map(upstreamOf, (u) => u === "a"), "the gateway serves", 10_000).pipe(
+      Effect.tapDefect(() => Effect.sync(() => console.error(cli.output())))
+    )
+    return { cli, path, config, upstreamOf }
+  })
+
+describe("fibergate run -c FILE and config file changes", () => {
+  it.live("run -c FILE applies a changed file by default", () =>
+    Effect.gen(function*() {
+      const { config, path, upstreamOf } = yield* setup([])
+      yield* writeAndRename(path, config(true))
+      yield* eventually(Effect.map(upstreamOf, (u) => u === "b"), "the new route answers")
+    }))
+
+  it.live("run -c FILE --no-watch ignores a changed file until SIGHUP", () =>
+    Effect.gen(function*() {
+      const { cli, config, path, upstreamOf } = yield* setup(["--no-watch"])
+      yield* writeAndRename(path, config(true))
+      yield* Effect.sleep("800 millis")
+      assert.strictEqual(yield* upstreamOf, "a")
+      cli.child.kill("SIGHUP")
+      yield* eventually(Effect.map(upstreamOf, (u) => u === "b"), "SIGHUP applies it")
+    }))
+})

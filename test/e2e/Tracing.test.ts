@@ -1,0 +1,176 @@
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { eventually, startOtlpReceiver, type ReceivedSpan } from "../support/otlp.ts"
+import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+
+const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+const CLIENT_SPAN = "00f067aa0ba902b7"
+const SERVER = 2
+const CLIENT = 3
+
+const tracedConfig = (upstreams: ReadonlyArray<string>, otlp: string, tracing: Record<string, unknown> = {}, route: Record<string, unknown> = {}) => ({
+  ...simpleConfig(upstreams, route),
+  telemetry: { tracing: { otlp_endpoint: otlp, export_interval: "20ms", service_name: "edge-test", ...tracing } }
+})
+
+const traceparentOf = (headers: Record<string, unknown>): string | undefined => headers["traceparent"] as string | undefined
+
+describe("tracing", () => {
+  it.live("a sampled request makes a server span continuing the client's trace and a client span that goes upstream as the parent", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("traced")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      const res = yield* request(gateway.url("/items/7?x=1"), {
+        headers: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`, tracestate: "vendor=abc", "user-agent": "trace-test" }
+      })
+      assert.strictEqual(res.status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      const client = receiver.spans.find((s) => s.kind === CLIENT)!
+      assert.strictEqual(server.serviceName, "edge-test")
+      assert.strictEqual(server.name, "GET all")
+      assert.strictEqual(server.traceId, CLIENT_TRACE)
+      assert.strictEqual(server.parentSpanId, CLIENT_SPAN)
+      assert.deepInclude(server.attributes, {
+        "http.request.method": "GET",
+        "http.route": "all",
+        "http.response.status_code": 200,
+        "server.address": "127.0.0.1",
+        "url.path": "/items/7",
+        "user_agent.original": "trace-test",
+        "fibergate.listener": "web"
+      })
+      assert.strictEqual(server.status, 1)
+      assert.strictEqual(client.traceId, CLIENT_TRACE)
+      assert.strictEqual(client.parentSpanId, server.spanId)
+      assert.strictEqual(client.name, "GET")
+      assert.deepInclude(client.attributes, {
+        "http.request.method": "GET",
+        "http.response.status_code": 200,
+        "server.address": "127.0.0.1",
+        "server.port": upstream.port,
+        "url.full": `${upstream.url}/items/7?x=1`
+      })
+      assert.isTrue(client.startTimeUnixNano >= server.startTimeUnixNano && client.endTimeUnixNano <= server.endTimeUnixNano)
+      // The upstream sees the client span as its parent, and the client's tracestate untouched.
+      const seen = upstream.seen[0]
+      assert.strictEqual(traceparentOf(seen.headers), `00-${CLIENT_TRACE}-${client.spanId}-01`)
+      assert.strictEqual(seen.headers["tracestate"], "vendor=abc")
+      assert.strictEqual(seen.rawHeaders.filter((h) => h.toLowerCase() === "traceparent").length, 1)
+    }))
+
+  it.live("a request without traceparent starts a new trace when sampled", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("root")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      assert.strictEqual((yield* request(gateway.url("/a"))).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      assert.isUndefined(server.parentSpanId)
+      assert.match(server.traceId, /^[0-9a-f]{32}$/)
+      assert.notStrictEqual(server.traceId, "0".repeat(32))
+      const client = receiver.spans.find((s) => s.kind === CLIENT)!
+      assert.strictEqual(traceparentOf(upstream.seen[0].headers), `00-${server.traceId}-${client.spanId}-01`)
+    }))
+
+  it.live("retries are sibling client spans under one server span, the retry counting its resend", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      let calls = 0
+      const flaky = yield* startUpstream("flaky", {
+        handler: (_req, res) => {
+          calls++
+          res.writeHead(calls === 1 ? 503 : 200, { "content-length": "2" })
+          res.end("ok")
+        }
+      })
+      const gateway = yield* startGateway(
+        tracedConfig([flaky.url], receiver.url, {}, { retry: { attempts: 3, on: [503], backoff: { base: "1ms", max: "1ms" } } })
+      )
+      assert.strictEqual((yield* request(gateway.url("/r"))).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 3))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      const tries = receiver.spans.filter((s) => s.kind === CLIENT).sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano))
+      assert.strictEqual(tries.length, 2)
+      for (const t of tries) assert.strictEqual(t.parentSpanId, server.spanId)
+      assert.strictEqual(tries[0].attributes["http.response.status_code"], 503)
+      assert.strictEqual(tries[0].status, 2, "a 503 try is an error")
+      assert.isUndefined(tries[0].attributes["http.request.resend_count"])
+      assert.strictEqual(tries[1].attributes["http.request.resend_count"], 1)
+      assert.strictEqual(tries[1].attributes["http.response.status_code"], 200)
+      // Each try carried its own span as the upstream's parent.
+      assert.deepStrictEqual(
+        flaky.seen.map((s) => traceparentOf(s.headers)),
+        tries.map((t) => `00-${server.traceId}-${t.spanId}-01`)
+      )
+      assert.strictEqual(server.attributes["http.response.status_code"], 200)
+    }))
+
+  it.live("a failed request's spans carry the gateway error, and a 5xx server span is an error", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const gateway = yield* startGateway(tracedConfig(["http://127.0.0.1:1"], receiver.url))
+      assert.strictEqual((yield* request(gateway.url("/down"))).status, 502)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      const client = receiver.spans.find((s) => s.kind === CLIENT)!
+      assert.strictEqual(server.attributes["http.response.status_code"], 502)
+      assert.strictEqual(server.attributes["error.type"], "UpstreamConnectError")
+      assert.strictEqual(server.status, 2)
+      assert.strictEqual(client.attributes["error.type"], "UpstreamConnectError")
+      assert.strictEqual(client.status, 2)
+    }))
+
+  it.live("sample_ratio 0 exports nothing and passes the client's traceparent through untouched", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("unsampled")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url, { sample_ratio: 0 }))
+      const unsampledParent = `00-${CLIENT_TRACE}-${CLIENT_SPAN}-00`
+      for (let i = 0; i < 20; i++) assert.strictEqual((yield* request(gateway.url(`/n${i}`))).status, 200)
+      assert.strictEqual((yield* request(gateway.url("/p"), { headers: { traceparent: unsampledParent } })).status, 200)
+      // Give an export interval many times over the chance to (wrongly) send something.
+      assert.isFalse(yield* eventually(() => receiver.requests() > 0, 300))
+      assert.strictEqual(receiver.spans.length, 0)
+      assert.isTrue(upstream.seen.slice(0, 20).every((s) => traceparentOf(s.headers) === undefined))
+      assert.strictEqual(traceparentOf(upstream.seen[20].headers), unsampledParent)
+    }))
+
+  it.live("a client's sampled traceparent is followed even at sample_ratio 0 (parent-based sampling)", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("parent-based")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url, { sample_ratio: 0 }))
+      yield* request(gateway.url("/s"), { headers: { traceparent: `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01` } })
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      assert.isTrue(receiver.spans.every((s: ReceivedSpan) => s.traceId === CLIENT_TRACE))
+    }))
+
+  it.live("a malformed traceparent is not continued: the request starts its own trace", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("malformed")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      yield* request(gateway.url("/m"), { headers: { traceparent: `00-${"0".repeat(32)}-${CLIENT_SPAN}-01` } })
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      assert.isUndefined(server.parentSpanId)
+      assert.notStrictEqual(server.traceId, "0".repeat(32))
+      assert.match(traceparentOf(upstream.seen[0].headers)!, new RegExp(`^00-${server.traceId}-[0-9a-f]{16}-01$`))
+    }))
+
+  it.live("a ratio between 0 and 1 samples about that share of new traces", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("ratio")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url, { sample_ratio: 0.25 }))
+      const n = 400
+      for (let i = 0; i < n; i++) yield* request(gateway.url(`/r${i}`))
+      const traced = upstream.seen.filter((s) => traceparentOf(s.headers) !== undefined).length
+      // Binomial(400, 0.25): mean 100, sd ≈ 8.7; ±5 sd.
+      assert.isTrue(traced > 56 && traced < 144, `traced ${traced} of ${n}`)
+      assert.isTrue(yield* eventually(() => receiver.spans.filter((s) => s.kind === SERVER).length === traced))
+    }))
+})

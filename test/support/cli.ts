@@ -1,0 +1,86 @@
+/**
+ * The real `fibergate` command, spawned as a child process (`node bin/fibergate.js ...`, with the
+ * Node running the tests). Every child is killed by a finalizer if a test leaves it running.
+ */
+import { Effect, type Scope } from "effect"
+import { spawn, type ChildProcess } from "node:child_process"
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { fileURLToPath } from "node:url"
+
+export const ROOT = fileURLToPath(new URL("../../", import.meta.url))
+export const VERSION = (JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { version: string }).version
+
+export interface Exit {
+  readonly code: number | null
+  readonly signal: NodeJS.Signals | null
+}
+
+export interface Cli {
+  readonly child: ChildProcess
+  readonly stdout: () => string
+  readonly stderr: () => string
+  /** Resolves once the process has exited. */
+  readonly exited: Promise<Exit>
+  readonly hasExited: () => boolean
+}
+
+/** The CLI's environment: this one without FIBERGATE_* variables, which would change the config. */
+export const cliEnv = (): NodeJS.ProcessEnv =>
+  Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("FIBERGATE_")))
+
+/** Spawns `node bin/fibergate.js ...args` for the life of the scope (SIGKILLed if still running at the end). */
+export const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync((): Cli => {
+      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] })
+      let stdout = ""
+      let stderr = ""
+      let done = false
+      child.stdout!.setEncoding("utf8").on("data", (s: string) => void (stdout += s))
+      child.stderr!.setEncoding("utf8").on("data", (s: string) => void (stderr += s))
+      const exited = new Promise<Exit>((resolve) =>
+        child.once("close", (code, signal) => {
+          done = true
+          resolve({ code, signal })
+        })
+      )
+      return { child, stdout: () => stdout, stderr: () => stderr, exited, hasExited: () => done }
+    }),
+    (cli) =>
+      Effect.promise(async () => {
+        if (!cli.hasExited()) cli.child.kill("SIGKILL")
+        await cli.exited
+      })
+  )
+
+/** Waits for the process to exit, at most `ms`; fails the test (with its output) otherwise. */
+export const exitOf = (cli: Cli, ms = 10_000) =>
+  Effect.promise(() => cli.exited).pipe(
+    Effect.timeoutOrElse({
+      duration: ms,
+      orElse: () => Effect.die(new Error(`fibergate did not exit within ${ms} ms\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`))
+    })
+  )
+
+/** Runs the CLI to completion. */
+export const runCli = (args: ReadonlyArray<string>) =>
+  Effect.gen(function*() {
+    const cli = yield* spawnCli(args)
+    const exit = yield* exitOf(cli)
+    return { ...exit, stdout: cli.stdout(), stderr: cli.stderr() }
+  })
+
+/** A temporary file for the life of the scope. */
+export const tempFile = (name: string, content: string): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "fibergate-cli-"))
+      const path = join(dir, name)
+      writeFileSync(path, content)
+      return { dir, path }
+    }),
+    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  ).pipe(Effect.map(({ path }) => path))
+

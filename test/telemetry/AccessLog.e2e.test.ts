@@ -1,0 +1,98 @@
+/**
+ * The access log as an operator reads it: the real `fibergate run` process writing one line per
+ * request to stdout, in each format.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { request, startUpstream } from "../support/harness.ts"
+import { spawnCli, tempFile, type Cli } from "../support/cli.ts"
+import { freePort } from "../support/net.ts"
+
+const configText = (port: number, upstream: string, format: "json" | "text") =>
+  [
+    `log: { level: warn, format: ${format}, access_log: true }`,
+    "servers:",
+    `  - { name: edge, listen: "127.0.0.1:${port}", routes: [{ id: items, match: { path: { prefix: /items } }, upstream: app }] }`,
+    "upstreams:",
+    `  app: { endpoints: [{ url: "${upstream}" }] }`
+  ].join("\n")
+
+/** Waits (bounded) until the process has written `n` lines matching `pattern` to stdout. */
+const linesOf = (cli: Cli, pattern: RegExp, n: number) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + 5000
+    const matching = () => cli.stdout().split("\n").filter((l) => pattern.test(l))
+    while (matching().length < n && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10))
+    return matching()
+  })
+
+const started = (cli: Cli, url: string) =>
+  Effect.promise(async () => {
+    const deadline = Date.now() + 10_000
+    while (Date.now() < deadline) {
+      try {
+        await fetch(url)
+        return
+      } catch {
+        await new Promise((r) => setTimeout(r, 25))
+      }
+    }
+    throw new Error(`fibergate did not start\n${cli.stderr()}`)
+  })
+
+describe("access log (fibergate run)", () => {
+  it.live("writes one JSON line per request to stdout with route, sizes, upstream, attempts, client, user agent and trace id", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("logged")
+      const port = yield* freePort
+      const cli = yield* spawnCli(["run", "-c", yield* tempFile("log.yaml", configText(port, upstream.url, "json"))])
+      yield* started(cli, `http://127.0.0.1:${port}/warmup`)
+      const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
+      const res = yield* request(`http://127.0.0.1:${port}/items/1`, {
+        method: "POST",
+        body: "hello",
+        headers: { "user-agent": "log-test/1", traceparent: `00-${traceId}-00f067aa0ba902b7-00` }
+      })
+      assert.strictEqual(res.status, 200)
+      const [line] = yield* linesOf(cli, /"path":"\/items\/1"/, 1)
+      const entry = JSON.parse(line)
+      assert.deepInclude(entry, {
+        listener: "edge",
+        route: "items",
+        method: "POST",
+        path: "/items/1",
+        status: 200,
+        bytes_in: 5,
+        bytes_out: Buffer.byteLength(res.body),
+        upstream: upstream.url,
+        attempts: 1,
+        client_ip: "127.0.0.1",
+        user_agent: "log-test/1",
+        trace_id: traceId
+      })
+      assert.isTrue(entry.duration_ms > 0)
+      // A request the gateway answers itself is logged too, with its error and no upstream.
+      const notFound = yield* request(`http://127.0.0.1:${port}/nothing-here`)
+      assert.strictEqual(notFound.status, 404)
+      const [missed] = yield* linesOf(cli, /"path":"\/nothing-here"/, 1)
+      assert.deepInclude(JSON.parse(missed), { route: "-", status: 404, upstream: "-", attempts: 0, error: "RouteNotFound" })
+    }))
+
+  it.live("writes the combined log format plus route and duration in the text format", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("logged-text")
+      const port = yield* freePort
+      const cli = yield* spawnCli(["run", "-c", yield* tempFile("log.yaml", configText(port, upstream.url, "text"))])
+      yield* started(cli, `http://127.0.0.1:${port}/warmup`)
+      const res = yield* request(`http://127.0.0.1:${port}/items/2?q=1`, { headers: { "user-agent": "ua", referer: "http://r/" } })
+      const [line] = yield* linesOf(cli, /items\/2/, 1)
+      assert.match(
+        line,
+        new RegExp(
+          `^127\\.0\\.0\\.1 - - \\[[^\\]]+\\] "GET /items/2\\?q=1 HTTP/1\\.1" 200 ${Buffer.byteLength(res.body)} "http://r/" "ua" listener=edge route=items duration_ms=\\d+\\.\\d{3} upstream=${
+            upstream.url.replace(/\./g, "\\.")
+          } attempts=1 bytes_in=0 trace_id=-$`
+        )
+      )
+    }))
+})
