@@ -28,7 +28,6 @@ export { Readiness } from "./listener/Readiness.ts"
 export { ListenError, type BoundAddress } from "./listener/Listen.ts"
 export { Admin } from "./admin/Admin.ts"
 export { Tracing, parseTraceParent, type TraceParent } from "./telemetry/Tracing.ts"
-export { makeAccessLog, type AccessLog, type AccessRecord } from "./telemetry/AccessLog.ts"
 export {
   BadRequest,
   CircuitOpen,

@@ -148,6 +148,9 @@ export class Admin extends Context.Service<Admin, {
         const previous = inForce()
         const before = routes.generation()
         const next = yield* change
+        if (previous.admin?.token !== undefined && next.admin?.token === undefined) {
+          yield* Effect.logWarning("the new config has no admin.token: the admin API no longer asks for one")
+        }
         return jsonReply(200, {
           applied: true,
           generation: yield* generationAfter(before),

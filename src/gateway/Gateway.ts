@@ -5,7 +5,7 @@
 import * as Layer from "effect/Layer"
 import { Admin } from "../admin/Admin.ts"
 import type { ConfigError } from "../config/ConfigError.ts"
-import { ConfigSource } from "../config/ConfigSource.ts"
+import { ConfigSource, type FileSourceOptions } from "../config/ConfigSource.ts"
 import type { ListenError } from "../listener/Listen.ts"
 import { Listeners } from "../listener/Listeners.ts"
 import { Readiness } from "../listener/Readiness.ts"
@@ -58,8 +58,15 @@ export const layerWith = <E, RT = never>(
 export const layer = (config: unknown): Layer.Layer<GatewayServices, ConfigError | ListenError> =>
   layerWith(ConfigSource.layerValue(config))
 
-/** The gateway for a YAML config file, with `FIBERGATE_*` environment overrides. */
+/**
+ * The gateway for a YAML config file, with `FIBERGATE_*` environment overrides. The file is
+ * watched and reloaded when it changes unless `watch: false`.
+ *
+ * @example
+ * Gateway.layerFile("fibergate.yaml", process.env, { watch: false })
+ */
 export const layerFile = (
   path: string,
-  env: Record<string, string | undefined> = process.env
-): Layer.Layer<GatewayServices, ConfigError | ListenError> => layerWith(ConfigSource.layerFile(path, env))
+  env: Record<string, string | undefined> = process.env,
+  options: FileSourceOptions = {}
+): Layer.Layer<GatewayServices, ConfigError | ListenError> => layerWith(ConfigSource.layerFile(path, env, options))

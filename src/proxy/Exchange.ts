@@ -16,7 +16,7 @@ import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
-import { endSpan, formatTraceParent, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
+import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
 import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
@@ -68,8 +68,11 @@ export interface UpstreamRequest {
   readonly method: string
   readonly path: string
   readonly headers: Array<string>
-  /** A stream is sent once; a buffered body (a Buffer) can be sent again by a retry. */
-  readonly body: Readable | Buffer | null
+  /**
+   * A stream is sent once; a buffered body (a Buffer) can be sent again by a retry. Set when
+   * the exchange starts (a buffered body is read after the exchange exists).
+   */
+  body: Readable | Buffer | null
   /** The declared Content-Length, -1 when none (a counted stream then says how much came). */
   readonly contentLength: number
 }
@@ -216,11 +219,22 @@ export class Exchange {
     }
   }
 
-  /** Ties the exchange to its trace: the server span when sampled, the client's trace otherwise. */
-  trace(tracing: RequestTracing | undefined, span: Tracer.Span | undefined, parent: TraceParent | undefined): void {
-    this.tracer = tracing?.tracer
+  /** Ties the exchange to its trace: the server span when sampled; the trace id either way. */
+  trace(tracer: Tracer.Tracer | undefined, span: Tracer.Span | undefined, traceId: string | undefined): void {
+    this.tracer = tracer
     this.span = span
-    this.traceId = span?.traceId ?? parent?.traceId
+    this.traceId = traceId
+  }
+
+  /** Whether the exchange has ended (answered, failed, or the client left). */
+  get finished(): boolean {
+    return this.done
+  }
+
+  /** Starts with a body read in full first (so that a retry can send it again). */
+  startWithBody(endpoint: Endpoint, body: Buffer): void {
+    this.request.body = body
+    this.start(endpoint)
   }
 
   /** Sends try number `number` to `endpoint`. */
@@ -259,7 +273,7 @@ export class Exchange {
     if (number > 1) span.attribute("http.request.resend_count", number - 1)
     attempt.span = span
     const headers = this.request.headers.slice()
-    headers.push("traceparent", formatTraceParent(span.traceId, span.spanId))
+    headers.push("traceparent", formatTraceParent(span.traceId, span.spanId, span.sampled))
     return headers
   }
 
@@ -312,7 +326,7 @@ export class Exchange {
     )
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
-    this.finish(sendError(this.res, error, this.drain.draining), error._tag)
+    this.finish(this.answerError(error), error._tag)
   }
 
   private retryAfter(attempt: Try, failure: TryFailure): boolean {
@@ -360,8 +374,16 @@ export class Exchange {
         attempt.probe = 0
       }
     }
-    this.finish(error === undefined ? 499 : sendError(this.res, error, this.drain.draining), error?._tag ?? "ClientClosed")
+    this.finish(error === undefined ? 499 : this.answerError(error), error?._tag ?? "ClientClosed")
     attempt?.controller?.abort(reason)
+  }
+
+  /** Answers with a gateway error (counted in the bytes sent when the log wants them). */
+  private answerError(error: GatewayError): number {
+    const headersSent = this.res.headersSent
+    const status = sendError(this.res, error, this.drain.draining)
+    if (!headersSent && this.accessLog !== undefined) this.bytes += Buffer.byteLength(errorResponse(error).body)
+    return status
   }
 
   private finish(status: number, error?: string) {

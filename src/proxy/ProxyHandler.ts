@@ -11,26 +11,14 @@ import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { Rejections } from "../telemetry/Metrics.ts"
 import type * as Tracer from "effect/Tracer"
-import { endSpan, externalParent, nowNanos, parseTraceParent, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
+import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
-import { dropHeaders, scanRequestHeaders } from "./RequestHeaders.ts"
+import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
-
-/** The value of header `name` (lower-case) in raw headers; repeated headers joined with ", ". */
-export const lookupHeader = (raw: ReadonlyArray<string>, name: string): string | undefined => {
-  let value: string | undefined
-  for (let i = 0; i < raw.length; i += 2) {
-    const key = raw[i]
-    if (key.length === name.length && (key === name || key.toLowerCase() === name)) {
-      value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`
-    }
-  }
-  return value
-}
 
 /** A route compiled for the request path. */
 export interface CompiledRoute extends ExchangeRoute {
@@ -73,16 +61,28 @@ class BodyLimit extends Transform implements CountedBody {
   }
 }
 
-/** Answers a request the gateway refuses itself, counts it by reason and logs it like any other. */
-const reject = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, error: GatewayError, close = false, path = "-"): void => {
+/**
+ * Answers a request the gateway refuses itself, counts it by reason and logs it like any
+ * other; once a route matched, the route's own metrics count it too.
+ */
+const reject = (
+  table: ListenerTable,
+  req: IncomingMessage,
+  res: ServerResponse,
+  error: GatewayError,
+  close = false,
+  path = "-",
+  route?: CompiledRoute
+): void => {
   table.rejections?.count(error._tag)
   const status = sendError(res, error, close)
+  route?.metrics.record(req.method ?? "GET", status, 0)
   const log = table.accessLog
   if (log !== undefined) {
     log.write({
       req,
       clientIp: req.socket?.remoteAddress ?? "",
-      route: "-",
+      route: route?.id ?? "-",
       path,
       status,
       bytesIn: 0,
@@ -134,7 +134,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     return
   }
   if (scan.contentLength > table.maxBodyBytes) {
-    reject(table, req, res, tooLarge, true, target.path)
+    reject(table, req, res, tooLarge, true, target.path, route)
     return
   }
   const ip = req.socket.remoteAddress ?? ""
@@ -145,7 +145,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   // traffic to unhealthy endpoints while some healthy ones remain).
   if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
-    reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path)
+    reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path, route)
     return
   }
 
@@ -165,34 +165,43 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
 
-  // W3C Trace Context: a sampled request continues the client's trace (or starts one) and each
-  // try sends its own client span as the parent; otherwise the client's traceparent passes
-  // through untouched.
+  // W3C Trace Context. A sampled request continues the client's trace (or starts one) and each
+  // try sends its own client span as the upstream's parent. A request that is not sampled
+  // still has one trace id: the client's traceparent goes on as it came, or the gateway starts
+  // an unsampled trace (flags 00) so the upstream does not start a root of its own.
   const traceparent = scan.traceparent
-  let parent: TraceParent | undefined
-  let span: Tracer.Span | undefined
   const tracing = table.tracing
-  if (traceparent !== undefined && (tracing !== undefined || table.accessLog !== undefined)) parent = parseTraceParent(traceparent)
-  if (tracing !== undefined && shouldSample(parent, tracing.sampleRatio)) {
-    span = startServerSpan(tracing, parent, method, route.id, target.path, target.host, ip, req)
-  } else if (traceparent !== undefined) headers.push("traceparent", traceparent)
+  let span: Tracer.Span | undefined
+  let traceId: string | undefined
+  if (tracing !== undefined) {
+    const parent = traceparent === undefined ? undefined : parseTraceParent(traceparent)
+    if (shouldSample(parent, tracing.sampleRatio)) {
+      span = startServerSpan(tracing, parent, method, route.id, target.path, target.host, ip, req)
+      traceId = span.traceId
+    } else if (parent !== undefined) {
+      headers.push("traceparent", traceparent!)
+      traceId = parent.traceId
+    } else {
+      traceId = randomTraceId()
+      headers.push("traceparent", `00-${traceId}-${randomSpanId()}-00`)
+    }
+  } else if (traceparent !== undefined) {
+    headers.push("traceparent", traceparent)
+    if (table.accessLog !== undefined) traceId = parseTraceParent(traceparent)?.traceId
+  }
 
   const upstreamPath = route.rewrite(target.path) + target.query
   const retry = route.retry
   // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
-  // send it again; any other body streams and its request is never retried.
+  // send it again; any other body streams and its request is never retried. The exchange
+  // exists while the body is read: a client that leaves, or the route timeout, ends it.
   if (scan.hasBody && retry !== undefined && !scan.chunked && scan.contentLength <= retry.bufferBytes && retry.methods.has(method)) {
+    const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body: null, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
+    exchange.trace(tracing?.tracer, span, traceId)
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
     req.once("end", () => {
-      if (res.destroyed) {
-        if (span !== undefined) endSpan(span, "ClientClosed")
-        return
-      }
-      const body = Buffer.concat(chunks)
-      const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: body.length }, table.accessLog, target.path, pickContext, drain)
-      exchange.trace(tracing, span, parent)
-      exchange.start(endpoint)
+      if (!exchange.finished) exchange.startWithBody(endpoint, Buffer.concat(chunks))
     })
     return
   }
@@ -206,7 +215,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     } else body = req
   }
   const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
-  if (span !== undefined || parent !== undefined) exchange.trace(tracing, span, parent)
+  if (traceId !== undefined) exchange.trace(tracing?.tracer, span, traceId)
   exchange.start(endpoint)
 }
 

@@ -90,3 +90,15 @@ export const dropHeaders = (headers: Array<string>, drop: ReadonlySet<string>): 
   }
   return out
 }
+
+/** The value of header `name` (lower-case) in raw headers; repeated headers joined with ", ". */
+export const lookupHeader = (raw: ReadonlyArray<string>, name: string): string | undefined => {
+  let value: string | undefined
+  for (let i = 0; i < raw.length; i += 2) {
+    const key = raw[i]
+    if (key.length === name.length && (key === name || key.toLowerCase() === name)) {
+      value = value === undefined ? raw[i + 1] : `${value}, ${raw[i + 1]}`
+    }
+  }
+  return value
+}

@@ -64,8 +64,9 @@ export const compileTables = (
   config: Config,
   groups: ReadonlyMap<string, UpstreamGroup>,
   context: Context.Context<never>,
-  tracer: Tracer.Tracer | undefined = undefined
+  tracing: Tracing["Service"] | undefined = undefined
 ): ReadonlyMap<string, ListenerTable> => {
+  let tracer = tracing?.tracer
   const log = config.log ?? {}
   const accessLog = log.access_log === true
     ? (listener: string) => makeAccessLog(log.format ?? "json", process.stdout, listener)
@@ -75,6 +76,8 @@ export const compileTables = (
   const rejections = metricsOff ? noRejections : makeRejections(context)
   // OpenTelemetry's default sampler samples everything; so does a tracing section without a ratio.
   const sampleRatio = config.telemetry?.tracing?.sample_ratio ?? 1
+  // A reload that removed the endpoint turns tracing off rather than exporting to the old one.
+  if (tracing?.fromConfig === true && (config.telemetry?.tracing?.otlp_endpoint ?? null) === null) tracer = undefined
   return new Map(
     config.servers.map((server) => [server.name, compileListener(server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections)])
   )
@@ -90,7 +93,7 @@ export class RouteTable extends Context.Service<RouteTable, {
     RouteTable,
     Effect.gen(function*() {
       const source = yield* ConfigSource
-      const { tracer } = yield* Tracing
+      const tracing = yield* Tracing
       const upstreams = yield* Upstreams
       const context = yield* Effect.context<never>()
       let tables: ReadonlyMap<string, ListenerTable> = new Map()
@@ -98,7 +101,7 @@ export class RouteTable extends Context.Service<RouteTable, {
       const applied = yield* Deferred.make<void>()
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
-        tables = compileTables(config, groups, context, tracer)
+        tables = compileTables(config, groups, context, tracing)
         generation++
         yield* Deferred.succeed(applied, undefined)
       })

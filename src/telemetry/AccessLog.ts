@@ -6,6 +6,7 @@
  */
 import type { IncomingMessage } from "node:http"
 import type { Writable } from "node:stream"
+import { lookupHeader } from "../proxy/RequestHeaders.ts"
 
 /** What the access log says about one request. */
 export interface AccessRecord {
@@ -37,10 +38,8 @@ const escape = (s: string): string => {
   return /["\\\u0000-\u001f\u007f-\uffff]/.test(s) ? JSON.stringify(s).slice(1, -1) : s
 }
 
-const header = (req: IncomingMessage, name: string): string | undefined => {
-  const value = req.headers[name]
-  return typeof value === "string" ? value : undefined
-}
+// From the raw headers: `req.headers` would build an object of every header per logged request.
+const header = (req: IncomingMessage, name: string): string | undefined => lookupHeader(req.rawHeaders, name)
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 const pad = (n: number) => (n < 10 ? `0${n}` : String(n))

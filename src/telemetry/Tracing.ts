@@ -24,6 +24,11 @@ import { ConfigSource } from "../config/ConfigSource.ts"
 export class Tracing extends Context.Service<Tracing, {
   /** Where spans go; undefined when tracing is off. */
   readonly tracer: Tracer.Tracer | undefined
+  /**
+   * Whether the config's `otlp_endpoint` turned the tracer on: a reload that removes the
+   * endpoint then turns tracing off (the exporter itself stays until a restart).
+   */
+  readonly fromConfig: boolean
 }>()("fibergate/telemetry/Tracing") {
   /**
    * Exports to `telemetry.tracing.otlp_endpoint` of the config at start (changing the endpoint
@@ -36,7 +41,7 @@ export class Tracing extends Context.Service<Tracing, {
       const config = yield* SubscriptionRef.get((yield* ConfigSource).config)
       const tracing = config.telemetry?.tracing
       const url = tracing?.otlp_endpoint
-      if (url === undefined || url === null) return Tracing.of({ tracer: undefined })
+      if (url === undefined || url === null) return Tracing.of({ tracer: undefined, fromConfig: true })
       const tracer = yield* OtlpTracer.make({
         url,
         resource: { serviceName: tracing?.service_name ?? "fibergate" },
@@ -45,20 +50,23 @@ export class Tracing extends Context.Service<Tracing, {
         Effect.provide(Layer.mergeAll(OtlpExporter.layerFlusher, OtlpSerialization.layerJson, FetchHttpClient.layer))
       )
       yield* Effect.logInfo(`tracing: exporting spans to ${url}`)
-      return Tracing.of({ tracer })
+      return Tracing.of({ tracer, fromConfig: true })
     })
   )
 
   /**
    * Uses the `Tracer` already in the surrounding Effect context, for library users whose
    * program provides one, e.g. `@effect/opentelemetry`'s `NodeSdk.layer` (see the README).
+   * That tracer's sampler has the last word (a span it drops goes upstream flagged not
+   * sampled); leave `sample_ratio` unset (1) to let it decide alone. Without a tracer provided,
+   * Effect's built-in one makes spans that go nowhere: use the default `Tracing.layer` then.
    */
   static readonly layerFromContext: Layer.Layer<Tracing> = Layer.effect(
     Tracing,
-    Effect.map(Effect.tracer, (tracer) => Tracing.of({ tracer }))
+    Effect.map(Effect.tracer, (tracer) => Tracing.of({ tracer, fromConfig: false }))
   )
 
-  static readonly layerDisabled: Layer.Layer<Tracing> = Layer.succeed(Tracing, Tracing.of({ tracer: undefined }))
+  static readonly layerDisabled: Layer.Layer<Tracing> = Layer.succeed(Tracing, Tracing.of({ tracer: undefined, fromConfig: false }))
 }
 
 /** A W3C `traceparent` taken apart; undefined when it is malformed (and then ignored). */
@@ -92,7 +100,20 @@ export const parseTraceParent = (value: string): TraceParent | undefined => {
   return { traceId, spanId, sampled: (parseInt(flags, 16) & 1) === 1 }
 }
 
-export const formatTraceParent = (traceId: string, spanId: string): string => `00-${traceId}-${spanId}-01`
+export const formatTraceParent = (traceId: string, spanId: string, sampled: boolean): string =>
+  `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`
+
+// Ids of traces the gateway starts but does not sample (they still go upstream and into the
+// access log). Not security-relevant, so Math.random (about 10x cheaper than crypto here).
+const hex8 = (): string => (Math.random() * 0x100000000 >>> 0).toString(16).padStart(8, "0")
+export const randomTraceId = (): string => {
+  const id = hex8() + hex8() + hex8() + hex8()
+  return id === ZERO_TRACE ? randomTraceId() : id
+}
+export const randomSpanId = (): string => {
+  const id = hex8() + hex8()
+  return id === ZERO_SPAN ? randomSpanId() : id
+}
 
 /** What a listener's requests need to trace, compiled with the config. */
 export interface RequestTracing {
@@ -139,11 +160,22 @@ export const startSpan = (
 export const externalParent = (parent: TraceParent | undefined): Tracer.ExternalSpan | undefined =>
   parent === undefined ? undefined : Tracer.externalSpan({ traceId: parent.traceId, spanId: parent.spanId, sampled: true })
 
-/** The span failed with a gateway error tagged `tag` (becomes status Error with that message). */
-class SpanError extends Error {}
 const ok = Exit.succeed(undefined)
+// One failed exit per error name, made once: no stack (a gateway error is not an exception in
+// the gateway's code, and capturing one per failed request would cost on the hot path).
+const failures = new Map<string, Exit.Exit<never, Error>>()
+const failureOf = (name: string): Exit.Exit<never, Error> => {
+  let exit = failures.get(name)
+  if (exit === undefined) {
+    const error = new Error(name)
+    error.name = name
+    error.stack = ""
+    failures.set(name, exit = Exit.fail(error))
+  }
+  return exit
+}
 
 /** Ends a span: success, or an error named by `error` (a gateway error tag or a status). */
 export const endSpan = (span: Tracer.Span, error: string | undefined): void => {
-  span.end(nowNanos(), error === undefined ? ok : Exit.fail(Object.assign(new SpanError(error), { name: error })))
+  span.end(nowNanos(), error === undefined ? ok : failureOf(error))
 }

@@ -1,5 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { connect } from "node:net"
 import { eventually, startOtlpReceiver, type ReceivedSpan } from "../support/otlp.ts"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 
@@ -134,7 +135,7 @@ describe("tracing", () => {
       // Give an export interval many times over the chance to (wrongly) send something.
       assert.isFalse(yield* eventually(() => receiver.requests() > 0, 300))
       assert.strictEqual(receiver.spans.length, 0)
-      assert.isTrue(upstream.seen.slice(0, 20).every((s) => traceparentOf(s.headers) === undefined))
+      assert.isTrue(upstream.seen.slice(0, 20).every((s) => traceparentOf(s.headers)?.endsWith("-00")))
       assert.strictEqual(traceparentOf(upstream.seen[20].headers), unsampledParent)
     }))
 
@@ -168,9 +169,104 @@ describe("tracing", () => {
       const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url, { sample_ratio: 0.25 }))
       const n = 400
       for (let i = 0; i < n; i++) yield* request(gateway.url(`/r${i}`))
-      const traced = upstream.seen.filter((s) => traceparentOf(s.headers) !== undefined).length
+      const traced = upstream.seen.filter((s) => traceparentOf(s.headers)?.endsWith("-01")).length
       // Binomial(400, 0.25): mean 100, sd ≈ 8.7; ±5 sd.
       assert.isTrue(traced > 56 && traced < 144, `traced ${traced} of ${n}`)
       assert.isTrue(yield* eventually(() => receiver.spans.filter((s) => s.kind === SERVER).length === traced))
+    }))
+
+  it.live("an unsampled request still sends the upstream a traceparent, flagged not sampled, with a fresh trace id", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("unsampled-new")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url, { sample_ratio: 0 }))
+      yield* request(gateway.url("/a"))
+      yield* request(gateway.url("/b"))
+      const sent = upstream.seen.map((s) => traceparentOf(s.headers) ?? "")
+      for (const t of sent) assert.match(t, /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+      assert.notStrictEqual(sent[0].slice(3, 35), sent[1].slice(3, 35), "each request has its own trace id")
+      assert.isFalse(yield* eventually(() => receiver.requests() > 0, 200))
+    }))
+
+  it.live("a client that aborts while its buffered body is read still ends the server span (ClientClosed, exported once)", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("never-reached")
+      const gateway = yield* startGateway(
+        tracedConfig([upstream.url], receiver.url, {}, { retry: { methods: ["PUT"], buffer_bytes: 4096 } })
+      )
+      yield* Effect.callback<void>((resume) => {
+        const socket = connect(gateway.port, "127.0.0.1", () => {
+          socket.write("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+          setTimeout(() => {
+            socket.destroy()
+            resume(Effect.void)
+          }, 50)
+        })
+      })
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 1))
+      assert.isFalse(yield* eventually(() => receiver.spans.length > 1, 200), "exported exactly once")
+      const [server] = receiver.spans
+      assert.strictEqual(server.kind, SERVER)
+      assert.strictEqual(server.attributes["error.type"], "ClientClosed")
+      assert.strictEqual(upstream.seen.length, 0)
+    }))
+
+  it.live("the route timeout ends the try's client span and the server span with UpstreamTimeout", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const hung = yield* startUpstream("hung", { rawHandler: () => undefined })
+      const gateway = yield* startGateway(tracedConfig([hung.url], receiver.url, {}, { timeout: "100ms" }))
+      assert.strictEqual((yield* request(gateway.url("/slow"))).status, 504)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      const client = receiver.spans.find((s) => s.kind === CLIENT)!
+      assert.strictEqual(server.attributes["error.type"], "UpstreamTimeout")
+      assert.strictEqual(server.attributes["http.response.status_code"], 504)
+      assert.strictEqual(client.attributes["error.type"], "UpstreamTimeout")
+      assert.strictEqual(client.parentSpanId, server.spanId)
+    }))
+
+  it.live("a per-try timeout then a retry: one client span per try, each exported once", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      let calls = 0
+      const slowFirst = yield* startUpstream("slow-first", {
+        rawHandler: (_req, res) => {
+          if (++calls === 1) return
+          res.end("ok")
+        }
+      })
+      const gateway = yield* startGateway(
+        tracedConfig([slowFirst.url], receiver.url, {}, { retry: { attempts: 2, per_try_timeout: "100ms", backoff: { base: "1ms", max: "1ms" } } })
+      )
+      assert.strictEqual((yield* request(gateway.url("/t"))).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 3))
+      assert.isFalse(yield* eventually(() => receiver.spans.length > 3, 200), "no span exported twice")
+      const server = receiver.spans.find((s) => s.kind === SERVER)!
+      const tries = receiver.spans.filter((s) => s.kind === CLIENT).sort((a, b) => Number(a.startTimeUnixNano - b.startTimeUnixNano))
+      assert.deepStrictEqual(tries.map((t) => t.attributes["error.type"]), ["UpstreamResponseTimeout", undefined])
+      assert.deepStrictEqual(tries.map((t) => t.parentSpanId), [server.spanId, server.spanId])
+      assert.strictEqual(new Set(receiver.spans.map((s) => s.spanId)).size, 3)
+    }))
+
+  it.live("a reload that removes the OTLP endpoint stops tracing; the client's traceparent passes through again", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("reloaded")
+      const config = tracedConfig([upstream.url], receiver.url, { sample_ratio: 1 })
+      const gateway = yield* startGateway(config)
+      yield* request(gateway.url("/before"))
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2))
+      const put = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`, {
+        method: "PUT",
+        body: JSON.stringify({ ...config, telemetry: { tracing: { otlp_endpoint: null } } })
+      })
+      assert.strictEqual(put.status, 200)
+      const spansBefore = receiver.spans.length
+      const parent = `00-${CLIENT_TRACE}-${CLIENT_SPAN}-01`
+      yield* request(gateway.url("/after"), { headers: { traceparent: parent } })
+      assert.strictEqual(traceparentOf(upstream.seen[1].headers), parent)
+      assert.isFalse(yield* eventually(() => receiver.spans.length > spansBefore, 200))
     }))
 })

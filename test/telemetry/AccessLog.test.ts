@@ -4,7 +4,7 @@ import { PassThrough } from "node:stream"
 import { clfTime, makeAccessLog, type AccessRecord } from "../../src/telemetry/AccessLog.ts"
 
 const fakeRequest = (method: string, headers: Record<string, string> = {}, url = "/a/b?x=1") =>
-  ({ method, url, httpVersion: "1.1", headers, socket: null }) as unknown as IncomingMessage
+  ({ method, url, httpVersion: "1.1", rawHeaders: Object.entries(headers).flat(), socket: null }) as unknown as IncomingMessage
 
 const record = (overrides: Partial<AccessRecord> = {}): AccessRecord => ({
   req: fakeRequest("GET", { "user-agent": "curl/8.0" }),

@@ -1,6 +1,6 @@
 import { assert, describe, it } from "@effect/vitest"
 import * as NodeSdk from "@effect/opentelemetry/NodeSdk"
-import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
+import { AlwaysOffSampler, InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base"
 import { SpanKind } from "@opentelemetry/api"
 import { Context, Effect, Layer } from "effect"
 import * as References from "effect/References"
@@ -39,5 +39,23 @@ describe("Tracing.layerFromContext with @effect/opentelemetry", () => {
         upstream.seen[0].headers["traceparent"],
         `00-0af7651916cd43dd8448eb211c80319c-${client!.spanContext().spanId}-01`
       )
+    }))
+
+  it.live("the SDK's sampler decides: a span it drops is sent upstream flagged not sampled, and nothing is exported", () =>
+    Effect.gen(function*() {
+      const exporter = new InMemorySpanExporter()
+      const upstream = yield* startUpstream("otel-sampled-out")
+      const gateway = Gateway.layerWith(ConfigSource.layerValue(simpleConfig([upstream.url])), { tracing: Tracing.layerFromContext }).pipe(
+        Layer.provide(NodeSdk.layer(() => ({
+          resource: { serviceName: "library-user" },
+          spanProcessor: new SimpleSpanProcessor(exporter),
+          tracerConfig: { sampler: new AlwaysOffSampler() }
+        })))
+      )
+      const context = yield* Layer.build(gateway).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+      const port = Context.get(context, Listeners).addresses.get("web")!.port
+      assert.strictEqual((yield* request(`http://127.0.0.1:${port}/off`)).status, 200)
+      assert.match(String(upstream.seen[0].headers["traceparent"]), /^00-[0-9a-f]{32}-[0-9a-f]{16}-00$/)
+      assert.strictEqual(exporter.getFinishedSpans().length, 0)
     }))
 })

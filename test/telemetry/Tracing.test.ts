@@ -18,7 +18,7 @@ describe("parseTraceParent", () => {
   it("reads back what it formats, for any non-zero ids", () =>
     fc.assert(fc.property(hex(32), hex(16), (traceId, spanId) => {
       fc.pre(/[1-9a-f]/.test(traceId) && /[1-9a-f]/.test(spanId))
-      assert.deepStrictEqual(parseTraceParent(formatTraceParent(traceId, spanId)), { traceId, spanId, sampled: true })
+      assert.deepStrictEqual(parseTraceParent(formatTraceParent(traceId, spanId, true)), { traceId, spanId, sampled: true })
     })))
 
   it("rejects all-zero ids, version ff, upper-case hex, wrong lengths and extra fields in version 00", () => {
