@@ -60,6 +60,7 @@ const settings = {
   idleConnections: intArg("BENCH_IDLE_CONNECTIONS", 10_000, 1),
   routes: boolArg("BENCH_ROUTES", "1"),
   telemetry: boolArg("BENCH_TELEMETRY", "1"),
+  telemetryRounds: intArg("BENCH_TELEMETRY_ROUNDS", 5, 1),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -339,6 +340,19 @@ function descendants(pid) {
 }
 
 /** Current resident set of a process tree (summed VmRSS), in KiB. */
+/** CPU seconds (user + system) used so far by a process tree, from /proc/<pid>/stat. */
+function treeCpuSeconds(pid) {
+  const tick = 100 // USER_HZ on Linux
+  let sum = 0
+  for (const p of descendants(pid)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${p}/stat`, "utf8")
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ")
+      sum += (Number(fields[11]) + Number(fields[12])) / tick // utime, stime
+    } catch {}
+  }
+  return sum
+}
 function treeRss(pid) {
   let sum = 0
   for (const p of descendants(pid)) sum += readStatus(p)?.rss ?? 0
@@ -860,6 +874,9 @@ async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = 
 
 const TELEMETRY_VARIANTS = [
   { label: "metrics off, tracing off", yaml: () => "telemetry: { metrics: { enabled: false } }" },
+  // The same config in a second process: how far two identical processes differ here, the
+  // noise floor against which the other rows' costs are read.
+  { label: "metrics off, tracing off (second process, control)", yaml: () => "telemetry: { metrics: { enabled: false } }" },
   { label: "metrics on", yaml: () => "telemetry: { metrics: { enabled: true } }" },
   {
     label: "metrics on + tracing, sample_ratio 0",
@@ -892,12 +909,15 @@ async function telemetryCost(nodeBin, upstreamPorts, fdRaise, measure) {
       variants.push({ label: v.label, port, child, rounds: [] })
     }
     for (const v of variants) await measure(v, "/", settings.warmup.seconds > 0 ? settings.warmup : settings.duration, settings.connections)
-    for (let round = 0; round < settings.rounds; round++) {
+    for (let round = 0; round < settings.telemetryRounds; round++) {
       for (const [i] of variants.entries()) {
         const v = variants[(i + round) % variants.length]
+        const cpuBefore = treeCpuSeconds(v.child.pid)
         const r = await measure(v, "/", settings.duration, settings.connections)
+        // CPU per request: less sensitive than req/s to what else the shared machine is doing
+        r.cpuUsPerRequest = r.requests ? ((treeCpuSeconds(v.child.pid) - cpuBefore) * 1e6) / r.requests : null
         v.rounds.push(r)
-        console.log(`bench: telemetry round ${round + 1}/${settings.rounds} ${v.label}: ${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}`)
+        console.log(`bench: telemetry round ${round + 1}/${settings.telemetryRounds} ${v.label}: ${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}, ${r.cpuUsPerRequest?.toFixed(1)} µs CPU/request`)
       }
     }
     console.log(`bench: telemetry: the OTLP sink received ${(exported / 1024 ** 2).toFixed(1)} MiB of spans`)
@@ -1379,15 +1399,22 @@ async function main() {
   if (telemetry !== null) {
     lines.push(
       "",
-      `Telemetry cost, fibergate with the realistic config, \`wrk -t${settings.threads} -c${settings.connections} -d${settings.duration.wrk}\`, ${settings.rounds} alternating round(s); tracing exports over OTLP/HTTP to a sink in the bench process:`,
+      `Telemetry cost, fibergate with the realistic config, \`wrk -t${settings.threads} -c${settings.connections} -d${settings.duration.wrk}\`, ${settings.telemetryRounds} rounds, the variants alternating within each round; tracing exports over OTLP/HTTP to a sink in the bench process. "vs all off" is the median over rounds of each round's ratio to the all-off run of the same round, which cancels the machine's drift between rounds:`,
       ""
     )
-    lines.push(`| variant | req/s (median) | p99 | vs all off | per-round req/s |`, `| --- | ---: | ---: | ---: | --- |`)
-    const base = median(telemetry[0].rounds.map((r) => r.rps))
+    lines.push(
+      `| variant | req/s (median) | p99 | req/s vs all off | CPU µs/request (median) | CPU vs all off | per-round req/s |`,
+      `| --- | ---: | ---: | ---: | ---: | ---: | --- |`
+    )
+    const off = telemetry[0].rounds
     for (const v of telemetry) {
       const rps = median(v.rounds.map((r) => r.rps))
+      const cost = median(v.rounds.map((r, i) => r.rps / off[i].rps - 1))
+      const cpu = median(v.rounds.map((r) => r.cpuUsPerRequest ?? 0))
+      const cpuCost = median(v.rounds.map((r, i) => (r.cpuUsPerRequest ?? 0) / (off[i].cpuUsPerRequest || 1) - 1))
+      const first = v === telemetry[0]
       lines.push(
-        `| ${v.label} | ${fmtInt(rps)} | ${fmtMs(median(v.rounds.map((r) => r.p99)))} | ${v === telemetry[0] ? "–" : `${(((rps - base) / base) * 100).toFixed(1)}%`} | ${v.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
+        `| ${v.label} | ${fmtInt(rps)} | ${fmtMs(median(v.rounds.map((r) => r.p99)))} | ${first ? "–" : `${(cost * 100).toFixed(1)}%`} | ${cpu.toFixed(1)} | ${first ? "–" : `${cpuCost >= 0 ? "+" : ""}${(cpuCost * 100).toFixed(1)}%`} | ${v.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
       )
     }
   }

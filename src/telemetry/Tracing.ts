@@ -19,6 +19,7 @@ import * as FetchHttpClient from "effect/http/FetchHttpClient"
 import * as OtlpExporter from "effect/observability/OtlpExporter"
 import * as OtlpSerialization from "effect/observability/OtlpSerialization"
 import * as OtlpTracer from "effect/observability/OtlpTracer"
+import { randomFillSync } from "node:crypto"
 import { ConfigSource } from "../config/ConfigSource.ts"
 
 export class Tracing extends Context.Service<Tracing, {
@@ -104,14 +105,25 @@ export const formatTraceParent = (traceId: string, spanId: string, sampled: bool
   `00-${traceId}-${spanId}-${sampled ? "01" : "00"}`
 
 // Ids of traces the gateway starts but does not sample (they still go upstream and into the
-// access log). Not security-relevant, so Math.random (about 10x cheaper than crypto here).
-const hex8 = (): string => (Math.random() * 0x100000000 >>> 0).toString(16).padStart(8, "0")
+// access log), hex-encoded from a pool of random bytes refilled 8 KiB at a time: about 130 ns
+// for both ids, where formatting Math.random() numbers took 1.5 µs (measured).
+const pool = Buffer.alloc(8192)
+let poolOffset = pool.length
+const randomHex = (bytes: number): string => {
+  if (poolOffset + bytes > pool.length) {
+    randomFillSync(pool)
+    poolOffset = 0
+  }
+  const hex = pool.toString("hex", poolOffset, poolOffset + bytes)
+  poolOffset += bytes
+  return hex
+}
 export const randomTraceId = (): string => {
-  const id = hex8() + hex8() + hex8() + hex8()
+  const id = randomHex(16)
   return id === ZERO_TRACE ? randomTraceId() : id
 }
 export const randomSpanId = (): string => {
-  const id = hex8() + hex8()
+  const id = randomHex(8)
   return id === ZERO_SPAN ? randomSpanId() : id
 }
 
