@@ -33,12 +33,6 @@ export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
 // finds no route.
 const emptyTable: ListenerTable = { router: compileRouter([]), maxBodyBytes: 0, accessLog: undefined }
 
-/**
- * Listeners a config change could not bind (address in use, permission denied), by listener.
- * The config is applied all the same; the listener keeps its previous address, or stays unbound
- * when it is new, until a later change binds it.
- */
-
 type ListenAt = { readonly host: string; readonly port: number }
 
 /** A bound listener. */

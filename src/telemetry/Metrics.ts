@@ -248,7 +248,11 @@ export const scrapeMetrics = async (context: Context.Context<never>): Promise<st
   return PrometheusMetrics.formatUnsafe(context)
 }
 
-/** Listeners a reload could not bind (address in use, permission denied), by listener. */
+/**
+ * Listeners a config change could not bind (address in use, permission denied), by listener.
+ * The config is applied all the same; the listener keeps its previous address, or stays unbound
+ * when it is new, until a later change binds it.
+ */
 export const listenerBindFailures = Metric.counter("fibergate_listener_bind_failures_total", {
   description: "Listener binds that failed on a config change, by listener"
 })
