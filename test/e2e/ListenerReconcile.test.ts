@@ -5,7 +5,7 @@
  * library API (`publishConfig`, what `PUT /config` does).
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Metric, type Scope } from "effect"
+import { Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { Agent, request as httpRequest } from "node:http"
 import { createServer, type AddressInfo } from "node:net"
 import { publishConfig } from "../../src/config/ConfigSource.ts"
@@ -229,5 +229,23 @@ describe("listeners follow config reloads", () => {
       assert.isTrue(yield* idle)
       assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, reused: true }, "the keep-alive connection is still open")
       assert.strictEqual(yield* statusOn(gateway.adminPort!, "/ready"), 200)
+    }))
+
+  it.live("shutting down right after a reload that adds and moves listeners leaves no port bound", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const [moved, added] = [yield* freePort, yield* freePort]
+      const scope = yield* Scope.make()
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "old" }]))).pipe(
+        Scope.provide(scope)
+      )
+      const ports = [gateway.port("web"), gateway.port("old"), moved, added]
+      yield* publish(gateway, configFor(app.url, [
+        { name: "web", listen: `127.0.0.1:${moved}` },
+        { name: "new", listen: `127.0.0.1:${added}` }
+      ]))
+      // Close while the reconcile may still be binding: the shutdown waits for it, then drains all.
+      yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("10 seconds"))
+      for (const port of ports) assert.isTrue(yield* refuses(port), `port ${port} still accepts after shutdown`)
     }))
 })
