@@ -16,6 +16,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer, type Server as HttpServer } from "node:http"
+import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
 import type { DrainState } from "../proxy/Exchange.ts"
@@ -99,8 +100,8 @@ export class Listeners extends Context.Service<Listeners, {
         applyLimits(http, server)
         const name = server.name
         http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))
-        http.on("clientError", onClientError)
-        http.on("connect", onConnect)
+        http.on("clientError", (error: Error, socket: Duplex) => onClientError(error, socket, routes.current(name)?.rejections))
+        http.on("connect", (req: unknown, socket: Duplex) => onConnect(req, socket, routes.current(name)?.rejections))
         return http
       }
 

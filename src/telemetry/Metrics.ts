@@ -100,12 +100,6 @@ export const makeRejections = (context: Context.Context<never>): Rejections => {
   }
 }
 
-/**
- * For code that runs outside any layer (node:http's `clientError` listener): Effect's default
- * metric registry, the same one the layers record into unless a program provides its own.
- */
-export const defaultRejections: Rejections = makeRejections(Context.empty())
-
 export const noRouteMetrics: RouteMetrics = { record: () => {} }
 export const noRejections: Rejections = { count: () => {} }
 

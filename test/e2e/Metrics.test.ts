@@ -57,8 +57,15 @@ describe("metrics", () => {
         servers: [{ name: "metrics-off", listen: "127.0.0.1:0", routes: [{ id: "metrics-off-route", upstream: "app" }] }]
       })
       assert.strictEqual((yield* request(gateway.url("/y"))).status, 200)
+      const before = (yield* request(`http://127.0.0.1:${gateway.adminPort}/metrics`)).body
+      assert.strictEqual((yield* raw(gateway.port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")).status, 405)
       const res = yield* request(`http://127.0.0.1:${gateway.adminPort}/metrics`)
       assert.notInclude(res.body, 'route="metrics-off-route"')
+      assert.strictEqual(
+        sample(res.body, "fibergate_rejected_requests_total", 'reason="MethodNotAllowed"'),
+        sample(before, "fibergate_rejected_requests_total", 'reason="MethodNotAllowed"'),
+        "a parser-level refusal on a listener with metrics off is not counted"
+      )
     }))
   it.live("upstream attempts by result, retries, endpoint state gauges and config reloads are counted", () =>
     Effect.gen(function*() {
@@ -116,6 +123,11 @@ describe("metrics", () => {
       assert.strictEqual((yield* request(gateway.url("/api/big"), { method: "POST", body: "x".repeat(11) })).status, 413)
       const bad = yield* raw(gateway.port, "GET /api HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n")
       assert.strictEqual(bad.status, 400)
+      // Refused by node:http's parser before a request exists: counted by the listener's table too.
+      const huge = yield* raw(gateway.port, `GET /api HTTP/1.1\r\nHost: a\r\nx-big: ${"a".repeat(20_000)}\r\n\r\n`)
+      assert.strictEqual(huge.status, 431)
+      const tunnel = yield* raw(gateway.port, "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n")
+      assert.strictEqual(tunnel.status, 405)
       const after = (yield* request(metricsUrl)).body
       const delta = (name: string, labels: string) => sample(after, name, labels) - sample(before, name, labels)
       const route = 'route="metrics-methods-api"'
@@ -126,6 +138,8 @@ describe("metrics", () => {
       assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="RouteNotFound"'), 1)
       assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="PayloadTooLarge"'), 1)
       assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="BadRequest"'), 1)
+      assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="HeadersTooLarge"'), 1)
+      assert.strictEqual(delta("fibergate_rejected_requests_total", 'reason="MethodNotAllowed"'), 1)
     }))
 
   it.live("pool connections and endpoint gauges follow the endpoints in force; a removed endpoint's series disappear", () =>
