@@ -10,7 +10,7 @@ import * as Effect from "effect/Effect"
 import * as Queue from "effect/Queue"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import { lstatSync, unwatchFile, watch, watchFile, type Stats } from "node:fs"
+import { lstatSync, realpathSync, unwatchFile, watch, watchFile, type Stats } from "node:fs"
 import { basename, dirname } from "node:path"
 
 /** Quiet time after the last change event before the file is read again. */
@@ -55,7 +55,35 @@ const startWatching = (path: string, notify: () => void, warn: (message: string)
   } catch (error) {
     poll((error as Error).message)
   }
+  // A link to a file elsewhere (`/etc/fibergate.yaml -> /srv/conf/fibergate.yaml`): an edit of
+  // the target in place shows up only in the target's directory, so follow that one as well.
+  // Best effort: when the link is swapped (a ConfigMap update) the link's directory sees it.
+  const target = anyName ? realTarget(path) : undefined
+  if (target !== undefined && dirname(target) !== dirname(path)) {
+    try {
+      const targetName = basename(target)
+      const second = watch(dirname(target), { persistent: false }, (_event, filename) => {
+        if (filename === null || filename === targetName) notify()
+      })
+      second.on("error", () => second.close())
+      const first = stop
+      stop = () => {
+        first()
+        second.close()
+      }
+    } catch {
+      // The link's directory is still watched.
+    }
+  }
   return () => stop()
+}
+
+const realTarget = (path: string): string | undefined => {
+  try {
+    return realpathSync(path)
+  } catch {
+    return undefined
+  }
 }
 
 /**

@@ -76,4 +76,15 @@ describe("config file watch", () => {
       )
     }))
 
+
+  it.live("a config path that links to a file in another directory notices edits of the target in place", () =>
+    Effect.gen(function*() {
+      const linkDir = yield* tempDir
+      const targetDir = yield* tempDir
+      const target = join(targetDir, "real.yaml")
+      writeFileSync(target, "a: 1\n")
+      const link = join(linkDir, "fibergate.yaml")
+      symlinkSync(target, link)
+      assert.isTrue(yield* notices(link, () => writeFileSync(target, "a: 2\n")))
+    }))
 })
