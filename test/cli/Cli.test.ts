@@ -3,43 +3,12 @@
  * Node running the tests). Every child is killed by a finalizer if a test leaves it running.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, type Scope } from "effect"
-import { createServer, type Server } from "node:net"
+import { Effect } from "effect"
 import { request, startUpstream } from "../support/harness.ts"
-import { exitOf, runCli, spawnCli, tempFile, VERSION, type Cli } from "../support/cli.ts"
-import { freePort } from "../support/net.ts"
+import { exitOf, fetchWhenUp, oneRouteConfig, runCli, spawnCli, tempFile, VERSION } from "../support/cli.ts"
+import { freePort, holdPort } from "../support/net.ts"
 
-/** Holds a port on 127.0.0.1 for the life of the scope. */
-const holdPort: Effect.Effect<number, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.callback<Server>((resume) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
-).pipe(Effect.map((server) => (server.address() as { port: number }).port))
 
-/**
- * Fetches `url` until something answers, for at most ~5 s; fails early (with the CLI's output)
- * if the process exits first.
- */
-const fetchWhenUp = (cli: Cli, url: string, deadlineMs = 5_000) =>
-  Effect.promise(async () => {
-    const start = Date.now()
-    let last: unknown
-    while (Date.now() - start < deadlineMs) {
-      if (cli.hasExited()) {
-        throw new Error(`fibergate exited before serving ${url}\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`)
-      }
-      try {
-        const res = await fetch(url, { signal: AbortSignal.timeout(1_000) })
-        return { status: res.status, headers: res.headers, body: await res.text() }
-      } catch (e) {
-        last = e
-        await new Promise((r) => setTimeout(r, 50))
-      }
-    }
-    throw new Error(`${url} did not answer within ${deadlineMs} ms (${String(last)})\nstderr:\n${cli.stderr()}`)
-  })
 
 describe("fibergate check", () => {
   it.live("check -c config/demo.yaml exits 0 and prints ok", () =>
@@ -123,18 +92,10 @@ describe("fibergate run", () => {
       const upstream = yield* startUpstream("filed")
       const port = yield* freePort
       const adminPort = yield* freePort
-      const path = yield* tempFile("gw.yaml", [
-        `admin: { listen: "127.0.0.1:${adminPort}" }`,
-        "log: { level: none, access_log: false }",
-        "servers:",
-        "  - name: public",
-        `    listen: "127.0.0.1:${port}"`,
-        "    routes: [ { id: all, upstream: app } ]",
-        "upstreams:",
-        "  app:",
-        `    endpoints: [ { url: "${upstream.url}" } ]`,
-        ""
-      ].join("\n"))
+      const path = yield* tempFile(
+        "gw.yaml",
+        oneRouteConfig({ port, adminPort, upstream: upstream.url, head: ["log: { level: none, access_log: false }"] })
+      )
       const cli = yield* spawnCli(["run", "-c", path])
       const res = yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/from-file`)
       assert.strictEqual(res.status, 200)
@@ -146,18 +107,11 @@ describe("fibergate run", () => {
 
   it.live("a listen port already in use exits non-zero naming the listener and the address", () =>
     Effect.gen(function*() {
-      const taken = yield* holdPort
-      const path = yield* tempFile("taken.yaml", [
-        "log: { level: none, access_log: false }",
-        "servers:",
-        "  - name: public",
-        `    listen: "127.0.0.1:${taken}"`,
-        "    routes: [ { id: all, upstream: app } ]",
-        "upstreams:",
-        "  app:",
-        "    endpoints: [ { url: \"http://127.0.0.1:9\" } ]",
-        ""
-      ].join("\n"))
+      const taken = (yield* holdPort).port
+      const path = yield* tempFile(
+        "taken.yaml",
+        oneRouteConfig({ port: taken, upstream: "http://127.0.0.1:9", head: ["log: { level: none, access_log: false }"] })
+      )
       const result = yield* runCli(["run", "-c", path])
       assert.isTrue(result.code !== 0 && result.code !== null, `exit code ${result.code}, signal ${result.signal}`)
       assert.include(result.stderr, "listener public")

@@ -5,37 +5,24 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber } from "effect"
-import { request as httpRequest, type Agent } from "node:http"
+import { request as httpRequest } from "node:http"
 import { connect, type Socket } from "node:net"
-import { spawnCli, tempFile, exitOf } from "../support/cli.ts"
+import { exitOf, oneRouteConfig, spawnCli, tempFile } from "../support/cli.ts"
+import { send } from "../support/http.ts"
 import { startUpstream } from "../support/harness.ts"
 import { freePort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 import { eventually, refuses } from "../support/liveGateway.ts"
 
 const configText = (port: number, adminPort: number, upstream: string, drain: string) =>
-  [
-    "log: { level: warn, access_log: false }",
-    `admin: { listen: "127.0.0.1:${adminPort}" }`,
-    `shutdown: { drain_timeout: ${drain} }`,
-    "servers:",
-    `  - { name: edge, listen: "127.0.0.1:${port}", routes: [{ id: all, upstream: app }] }`,
-    "upstreams:",
-    `  app: { endpoints: [{ url: "${upstream}" }] }`
-  ].join("\n")
-
-const get = (port: number, path: string, agent: Agent | false = false) =>
-  Effect.callback<{ readonly status: number; readonly connection: string | undefined; readonly body: string }>((resume) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path, agent }, (res) => {
-      let body = ""
-      res.setEncoding("utf8")
-      res.on("data", (c: string) => (body += c))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, connection: res.headers.connection, body })))
-      res.on("error", (e) => resume(Effect.die(e)))
-    })
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
+  oneRouteConfig({
+    port,
+    adminPort,
+    upstream,
+    name: "edge",
+    head: ["log: { level: warn, access_log: false }", `shutdown: { drain_timeout: ${drain} }`]
   })
+
 
 const status = (url: string) => Effect.promise(() => fetch(url).then((r) => r.status, () => 0))
 
@@ -65,7 +52,7 @@ describe("graceful shutdown (fibergate run)", () => {
       const cli = yield* spawnCli(["run", "-c", yield* tempFile("shutdown.yaml", configText(port, adminPort, upstream.url, "10s"))])
       yield* eventually(Effect.map(status(`http://127.0.0.1:${adminPort}/ready`), (s) => s === 200), "the gateway is ready")
       const idle = yield* idleConnection(port)
-      const inFlight = yield* Effect.forkChild(get(port, "/slow"))
+      const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${port}/slow`))
       yield* awaitSignal(arrived)
 
       cli.child.kill("SIGTERM")
@@ -76,7 +63,7 @@ describe("graceful shutdown (fibergate run)", () => {
 
       fire(release, undefined)
       const res = yield* Fiber.join(inFlight)
-      assert.deepStrictEqual(res, { status: 200, connection: "close", body: "done" })
+      assert.deepStrictEqual([res.status, res.headers.connection, res.body], [200, "close", "done"])
       const exit = yield* exitOf(cli)
       assert.deepStrictEqual(exit, { code: 0, signal: null }, cli.stderr())
     }))

@@ -1,25 +1,12 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import { request as httpRequest } from "node:http"
 import { Admin } from "../../src/admin/Admin.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { simpleConfig, startUpstream } from "../support/harness.ts"
+import { send } from "../support/http.ts"
 import { fire, onSignal, signal, awaitSignal } from "../support/signals.ts"
 import { eventually, refuses } from "../support/liveGateway.ts"
-
-/** A GET on its own connection; resolves with status, the Connection header and the body. */
-const slowGet = (port: number) =>
-  Effect.callback<{ readonly status: number; readonly connection: string | undefined; readonly body: string }>((resume) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path: "/slow", agent: false }, (res) => {
-      let body = ""
-      res.setEncoding("utf8")
-      res.on("data", (c: string) => (body += c))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, connection: res.headers.connection, body })))
-    })
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
-  })
 
 const readyStatus = (port: number) =>
   Effect.promise(() => fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0))
@@ -41,7 +28,7 @@ describe("graceful drain", () => {
       const adminPort = Context.get(context, Admin).address!.port
       assert.strictEqual(yield* readyStatus(adminPort), 200)
 
-      const inFlight = yield* Effect.forkChild(slowGet(port))
+      const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${port}/slow`))
       yield* awaitSignal(arrived)
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
 
@@ -53,7 +40,7 @@ describe("graceful drain", () => {
       const res = yield* Fiber.join(inFlight)
       assert.strictEqual(res.status, 200)
       assert.strictEqual(res.body, "done")
-      assert.strictEqual(res.connection, "close")
+      assert.strictEqual(res.headers.connection, "close")
       yield* Fiber.join(closing)
     }))
 })

@@ -7,13 +7,13 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { Agent, request as httpRequest } from "node:http"
-import { createServer, type AddressInfo } from "node:net"
 import { publishConfig } from "../../src/config/ConfigSource.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
 import { listenerBindFailures } from "../../src/telemetry/Metrics.ts"
 import { startUpstream } from "../support/harness.ts"
+import { send } from "../support/http.ts"
 import { eventually, get, refuses, startLiveGateway, type LiveGateway } from "../support/liveGateway.ts"
-import { freePort } from "../support/net.ts"
+import { freePort, holdPort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 interface ServerSpec {
@@ -39,19 +39,6 @@ const publish = (gateway: LiveGateway, config: unknown) => publishConfig(gateway
 
 const statusOn = (port: number, path = "/") => Effect.map(get(`http://127.0.0.1:${port}${path}`), (res) => res.status)
 
-/** A GET on its own connection that resolves with status, Connection header and body. */
-const getOnce = (port: number, headers: Record<string, string> = {}) =>
-  Effect.callback<{ readonly status: number; readonly connection: string | undefined; readonly body: string }>((resume) => {
-    const req = httpRequest({ host: "127.0.0.1", port, path: "/slow", agent: false, headers }, (res) => {
-      let body = ""
-      res.setEncoding("utf8")
-      res.on("data", (c: string) => (body += c))
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, connection: res.headers.connection, body })))
-    })
-    req.on("error", (e) => resume(Effect.die(e)))
-    req.end()
-  })
-
 /** A GET on a keep-alive agent: status, and whether it went over a connection opened before. */
 const getOn = (agent: Agent, port: number) =>
   Effect.callback<{ readonly status: number; readonly reused: boolean }>((resume) => {
@@ -62,18 +49,6 @@ const getOn = (agent: Agent, port: number) =>
     req.on("error", (e) => resume(Effect.die(e)))
     req.end()
   })
-
-/** Holds a port on 127.0.0.1 (another program's socket) for the life of the scope, or until released. */
-const holdPort: Effect.Effect<{ readonly port: number; readonly release: Effect.Effect<void> }, never, Scope.Scope> = Effect.acquireRelease(
-  Effect.callback<ReturnType<typeof createServer>>((resume) => {
-    const server = createServer()
-    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
-  }),
-  (server) => Effect.sync(() => void (server.listening && server.close()))
-).pipe(Effect.map((server) => ({
-  port: (server.address() as AddressInfo).port,
-  release: Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
-})))
 
 /** `fibergate_client_connections{listener}` as the registry holds it now (undefined: no such series). */
 const openConnections = (listener: string) =>
@@ -114,7 +89,7 @@ describe("listeners follow config reloads", () => {
       })
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "extra" }])))
       const extraPort = gateway.port("extra")
-      const inFlight = yield* Effect.forkChild(getOnce(extraPort))
+      const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${extraPort}/slow`))
       yield* awaitSignal(arrived)
       assert.strictEqual(yield* openConnections("extra"), 1)
 
@@ -128,7 +103,7 @@ describe("listeners follow config reloads", () => {
       const res = yield* Fiber.join(inFlight)
       assert.strictEqual(res.status, 200)
       assert.strictEqual(res.body, "done")
-      assert.strictEqual(res.connection, "close", "the drained listener closes the connection after the response")
+      assert.strictEqual(res.headers.connection, "close", "the drained listener closes the connection after the response")
       yield* eventually(Effect.map(openConnections("extra"), (n) => n === undefined), "its connection gauge is removed once drained")
     }))
 
@@ -155,11 +130,11 @@ describe("listeners follow config reloads", () => {
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
       const port = gateway.port("web")
       const big = { "x-big": "v".repeat(6_000) }
-      assert.strictEqual((yield* getOnce(port, big)).status, 200)
+      assert.strictEqual((yield* send(`http://127.0.0.1:${port}/slow`, { headers: big })).status, 200)
       yield* publish(gateway, configFor(app.url, [{ name: "web", limits: { max_header_bytes: 4096 } }]))
-      yield* eventually(Effect.map(getOnce(port, big), (r) => r.status === 431), "the new limit applies")
+      yield* eventually(Effect.map(send(`http://127.0.0.1:${port}/slow`, { headers: big }), (r) => r.status === 431), "the new limit applies")
       assert.strictEqual(gateway.port("web"), port, "same port")
-      assert.strictEqual((yield* getOnce(port)).status, 200)
+      assert.strictEqual((yield* send(`http://127.0.0.1:${port}/slow`)).status, 200)
     }))
 
   it.live("a bind that fails (address taken) keeps the gateway and its listeners serving, is logged and counted, and is retried on the next reload", () =>

@@ -84,3 +84,50 @@ export const tempFile = (name: string, content: string): Effect.Effect<string, n
     ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
   ).pipe(Effect.map(({ path }) => path))
 
+/**
+ * Fetches `url` until something answers, for at most ~5 s; fails early (with the CLI's output)
+ * if the process exits first.
+ */
+export const fetchWhenUp = (cli: Cli, url: string, deadlineMs = 5_000) =>
+  Effect.promise(async () => {
+    const start = Date.now()
+    let last: unknown
+    while (Date.now() - start < deadlineMs) {
+      if (cli.hasExited()) {
+        throw new Error(`fibergate exited before serving ${url}\nstdout:\n${cli.stdout()}\nstderr:\n${cli.stderr()}`)
+      }
+      try {
+        const res = await fetch(url, { signal: AbortSignal.timeout(1_000) })
+        return { status: res.status, headers: res.headers, body: await res.text() }
+      } catch (e) {
+        last = e
+        await new Promise((r) => setTimeout(r, 50))
+      }
+    }
+    throw new Error(`${url} did not answer within ${deadlineMs} ms (${String(last)})\nstderr:\n${cli.stderr()}`)
+  })
+
+/**
+ * A one-listener YAML config on loopback with upstream `app` at `upstream`. `head` lines come
+ * first (log, shutdown, workers, …); `routes` replaces the catch-all route `all`.
+ */
+export const oneRouteConfig = (options: {
+  readonly port: number
+  readonly upstream: string
+  readonly adminPort?: number
+  readonly name?: string
+  readonly head?: ReadonlyArray<string>
+  readonly routes?: string
+}): string =>
+  [
+    ...(options.head ?? []),
+    ...(options.adminPort === undefined ? [] : [`admin: { listen: "127.0.0.1:${options.adminPort}" }`]),
+    "servers:",
+    `  - name: ${options.name ?? "public"}`,
+    `    listen: "127.0.0.1:${options.port}"`,
+    `    routes: ${options.routes ?? "[ { id: all, upstream: app } ]"}`,
+    "upstreams:",
+    "  app:",
+    `    endpoints: [ { url: "${options.upstream}" } ]`,
+    ""
+  ].join("\n")

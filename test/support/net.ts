@@ -2,7 +2,7 @@
  * Test support: loopback ports and raw TCP exchanges, so that nothing is cleaned up by a
  * client library before it reaches the gateway.
  */
-import { Effect } from "effect"
+import { Effect, type Scope } from "effect"
 import { connect, createServer, type AddressInfo } from "node:net"
 
 /** A port on 127.0.0.1 that was free a moment ago (nothing listens on it): bind port 0, read it, close. */
@@ -72,3 +72,15 @@ export const raw = (port: number, data: string, options: { readonly untilClose?:
     socket.write(data)
     return Effect.sync(() => void socket.destroy())
   }).pipe(Effect.timeout("1500 millis"))
+
+/** Holds a port on 127.0.0.1 (another program's socket) for the life of the scope, or until released. */
+export const holdPort: Effect.Effect<{ readonly port: number; readonly release: Effect.Effect<void> }, never, Scope.Scope> = Effect.acquireRelease(
+  Effect.callback<ReturnType<typeof createServer>>((resume) => {
+    const server = createServer()
+    server.listen(0, "127.0.0.1", () => resume(Effect.succeed(server)))
+  }),
+  (server) => Effect.sync(() => void (server.listening && server.close()))
+).pipe(Effect.map((server) => ({
+  port: (server.address() as AddressInfo).port,
+  release: Effect.callback<void>((resume) => void server.close(() => resume(Effect.void)))
+})))

@@ -5,17 +5,17 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request, startUpstream } from "../support/harness.ts"
-import { spawnCli, tempFile, type Cli } from "../support/cli.ts"
+import { fetchWhenUp, oneRouteConfig, spawnCli, tempFile, type Cli } from "../support/cli.ts"
 import { freePort } from "../support/net.ts"
 
 const configText = (port: number, upstream: string, format: "json" | "text") =>
-  [
-    `log: { level: warn, format: ${format}, access_log: true }`,
-    "servers:",
-    `  - { name: edge, listen: "127.0.0.1:${port}", routes: [{ id: items, match: { path: { prefix: /items } }, upstream: app }] }`,
-    "upstreams:",
-    `  app: { endpoints: [{ url: "${upstream}" }] }`
-  ].join("\n")
+  oneRouteConfig({
+    port,
+    upstream,
+    name: "edge",
+    head: [`log: { level: warn, format: ${format}, access_log: true }`],
+    routes: "[{ id: items, match: { path: { prefix: /items } }, upstream: app }]"
+  })
 
 /** Waits (bounded) until the process has written `n` lines matching `pattern` to stdout. */
 const linesOf = (cli: Cli, pattern: RegExp, n: number) =>
@@ -26,19 +26,6 @@ const linesOf = (cli: Cli, pattern: RegExp, n: number) =>
     return matching()
   })
 
-const started = (cli: Cli, url: string) =>
-  Effect.promise(async () => {
-    const deadline = Date.now() + 10_000
-    while (Date.now() < deadline) {
-      try {
-        await fetch(url)
-        return
-      } catch {
-        await new Promise((r) => setTimeout(r, 25))
-      }
-    }
-    throw new Error(`fibergate did not start\n${cli.stderr()}`)
-  })
 
 describe("access log (fibergate run)", () => {
   it.live("writes one JSON line per request to stdout with route, sizes, upstream, attempts, client, user agent and trace id", () =>
@@ -46,7 +33,7 @@ describe("access log (fibergate run)", () => {
       const upstream = yield* startUpstream("logged")
       const port = yield* freePort
       const cli = yield* spawnCli(["run", "-c", yield* tempFile("log.yaml", configText(port, upstream.url, "json"))])
-      yield* started(cli, `http://127.0.0.1:${port}/warmup`)
+      yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/warmup`)
       const traceId = "4bf92f3577b34da6a3ce929d0e0e4736"
       const res = yield* request(`http://127.0.0.1:${port}/items/1`, {
         method: "POST",
@@ -83,7 +70,7 @@ describe("access log (fibergate run)", () => {
       const upstream = yield* startUpstream("logged-text")
       const port = yield* freePort
       const cli = yield* spawnCli(["run", "-c", yield* tempFile("log.yaml", configText(port, upstream.url, "text"))])
-      yield* started(cli, `http://127.0.0.1:${port}/warmup`)
+      yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/warmup`)
       const res = yield* request(`http://127.0.0.1:${port}/items/2?q=1`, { headers: { "user-agent": "ua", referer: "http://r/" } })
       const [line] = yield* linesOf(cli, /items\/2/, 1)
       assert.match(

@@ -6,15 +6,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Exit, type Scope } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
-import { tmpdir } from "node:os"
-import { join } from "node:path"
-import { fileURLToPath } from "node:url"
 import { startUpstream, type TestUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { freePort } from "../support/net.ts"
+import { oneRouteConfig, ROOT, tempFile } from "../support/cli.ts"
 
-const ROOT = fileURLToPath(new URL("../../", import.meta.url))
 const TEST_TIMEOUT = 15_000
 
 interface ProcessExit {
@@ -146,18 +142,6 @@ const waitForAnswer = (p: Primary, url: string, ms = 10_000) =>
     }
   })
 
-/** A temporary config file for the life of the scope. */
-const tempConfig = (content: string): Effect.Effect<string, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync(() => {
-      const dir = mkdtempSync(join(tmpdir(), "fibergate-cluster-"))
-      const path = join(dir, "gw.yaml")
-      writeFileSync(path, content)
-      return { dir, path }
-    }),
-    ({ dir }) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
-  ).pipe(Effect.map(({ path }) => path))
-
 interface Cluster {
   readonly primary: Primary
   readonly upstream: TestUpstream
@@ -173,20 +157,12 @@ const startCluster = Effect.gen(function*() {
   const upstream = yield* startUpstream("clustered")
   const port = yield* freePort
   const adminPort = yield* freePort
-  const path = yield* tempConfig([
-    "workers: 2",
-    `admin: { listen: "127.0.0.1:${adminPort}" }`,
-    "log: { level: info, format: text }",
-    "shutdown: { drain_timeout: 2s }",
-    "servers:",
-    "  - name: public",
-    `    listen: "127.0.0.1:${port}"`,
-    "    routes: [ { id: all, upstream: app } ]",
-    "upstreams:",
-    "  app:",
-    `    endpoints: [ { url: "${upstream.url}" } ]`,
-    ""
-  ].join("\n"))
+  const path = yield* tempFile("gw.yaml", oneRouteConfig({
+    port,
+    adminPort,
+    upstream: upstream.url,
+    head: ["workers: 2", "log: { level: info, format: text }", "shutdown: { drain_timeout: 2s }"]
+  }))
   const primary = yield* spawnPrimary(path)
   yield* waitFor(primary, "both workers to start", () => {
     const slots = new Set(startedWorkers(primary).map((w) => w.slot))
