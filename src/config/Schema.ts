@@ -146,6 +146,8 @@ export type Retry = typeof Retry.Type
 
 export const Route = Schema.Struct({
   id: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
+  /** Higher is tried first within the route's host class (default 0); see routing/Router.ts. */
+  priority: Schema.optionalKey(Schema.Int),
   match: Schema.optionalKey(RouteMatch),
   upstream: Schema.String,
   rewrite: Schema.optionalKey(Rewrite),

@@ -22,13 +22,16 @@ import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
 import { compilePathRewrite } from "./Rewrite.ts"
 import { compileRouter } from "./Router.ts"
+import { findShadowedRoutes, formatShadowWarning } from "./Shadowing.ts"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
 export const limitDefaults = {
   max_connections: 10_000,
   max_header_bytes: 16_384,
   max_body_bytes: 10 * 1024 * 1024,
-  idle_timeout: 60_000
+  idle_timeout: 60_000,
+  header_timeout: 60_000,
+  request_timeout: 300_000
 } as const
 
 const compileListener = (
@@ -42,6 +45,7 @@ const compileListener = (
 ): ListenerTable => ({
   router: compileRouter(server.routes.map((route) => ({
     match: route.match ?? {},
+    priority: route.priority,
     value: {
       id: route.id,
       group: groups.get(route.upstream)!,
@@ -101,7 +105,11 @@ export class RouteTable extends Context.Service<RouteTable, {
       const applied = yield* Deferred.make<void>()
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
-        tables = compileTables(config, groups, context, tracing)
+        const next = compileTables(config, groups, context, tracing)
+        // A route that can never match is valid config (`check` says so too), but worth a warning
+        // on start and on every reload; logged before the swap, so it precedes the new generation.
+        for (const warning of findShadowedRoutes(config)) yield* Effect.logWarning(formatShadowWarning(source.source, warning))
+        tables = next
         generation++
         yield* Deferred.succeed(applied, undefined)
       })

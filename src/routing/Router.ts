@@ -1,13 +1,27 @@
 /**
  * Compiles a listener's routes once per config into lookup structures, so that a request
- * costs a few map lookups however many routes there are.
+ * costs a few map lookups however many exact and prefix routes there are.
  *
- * Precedence (DESIGN.md §2): host first (exact host, then `*.suffix` with the longest suffix
- * first, then routes without a host), then path (exact, then the longest prefix, then regex in
- * declaration order), then declaration order. A route whose host and path fit but whose method,
- * header or query conditions do not is skipped and the next candidate is tried.
+ * Precedence (DESIGN.md §2, nginx's order without `^~`):
+ *
+ * 1. Host class: exact host, then `*.suffix` with the longest suffix first, then routes without
+ *    a host. A request only falls through to the next class when no route of its class fits.
+ * 2. Within a host class, routes are tried in the order of the key
+ *    (priority descending, path kind, prefix length descending, declaration order),
+ *    where the path kinds rank exact, then regex, then prefix (a route without a path is
+ *    prefix `/`). So with the default priority 0: exact paths, then regex routes in
+ *    declaration order, then the longest matching prefix (on a segment boundary); a higher
+ *    `priority` moves a route ahead of every lower-priority route of its host class,
+ *    whatever their path kinds.
+ * 3. A route whose host and path fit but whose method, header or query conditions do not is
+ *    skipped and the next one in that order is tried.
+ *
+ * Compiled shape: per host class, one tier per distinct priority (highest first); per tier an
+ * exact-path map, a regex index (`RegexIndex.ts`) and a prefix map walked from the longest
+ * candidate prefix down. With no priorities set, a host class has a single tier.
  */
 import type { PathMatch, ValueMatch } from "../config/Schema.ts"
+import { RegexIndex } from "./RegexIndex.ts"
 
 /** The parts of a request the router looks at. */
 export interface RouteRequest {
@@ -32,6 +46,14 @@ export interface Router<T> {
   readonly find: (request: RouteRequest) => T | undefined
 }
 
+/** One route as the router compiles it. */
+export interface RouteEntry<T> {
+  readonly match: RouteMatchSpec
+  readonly value: T
+  /** Higher is tried first within the route's host class; default 0. */
+  readonly priority?: number | undefined
+}
+
 type Test = (value: string | undefined) => boolean
 
 const compileValueMatch = (m: ValueMatch): Test => {
@@ -46,6 +68,8 @@ const compileValueMatch = (m: ValueMatch): Test => {
 
 interface Candidate<T> {
   readonly value: T
+  /** Declaration order, for ordering regex routes. */
+  readonly order: number
   /** Method, header and query conditions; host and path are decided by where it is stored. */
   readonly accepts: (request: RouteRequest) => boolean
 }
@@ -77,23 +101,29 @@ const push = <K, V>(map: Map<K, Array<V>>, key: K, value: V) => {
   else list.push(value)
 }
 
-/** The routes of one host class, indexed by path kind. */
-class PathTable<T> {
+/** The routes of one priority of one host class, indexed by path kind. */
+class Tier<T> {
   readonly exact = new Map<string, Array<Candidate<T>>>()
   readonly prefix = new Map<string, Array<Candidate<T>>>()
-  readonly regex: Array<Candidate<T> & { readonly re: RegExp }> = []
+  readonly regex = new RegexIndex<RouteRequest, Candidate<T> & { readonly re: RegExp }>()
 
   add(path: PathMatch | undefined, candidate: Candidate<T>) {
     if (path === undefined) push(this.prefix, "/", candidate)
     else if (path.exact !== undefined) push(this.exact, path.exact, candidate)
     else if (path.prefix !== undefined) push(this.prefix, path.prefix, candidate)
-    else this.regex.push({ ...candidate, re: new RegExp(path.regex!) })
+    else this.regex.add({ ...candidate, re: new RegExp(path.regex!) })
   }
 
   find(request: RouteRequest): T | undefined {
     const path = request.path
-    const exact = this.exact.get(path)
-    if (exact !== undefined) for (const c of exact) if (c.accepts(request)) return c.value
+    if (this.exact.size > 0) {
+      const exact = this.exact.get(path)
+      if (exact !== undefined) for (const c of exact) if (c.accepts(request)) return c.value
+    }
+    if (this.regex.size > 0) {
+      const found = this.regex.find(path, request)
+      if (found !== undefined) return found.value
+    }
     if (this.prefix.size > 0) {
       // Candidate prefixes from the longest down: the path itself, then at every "/" the part
       // with and without that slash. A prefix thus matches only on a segment boundary.
@@ -110,7 +140,6 @@ class PathTable<T> {
         }
       }
     }
-    for (const c of this.regex) if (c.re.test(path) && c.accepts(request)) return c.value
     return undefined
   }
 
@@ -121,22 +150,54 @@ class PathTable<T> {
   }
 }
 
+/** The routes of one host class: one tier per priority, highest first. */
+class PathTable<T> {
+  private readonly tiers: Array<Tier<T>> = []
+  private readonly priorities: Array<number> = []
+
+  add(priority: number, path: PathMatch | undefined, candidate: Candidate<T>) {
+    let at = 0
+    while (at < this.priorities.length && this.priorities[at] > priority) at++
+    if (this.priorities[at] !== priority) {
+      this.priorities.splice(at, 0, priority)
+      this.tiers.splice(at, 0, new Tier<T>())
+    }
+    this.tiers[at].add(path, candidate)
+  }
+
+  find(request: RouteRequest): T | undefined {
+    const tiers = this.tiers
+    for (let i = 0; i < tiers.length; i++) {
+      const found = tiers[i].find(request)
+      if (found !== undefined) return found
+    }
+    return undefined
+  }
+}
+
 /**
  * Compiles routes (in declaration order) into a router.
  *
  * @example
  * const router = compileRouter([
- *   { match: { path: { prefix: "/api" } }, value: "api" },
- *   { match: { path: { exact: "/api/login" } }, value: "login" }
+ *   { match: { path: { prefix: "/" } }, value: "rest" },
+ *   { match: { path: { regex: "^/v[0-9]+/" } }, value: "versioned" },
+ *   { match: { path: { exact: "/v1/login" } }, value: "login" },
+ *   { match: { path: { prefix: "/v1/admin" } }, value: "admin", priority: 1 }
  * ])
- * router.find({ host: "", path: "/api/login", method: "GET", query: "", header: () => undefined }) // => "login"
+ * const request = (path: string) => ({ host: "", path, method: "GET", query: "", header: () => undefined })
+ * router.find(request("/v1/login"))   // => "login"      (exact first)
+ * router.find(request("/v2/things"))  // => "versioned"  (regex before prefix)
+ * router.find(request("/things"))     // => "rest"
+ * router.find(request("/v1/admin/x")) // => "admin"      (higher priority)
  */
-export const compileRouter = <T>(routes: ReadonlyArray<{ readonly match: RouteMatchSpec; readonly value: T }>): Router<T> => {
+export const compileRouter = <T>(routes: ReadonlyArray<RouteEntry<T>>): Router<T> => {
   const exactHosts = new Map<string, PathTable<T>>()
   const wildcards = new Map<string, PathTable<T>>()
   const anyHost = new PathTable<T>()
-  for (const { match, value } of routes) {
-    const candidate: Candidate<T> = { value, accepts: compileConditions(match) }
+  for (let order = 0; order < routes.length; order++) {
+    const { match, priority, value } = routes[order]
+    const candidate: Candidate<T> = { value, order, accepts: compileConditions(match) }
     const host = match.host?.toLowerCase()
     let table = anyHost
     if (host !== undefined && host.startsWith("*.")) {
@@ -147,7 +208,7 @@ export const compileRouter = <T>(routes: ReadonlyArray<{ readonly match: RouteMa
       table = exactHosts.get(host) ?? new PathTable<T>()
       exactHosts.set(host, table)
     }
-    table.add(match.path, candidate)
+    table.add(priority ?? 0, match.path, candidate)
   }
   return {
     find(request) {

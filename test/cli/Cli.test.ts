@@ -42,6 +42,56 @@ describe("fibergate check", () => {
       assert.notInclude(result.stdout, ": ok")
     }))
 
+  it.live("check warns about routes that can never match, naming file, path and ids, and still exits 0", () =>
+    Effect.gen(function*() {
+      const path = yield* tempFile("shadowed.yaml", [
+        "servers:",
+        "  - name: web",
+        "    listen: 127.0.0.1:0",
+        "    routes:",
+        "      - { id: api, match: { path: { prefix: /api } }, upstream: app }",
+        "      - { id: versioned, match: { path: { regex: \"^/v[0-9]+/\" } }, upstream: app }",
+        "      - { id: api-again, match: { path: { prefix: /api } }, upstream: app }",
+        "      - { id: everything, priority: 1, upstream: app }",
+        "upstreams:",
+        "  app:",
+        "    endpoints: [ { url: \"http://127.0.0.1:3000\" } ]",
+        ""
+      ].join("\n"))
+      const result = yield* runCli(["check", "-c", path])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stderr, "fibergate: warning: 3 route(s) can never match")
+      assert.include(
+        result.stderr,
+        `${path}: servers[0].routes[0] (id "api"): never matches: shadowed by routes[3] (id "everything"): ` +
+          `its prefix "/" (no path) covers prefix "/api", higher priority (1 > 0), no method, header or query conditions`
+      )
+      assert.include(result.stderr, `${path}: servers[0].routes[1] (id "versioned"): never matches: shadowed by routes[3] (id "everything")`)
+      assert.include(result.stderr, `${path}: servers[0].routes[2] (id "api-again"): never matches: shadowed by routes[3] (id "everything")`)
+      assert.include(result.stdout, `${path}: ok (1 server(s), 4 route(s), 1 upstream(s), 3 warning(s))`)
+    }))
+
+  it.live("check prints no warning when every route can match, a regex before a catch-all included", () =>
+    Effect.gen(function*() {
+      const path = yield* tempFile("fine.yaml", [
+        "servers:",
+        "  - name: web",
+        "    listen: 127.0.0.1:0",
+        "    routes:",
+        "      - { id: versioned, match: { path: { regex: \"^/v[0-9]+/\" } }, upstream: app }",
+        "      - { id: writes, match: { methods: [POST] }, upstream: app }",
+        "      - { id: rest, match: { path: { prefix: / } }, upstream: app }",
+        "upstreams:",
+        "  app:",
+        "    endpoints: [ { url: \"http://127.0.0.1:3000\" } ]",
+        ""
+      ].join("\n"))
+      const result = yield* runCli(["check", "-c", path])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.notInclude(result.stderr + result.stdout, "never matches")
+      assert.include(result.stdout, `${path}: ok (1 server(s), 3 route(s), 1 upstream(s))`)
+    }))
+
   it.live("check -c missing.yaml exits 1 with 'Cannot read'", () =>
     Effect.gen(function*() {
       const result = yield* runCli(["check", "-c", "missing.yaml"])

@@ -5,8 +5,11 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { publishConfig } from "../../src/config/ConfigSource.ts"
+import * as Gateway from "../../src/gateway/Gateway.ts"
 import { startGateway, startUpstream, type TestGateway } from "../support/harness.ts"
 import { send } from "../support/http.ts"
+import { eventually, startLiveGateway } from "../support/liveGateway.ts"
 
 /** Which upstream answered (its name), or the status code when none did. */
 const routedTo = (
@@ -168,7 +171,7 @@ describe("routing: path", () => {
 
   it.live("a regex path matches the paths its pattern accepts", () =>
     Effect.gen(function*() {
-      // No catch-all here: a route without a path ranks as prefix "/" and would beat the regex.
+      // No catch-all here, so a path the regex rejects gets 404.
       const gateway = yield* gatewayWith([{ id: "user", match: { path: { regex: "^/users/[0-9]+$" } }, upstream: "a" }], ["a"])
       assert.strictEqual(yield* routedTo(gateway, "/users/42"), "a")
       assert.strictEqual(yield* routedTo(gateway, "/users/abc"), "404")
@@ -331,30 +334,32 @@ describe("routing: query conditions", () => {
 })
 
 describe("routing: precedence", () => {
-  // Declared from least to most specific, so declaration order alone would pick the wrong one.
+  // Declared in the reverse of the order they are tried in, so declaration order alone would
+  // pick the wrong one: exact, then regex, then the longest prefix.
   const ranked = [
-    { id: "regex", match: { path: { regex: "^/api/" } }, upstream: "a" },
     { id: "short", match: { path: { prefix: "/api" } }, upstream: "b" },
     { id: "long", match: { path: { prefix: "/api/users" } }, upstream: "c" },
+    { id: "regex", match: { path: { regex: "^/api/users/[a-z0-9]+$" } }, upstream: "a" },
     { id: "exact", match: { path: { exact: "/api/users/me" } }, upstream: "d" }
   ]
 
-  it.live("an exact path beats prefixes and regexes declared before it", () =>
+  it.live("an exact path beats regexes and prefixes declared before it", () =>
     Effect.gen(function*() {
       const gateway = yield* gatewayWith(ranked, ["a", "b", "c", "d"])
       assert.strictEqual(yield* routedTo(gateway, "/api/users/me"), "d")
     }))
 
+  it.live("a regex beats every prefix, even a longer one declared before it", () =>
+    Effect.gen(function*() {
+      const gateway = yield* gatewayWith(ranked, ["a", "b", "c", "d"])
+      assert.strictEqual(yield* routedTo(gateway, "/api/users/42"), "a")
+    }))
+
   it.live("the longest matching prefix wins over a shorter one declared before it", () =>
     Effect.gen(function*() {
       const gateway = yield* gatewayWith(ranked, ["a", "b", "c", "d"])
-      assert.strictEqual(yield* routedTo(gateway, "/api/users/42"), "c")
       assert.strictEqual(yield* routedTo(gateway, "/api/users"), "c")
-    }))
-
-  it.live("a prefix beats a regex declared before it", () =>
-    Effect.gen(function*() {
-      const gateway = yield* gatewayWith(ranked, ["a", "b", "c", "d"])
+      assert.strictEqual(yield* routedTo(gateway, "/api/users/42/posts"), "c")
       assert.strictEqual(yield* routedTo(gateway, "/api/orders"), "b")
     }))
 
@@ -377,13 +382,26 @@ describe("routing: precedence", () => {
       assert.strictEqual(yield* routedTo(gateway, "/api/x"), "a")
     }))
 
-  it.live("a route without a path ranks as prefix \"/\" and so beats a regex route declared before it", () =>
+  it.live("a regex route declared before a catch-all prefix \"/\" takes the paths it matches", () =>
     Effect.gen(function*() {
       const gateway = yield* gatewayWith([
-        { id: "regex", match: { path: { regex: "^/users/" } }, upstream: "a" },
-        { id: "any", upstream: "b" }
+        { id: "versioned", match: { path: { regex: "^/v[0-9]+/" } }, upstream: "a" },
+        { id: "rest", match: { path: { prefix: "/" } }, upstream: "b" }
       ])
-      assert.strictEqual(yield* routedTo(gateway, "/users/42"), "b")
+      assert.strictEqual(yield* routedTo(gateway, "/v2/things"), "a")
+      assert.strictEqual(yield* routedTo(gateway, "/things"), "b")
+    }))
+
+  it.live("a route with a higher priority is tried before the path rule's order", () =>
+    Effect.gen(function*() {
+      const gateway = yield* gatewayWith([
+        { id: "login", match: { path: { exact: "/v1/login" } }, upstream: "a" },
+        { id: "versioned", match: { path: { regex: "^/v[0-9]+/" } }, upstream: "b" },
+        { id: "maintenance", priority: 10, match: { path: { prefix: "/v1" } }, upstream: "c" }
+      ], ["a", "b", "c"])
+      assert.strictEqual(yield* routedTo(gateway, "/v1/login"), "c")
+      assert.strictEqual(yield* routedTo(gateway, "/v1/things"), "c")
+      assert.strictEqual(yield* routedTo(gateway, "/v2/things"), "b")
     }))
 
   it.live("an exact host beats a wildcard host, which beats a route without host", () =>
@@ -462,6 +480,16 @@ describe("routing: fall-through", () => {
       assert.strictEqual(yield* routedTo(gateway, "/", { headers: { host: "api.example.test" } }), "c")
     }))
 
+  it.live("a regex route whose method does not fit falls through to the prefix routes", () =>
+    Effect.gen(function*() {
+      const gateway = yield* gatewayWith([
+        { id: "upload", match: { path: { regex: "^/files/[0-9]+$" }, methods: ["PUT"] }, upstream: "a" },
+        { id: "rest", match: { path: { prefix: "/" } }, upstream: "b" }
+      ])
+      assert.strictEqual(yield* routedTo(gateway, "/files/7", { method: "PUT" }), "a")
+      assert.strictEqual(yield* routedTo(gateway, "/files/7"), "b")
+    }))
+
   it.live("a regex route whose conditions fail falls through to the next regex", () =>
     Effect.gen(function*() {
       const gateway = yield* gatewayWith([
@@ -487,6 +515,52 @@ describe("routing: no match", () => {
       assert.strictEqual(res.headers["content-type"], "application/json")
       assert.strictEqual(JSON.parse(res.body).error, "RouteNotFound")
       assert.strictEqual(upstream.seen.length, 0)
+    }))
+})
+
+describe("routing: routes that can never match", () => {
+  const configWith = (upstream: string, routes: ReadonlyArray<Record<string, unknown>>) => ({
+    log: { level: "none", access_log: false },
+    servers: [{ name: "web", listen: "127.0.0.1:0", routes }],
+    upstreams: { a: { endpoints: [{ url: upstream }] } }
+  })
+  const never = (logs: ReadonlyArray<{ readonly level: string; readonly message: string }>) =>
+    logs.filter((l) => l.level === "Warn" && l.message.includes("never matches")).map((l) => l.message)
+
+  it.live("start and every reload log a warning for each route that can never match, and still serve", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startLiveGateway(Gateway.layer(configWith(upstream.url, [
+        { id: "api", match: { path: { prefix: "/api" } }, upstream: "a" },
+        { id: "api-again", match: { path: { prefix: "/api" } }, upstream: "a" }
+      ])))
+      assert.deepStrictEqual(never(gateway.logs), [
+        "<value>: servers[0].routes[1] (id \"api-again\"): never matches: shadowed by routes[0] (id \"api\"): " +
+        "same host and path, declared first, no method, header or query conditions"
+      ])
+
+      yield* publishConfig(gateway.source, configWith(upstream.url, [
+        { id: "root", priority: 1, match: { path: { prefix: "/" } }, upstream: "a" },
+        { id: "api", match: { path: { prefix: "/api" } }, upstream: "a" }
+      ]), "test")
+      yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the reload is applied")
+      assert.deepStrictEqual(never(gateway.logs).slice(1), [
+        "<value>: servers[0].routes[1] (id \"api\"): never matches: shadowed by routes[0] (id \"root\"): " +
+        "its prefix \"/\" covers prefix \"/api\", higher priority (1 > 0), no method, header or query conditions"
+      ])
+      const res = yield* send(`http://127.0.0.1:${gateway.port("web")}/api/x`)
+      assert.strictEqual(res.status, 200)
+    }))
+
+  it.live("a config whose routes can all match logs no such warning", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startLiveGateway(Gateway.layer(configWith(upstream.url, [
+        { id: "versioned", match: { path: { regex: "^/v[0-9]+/" } }, upstream: "a" },
+        { id: "post", match: { path: { prefix: "/" }, methods: ["POST"] }, upstream: "a" },
+        { id: "rest", match: { path: { prefix: "/" } }, upstream: "a" }
+      ])))
+      assert.deepStrictEqual(never(gateway.logs), [])
     }))
 })
 

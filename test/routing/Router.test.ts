@@ -59,15 +59,33 @@ describe("Router: path precedence", () => {
     expect(r.find(req({ path: "/api" }))).toBeUndefined()
   })
 
-  it("a regex path is only tried after exact and prefix routes", () => {
+  it("a regex path is tried after exact paths and before every prefix", () => {
     const r = router([
-      ["regex", { path: { regex: "^/a" } }],
       ["prefix", { path: { prefix: "/a" } }],
-      ["exact", { path: { exact: "/a/x" } }]
+      ["regex", { path: { regex: "^/a/y" } }],
+      ["exact", { path: { exact: "/a/y" } }]
     ])
-    expect(r.find(req({ path: "/a/x" }))).toBe("exact")
-    expect(r.find(req({ path: "/a/y" }))).toBe("prefix")
-    expect(r.find(req({ path: "/ab" }))).toBe("regex")
+    expect(r.find(req({ path: "/a/y" }))).toBe("exact")
+    expect(r.find(req({ path: "/a/yz" }))).toBe("regex")
+    expect(r.find(req({ path: "/a/z" }))).toBe("prefix")
+  })
+
+  it("a regex route declared before a catch-all prefix \"/\" takes the paths it matches", () => {
+    const r = router([
+      ["versioned", { path: { regex: "^/v[0-9]+/" } }],
+      ["rest", { path: { prefix: "/" } }]
+    ])
+    expect(r.find(req({ path: "/v2/things" }))).toBe("versioned")
+    expect(r.find(req({ path: "/things" }))).toBe("rest")
+  })
+
+  it("a regex route declared after a catch-all prefix \"/\" also takes the paths it matches", () => {
+    const r = router([
+      ["rest", {}],
+      ["versioned", { path: { regex: "^/v[0-9]+/" } }]
+    ])
+    expect(r.find(req({ path: "/v2/things" }))).toBe("versioned")
+    expect(r.find(req({ path: "/things" }))).toBe("rest")
   })
 
   it("declaration order breaks ties between equally specific routes", () => {
@@ -85,11 +103,15 @@ describe("Router: path precedence", () => {
   it("a route without a path matches every path like prefix \"/\"", () => {
     const r = router([
       ["any", {}],
-      ["root", { path: { prefix: "/" } }],
-      ["regex", { path: { regex: "." } }]
+      ["root", { path: { prefix: "/" } }]
     ])
     expect(r.find(req({ path: "/" }))).toBe("any")
     expect(r.find(req({ path: "/deep/path/" }))).toBe("any")
+    const reversed = router([
+      ["root", { path: { prefix: "/" } }],
+      ["any", {}]
+    ])
+    expect(reversed.find(req({ path: "/deep/path/" }))).toBe("root")
   })
 
   it("a longer prefix beats a route without a path", () => {
@@ -254,16 +276,176 @@ describe("Router: conditions", () => {
     expect(r.find(req({ host: "a.example.com" }))).toBe("none")
   })
 
-  it("falling through tries the same prefix's later routes, then shorter prefixes, then regex", () => {
+  it("falling through tries regex routes, then the same prefix's later routes, then shorter prefixes", () => {
     const r = router([
       ["a-post", { path: { prefix: "/a" }, methods: ["POST"] }],
       ["a-put", { path: { prefix: "/a" }, methods: ["PUT"] }],
       ["root-put", { path: { prefix: "/" }, methods: ["PUT", "DELETE"] }],
-      ["regex", { path: { regex: "^/a" } }]
+      ["regex-get", { path: { regex: "^/a" }, methods: ["GET"] }]
     ])
+    expect(r.find(req({ path: "/a/b", method: "GET" }))).toBe("regex-get")
     expect(r.find(req({ path: "/a/b", method: "PUT" }))).toBe("a-put")
     expect(r.find(req({ path: "/a/b", method: "DELETE" }))).toBe("root-put")
-    expect(r.find(req({ path: "/a/b", method: "GET" }))).toBe("regex")
+    expect(r.find(req({ path: "/a/b", method: "PATCH" }))).toBeUndefined()
+  })
+
+  it("an exact route whose conditions fail falls through to the regex routes", () => {
+    const r = router([
+      ["regex", { path: { regex: "^/login$" } }],
+      ["login-post", { path: { exact: "/login" }, methods: ["POST"] }]
+    ])
+    expect(r.find(req({ path: "/login", method: "POST" }))).toBe("login-post")
+    expect(r.find(req({ path: "/login", method: "GET" }))).toBe("regex")
+  })
+
+  it("a regex route whose conditions fail falls through to the next regex in declaration order", () => {
+    const r = router([
+      ["r1", { path: { regex: "^/r/" }, headers: { "x-a": "1" } }],
+      ["r2", { path: { regex: "^/r/" }, query: { q: { present: true } } }],
+      ["r3", { path: { regex: "/r/" } }]
+    ])
+    expect(r.find(req({ path: "/r/1", headers: { "x-a": "1" }, query: "?q" }))).toBe("r1")
+    expect(r.find(req({ path: "/r/1", query: "?q" }))).toBe("r2")
+    expect(r.find(req({ path: "/r/1" }))).toBe("r3")
+  })
+})
+
+/** Compiles [id, match, priority] routes whose values are their ids. */
+const prioritized = (routes: ReadonlyArray<readonly [string, RouteMatchSpec, number?]>) =>
+  compileRouter(routes.map(([id, match, priority]) => ({ match, value: id, priority })))
+
+describe("Router: priority", () => {
+  it("a higher priority prefix beats an exact path and a regex of lower priority", () => {
+    const r = prioritized([
+      ["exact", { path: { exact: "/a/b" } }],
+      ["regex", { path: { regex: "^/a/" } }],
+      ["prefix", { path: { prefix: "/a" } }, 1]
+    ])
+    expect(r.find(req({ path: "/a/b" }))).toBe("prefix")
+    expect(r.find(req({ path: "/a/c" }))).toBe("prefix")
+  })
+
+  it("a higher priority shorter prefix beats a longer prefix", () => {
+    const r = prioritized([
+      ["long", { path: { prefix: "/a/b" } }],
+      ["short", { path: { prefix: "/a" } }, 5]
+    ])
+    expect(r.find(req({ path: "/a/b/c" }))).toBe("short")
+  })
+
+  it("a higher priority regex beats an exact path", () => {
+    const r = prioritized([
+      ["exact", { path: { exact: "/a" } }],
+      ["regex", { path: { regex: "^/a$" } }, 1]
+    ])
+    expect(r.find(req({ path: "/a" }))).toBe("regex")
+  })
+
+  it("among routes of equal priority the path rule decides, whatever the priority's value", () => {
+    const r = prioritized([
+      ["prefix", { path: { prefix: "/a" } }, 3],
+      ["regex", { path: { regex: "^/a/" } }, 3],
+      ["exact", { path: { exact: "/a/x" } }, 3],
+      ["low", { path: { exact: "/a/y" } }, 2]
+    ])
+    expect(r.find(req({ path: "/a/x" }))).toBe("exact")
+    expect(r.find(req({ path: "/a/y" }))).toBe("regex")
+    expect(r.find(req({ path: "/a" }))).toBe("prefix")
+  })
+
+  it("no priority is priority 0, tied by the path rule and then declaration order", () => {
+    const r = prioritized([
+      ["none", { path: { prefix: "/a" } }],
+      ["zero", { path: { prefix: "/a" } }, 0],
+      ["zero-exact", { path: { exact: "/a/x" } }, 0]
+    ])
+    expect(r.find(req({ path: "/a/b" }))).toBe("none")
+    expect(r.find(req({ path: "/a/x" }))).toBe("zero-exact")
+  })
+
+  it("a negative priority puts a route after the routes with the default priority", () => {
+    const r = prioritized([
+      ["exact", { path: { exact: "/a" } }, -1],
+      ["rest", { path: { prefix: "/" } }]
+    ])
+    expect(r.find(req({ path: "/a" }))).toBe("rest")
+  })
+
+  it("a higher priority route whose conditions fail falls through to the lower priorities in order", () => {
+    const r = prioritized([
+      ["rest", {}],
+      ["regex", { path: { regex: "^/a" } }],
+      ["beta", { path: { prefix: "/a" }, headers: { "x-beta": "1" } }, 2],
+      ["post", { path: { prefix: "/" }, methods: ["POST"] }, 1]
+    ])
+    expect(r.find(req({ path: "/a/x", headers: { "x-beta": "1" } }))).toBe("beta")
+    expect(r.find(req({ path: "/a/x", method: "POST" }))).toBe("post")
+    expect(r.find(req({ path: "/a/x" }))).toBe("regex")
+    expect(r.find(req({ path: "/b" }))).toBe("rest")
+  })
+
+  it("priority orders routes within a host class only: the host class is still decided first", () => {
+    const r = prioritized([
+      ["any-host", { path: { prefix: "/" } }, 100],
+      ["wild", { host: "*.example.com" }, 50],
+      ["exact-host", { host: "api.example.com" }]
+    ])
+    expect(r.find(req({ host: "api.example.com" }))).toBe("exact-host")
+    expect(r.find(req({ host: "www.example.com" }))).toBe("wild")
+    expect(r.find(req({ host: "other.org" }))).toBe("any-host")
+  })
+})
+
+describe("Router: regex routes by first segment", () => {
+  it("anchored regex routes with a literal first segment match only their own segment", () => {
+    const r = router([
+      ["users", { path: { regex: "^/users/[0-9]+$" } }],
+      ["escaped", { path: { regex: "^\\/v1\\/" } }],
+      ["health", { path: { regex: "^/health$" } }],
+      ["root", { path: { regex: "^/$" } }]
+    ])
+    expect(r.find(req({ path: "/users/42" }))).toBe("users")
+    expect(r.find(req({ path: "/v1/x" }))).toBe("escaped")
+    expect(r.find(req({ path: "/health" }))).toBe("health")
+    expect(r.find(req({ path: "/" }))).toBe("root")
+    expect(r.find(req({ path: "/healthz" }))).toBeUndefined()
+    expect(r.find(req({ path: "/v2/x" }))).toBeUndefined()
+  })
+
+  it("a character made optional by a quantifier does not narrow the segment", () => {
+    const r = router([
+      ["optional", { path: { regex: "^/ab?/" } }],
+      ["slash", { path: { regex: "^/s/?t" } }],
+      ["star", { path: { regex: "^/xy*$" } }],
+      ["braces", { path: { regex: "^/mn{0,1}$" } }],
+      ["open", { path: { regex: "^/api" } }]
+    ])
+    expect(r.find(req({ path: "/a/x" }))).toBe("optional")
+    expect(r.find(req({ path: "/ab/x" }))).toBe("optional")
+    expect(r.find(req({ path: "/st" }))).toBe("slash")
+    expect(r.find(req({ path: "/x" }))).toBe("star")
+    expect(r.find(req({ path: "/m" }))).toBe("braces")
+    expect(r.find(req({ path: "/apix" }))).toBe("open")
+  })
+
+  it("an alternation anywhere keeps a regex route tried for every segment", () => {
+    const r = router([["alt", { path: { regex: "^/a/|^/b/" } }]])
+    expect(r.find(req({ path: "/b/x" }))).toBe("alt")
+  })
+
+  it("declaration order holds between segment-bound and unbound regex routes", () => {
+    const first = router([
+      ["png", { path: { regex: "\\.png$" } }],
+      ["img", { path: { regex: "^/img/" } }]
+    ])
+    expect(first.find(req({ path: "/img/a.png" }))).toBe("png")
+    expect(first.find(req({ path: "/img/a.gif" }))).toBe("img")
+    const second = router([
+      ["img", { path: { regex: "^/img/" } }],
+      ["png", { path: { regex: "\\.png$" } }]
+    ])
+    expect(second.find(req({ path: "/img/a.png" }))).toBe("img")
+    expect(second.find(req({ path: "/x/a.png" }))).toBe("png")
   })
 })
 
@@ -281,7 +463,12 @@ const pathArb: fc.Arbitrary<string> = fc
     return slash && !p.endsWith("/") ? p + "/" : p
   })
 
-const regexArb: fc.Arbitrary<string> = fc.constantFrom("^/a", "b$", "^/$", "/ab", "^/a/b", "a/", ".")
+// Unanchored, anchored without a complete first segment, and anchored on one (which the router
+// indexes by segment), including the forms that must not be read as a segment (`?`, `|`).
+const regexArb: fc.Arbitrary<string> = fc.constantFrom(
+  "^/a", "b$", "/ab", "a/", ".",
+  "^/$", "^/a/b", "^/ab/", "^/b$", "^\\/a\\/", "^/a/?b", "^/a/|^/b"
+)
 
 const pathMatchArb: fc.Arbitrary<PathMatch | undefined> = fc.oneof(
   fc.constant(undefined),
@@ -315,6 +502,20 @@ const specArb: fc.Arbitrary<RouteMatchSpec> = fc
     if (query !== undefined) spec.query = { q: query }
     return spec
   })
+
+interface Entry {
+  readonly match: RouteMatchSpec
+  readonly priority: number | undefined
+}
+
+// Mostly no priority (the common single-tier case), sometimes a few levels either side of 0.
+const entryArb: fc.Arbitrary<Entry> = fc.record({
+  match: specArb,
+  priority: fc.oneof(
+    { arbitrary: fc.constant(undefined), weight: 3 },
+    { arbitrary: fc.constantFrom(-1, 0, 1, 2), weight: 2 }
+  )
+})
 
 interface PlainRequest {
   readonly host: string
@@ -390,20 +591,25 @@ const hostRank = (spec: RouteMatchSpec): readonly [number, number] => {
   return [0, 0]
 }
 
-/** [class, -length] for the path; smaller sorts first. */
+/** [kind, -length] for the path: exact, then regex, then the longest prefix; smaller sorts first. */
 const pathRank = (m: PathMatch | undefined): readonly [number, number] => {
-  if (m === undefined) return [1, -1]
+  if (m === undefined) return [2, -1]
   if (m.exact !== undefined) return [0, 0]
-  if (m.prefix !== undefined) return [1, -m.prefix.length]
-  return [2, 0]
+  if (m.prefix !== undefined) return [2, -m.prefix.length]
+  return [1, 0]
 }
 
-const referenceFind = (specs: ReadonlyArray<RouteMatchSpec>, r: PlainRequest): number | undefined => {
-  const matching = specs
-    .map((spec, index) => ({ spec, index }))
+/**
+ * Of the routes whose host, path and conditions all hold, the first by
+ * (host class, priority descending, path kind, prefix length descending, declaration order).
+ */
+const referenceFind = (entries: ReadonlyArray<Entry>, r: PlainRequest): number | undefined => {
+  const matching = entries
+    .map(({ match, priority }, index) => ({ spec: match, priority: priority ?? 0, index }))
     .filter(({ spec }) => hostMatches(spec.host, r.host) && pathMatches(spec.path, r.path) && conditionsHold(spec, r))
-  const key = ({ spec, index }: { spec: RouteMatchSpec; index: number }) => [
+  const key = ({ spec, priority, index }: { spec: RouteMatchSpec; priority: number; index: number }) => [
     ...hostRank(spec),
+    -priority,
     ...pathRank(spec.path),
     index
   ]
@@ -426,12 +632,12 @@ describe("Router: property", () => {
   it("picks the same route as a reference matcher written from the precedence rules", () => {
     fc.assert(
       fc.property(
-        fc.array(specArb, { minLength: 1, maxLength: 30 }),
+        fc.array(entryArb, { minLength: 1, maxLength: 30 }),
         fc.array(requestArb, { minLength: 1, maxLength: 20 }),
-        (specs, requests) => {
-          const compiled = compileRouter(specs.map((match, index) => ({ match, value: index })))
+        (entries, requests) => {
+          const compiled = compileRouter(entries.map(({ match, priority }, index) => ({ match, priority, value: index })))
           for (const r of requests) {
-            expect(compiled.find(toRouteRequest(r))).toBe(referenceFind(specs, r))
+            expect(compiled.find(toRouteRequest(r))).toBe(referenceFind(entries, r))
           }
         }
       ),
