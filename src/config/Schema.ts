@@ -166,7 +166,11 @@ export const Limits = Schema.Struct({
   max_connections: Schema.optionalKey(PositiveInt),
   max_header_bytes: Schema.optionalKey(PositiveInt),
   max_body_bytes: Schema.optionalKey(PositiveInt),
-  idle_timeout: Schema.optionalKey(DurationMs)
+  idle_timeout: Schema.optionalKey(DurationMs),
+  /** From a connection's first byte (or its last response) to the end of the request head. */
+  header_timeout: Schema.optionalKey(DurationMs),
+  /** From the start of a request to the end of its body. */
+  request_timeout: Schema.optionalKey(DurationMs)
 })
 export type Limits = typeof Limits.Type
 

@@ -4,22 +4,38 @@
  * reaches the router or an upstream; the connection is closed after the answer because its
  * framing can no longer be trusted.
  */
+import type { ServerResponse } from "node:http"
 import type { Duplex } from "node:stream"
+import { sendError } from "../proxy/Exchange.ts"
 import type { Rejections } from "../telemetry/Metrics.ts"
-import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, type GatewayError } from "../proxy/GatewayError.ts"
+import { existingConnection } from "../proxy/ClientConnection.ts"
+import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, RequestTimeout, type GatewayError } from "../proxy/GatewayError.ts"
 
 const reasons: Record<number, string> = { 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large" }
 
-const writeAndClose = (socket: Duplex, rejections: Rejections | undefined, error: GatewayError, status?: number) => {
-  rejections?.count(status === 408 ? "RequestTimeout" : error._tag)
+const writeAndClose = (socket: Duplex, error: GatewayError) => {
   if (socket.writable) {
     const response = errorResponse(error)
-    const code = status ?? response.status
+    const code = response.status
     socket.end(
       `HTTP/1.1 ${code} ${reasons[code] ?? "Error"}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\n\r\n${response.body}`
     )
   } else socket.destroy()
 }
+
+/**
+ * Answers a refusal on a connection. Responses to requests taken before the bad bytes go out
+ * first (the refusal waits for them), and a connection that already has its closing response
+ * gets no second one.
+ */
+const refuse = (socket: Duplex, rejections: Rejections | undefined, error: GatewayError) => {
+  rejections?.count(error._tag)
+  const connection = existingConnection(socket)
+  if (connection === undefined) writeAndClose(socket, error)
+  else connection.refuse({ error, raw: () => writeAndClose(socket, error), reply: replyClosing })
+}
+
+const replyClosing = (res: ServerResponse, error: GatewayError) => void sendError(res, error, true)
 
 /**
  * The `clientError` listener: 431 for oversized headers, 408 for timeouts, 400 otherwise.
@@ -31,19 +47,28 @@ export const onClientError = (error: Error & { code?: string }, socket: Duplex, 
     case "EPIPE":
       socket.destroy()
       return
+    case "HPE_INVALID_EOF_STATE":
+      // The client ended its side in the middle of a request body: it has left (499), there
+      // is nobody to tell what was wrong with a request it gave up on.
+      if (existingConnection(socket)?.receiving?.req.complete === false) {
+        socket.destroy()
+        return
+      }
+      refuse(socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
+      return
     case "HPE_HEADER_OVERFLOW":
-      writeAndClose(socket, rejections, new HeadersTooLarge({ message: "Request headers are too large" }))
+      refuse(socket, rejections, new HeadersTooLarge({ message: "Request headers are too large" }))
       return
     case "ERR_HTTP_REQUEST_TIMEOUT":
     case "HPE_HEADERS_TIMEOUT":
-      writeAndClose(socket, rejections, new BadRequest({ message: "Request timed out" }), 408)
+      refuse(socket, rejections, new RequestTimeout({ message: "The request did not arrive in time" }))
       return
     default:
-      writeAndClose(socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
+      refuse(socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
   }
 }
 
 /** The `connect` listener: CONNECT tunnels are not offered on an HTTP listener. */
 export const onConnect = (_req: unknown, socket: Duplex, rejections?: Rejections): void => {
-  writeAndClose(socket, rejections, new MethodNotAllowed({ message: "CONNECT is not supported" }))
+  refuse(socket, rejections, new MethodNotAllowed({ message: "CONNECT is not supported" }))
 }

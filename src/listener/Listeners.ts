@@ -54,10 +54,29 @@ interface Live {
 const fixedSettings = (server: Server): string =>
   JSON.stringify([server.protocol ?? "http", server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes])
 
+/**
+ * How often node:http looks for connections past `header_timeout` / `request_timeout` (its
+ * default, 30 s, would let a 1 s header timeout fire up to 31 s late). A fixed interval, so
+ * that a reload can change the timeouts in place; scanning the connection list costs microseconds.
+ */
+const TIMEOUT_CHECK_INTERVAL_MS = 250
+
+/** The timeouts as node:http takes them: a head cannot be given longer than the whole request. */
+const timeouts = (server: Server) => {
+  const request = server.limits?.request_timeout ?? limitDefaults.request_timeout
+  const header = Math.min(server.limits?.header_timeout ?? limitDefaults.header_timeout, request)
+  return { header, request }
+}
+
 /** Limits node:http reads per connection or per response, so a running server takes them as they change. */
 const applyLimits = (http: HttpServer, server: Server): void => {
   http.maxConnections = server.limits?.max_connections ?? limitDefaults.max_connections
   http.keepAliveTimeout = server.limits?.idle_timeout ?? limitDefaults.idle_timeout
+  // node:http waits 1 s past keepAliveTimeout by default; the configured idle timeout is the one.
+  http.keepAliveTimeoutBuffer = 0
+  const { header, request } = timeouts(server)
+  http.headersTimeout = header
+  http.requestTimeout = request
 }
 
 /** Whether `live` already listens where `at` asks; port 0 takes whichever port it has. */
@@ -94,8 +113,10 @@ export class Listeners extends Context.Service<Listeners, {
           insecureHTTPParser: false,
           requireHostHeader: false, // checked by the handler, which answers with the JSON error body
           keepAliveTimeout: limits.idle_timeout ?? limitDefaults.idle_timeout,
-          headersTimeout: 60_000,
-          requestTimeout: 300_000
+          keepAliveTimeoutBuffer: 0,
+          headersTimeout: timeouts(server).header,
+          requestTimeout: timeouts(server).request,
+          connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS
         })
         applyLimits(http, server)
         const name = server.name

@@ -12,6 +12,8 @@ import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { errorResponse, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
+import { connectionOf, type Receiving } from "./ClientConnection.ts"
+import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
@@ -39,7 +41,7 @@ export const sendError = (res: ServerResponse, error: GatewayError, close = fals
     return 0
   }
   const { body, status } = errorResponse(error)
-  if (close) res.shouldKeepAlive = false
+  if (close) connectionOf(res.req.socket).closeAfter(res.req, res)
   res.writeHead(status, ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"])
   res.end(body)
   return status
@@ -91,6 +93,10 @@ const failureOf = (error: GatewayError): TryFailure | undefined =>
     ? "connect-failure"
     : error._tag === "UpstreamResponseTimeout" || error._tag === "UpstreamBodyTimeout"
     ? "timeout"
+    : error._tag === "UpstreamProtocolError"
+    // A response that broke the protocol is the upstream's failure, as a 502 of its own is:
+    // retried where 502 is, and a 5xx to outlier detection.
+    ? 502
     : undefined
 
 /**
@@ -160,7 +166,7 @@ const recordTry = (group: UpstreamGroup, attempt: Try, failure: OutlierFailure |
 const outlierFailureOf = (failure: TryFailure | undefined): OutlierFailure | undefined =>
   failure === undefined ? undefined : typeof failure === "number" ? "5xx" : failure
 
-export class Exchange {
+export class Exchange implements Receiving {
   current: Try | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
   private done = false
@@ -214,6 +220,8 @@ export class Exchange {
       if (!this.done) this.abort(new ClientGone("client closed the connection"), undefined)
     }
     res.once("close", this.onClientClose)
+    // Until its body is in, a refusal the parser finds on this connection is this request's.
+    connectionOf(req.socket).receiving = this
     if (route.timeoutMs !== undefined) {
       this.timer = setTimeout(() => this.onRouteTimeout(), route.timeoutMs)
     }
@@ -224,6 +232,11 @@ export class Exchange {
     this.tracer = tracer
     this.span = span
     this.traceId = traceId
+  }
+
+  /** Ends the exchange with an error found in the client's request (see ClientConnection.Receiving). */
+  interrupt(error: GatewayError): void {
+    this.abort(new TryAbandoned("the client's request failed"), error)
   }
 
   /** Whether the exchange has ended (answered, failed, or the client left). */
@@ -322,7 +335,13 @@ export class Exchange {
     if (attempt.span !== undefined) this.endTrySpan(attempt, 0, error._tag)
     const failure = failureOf(error)
     this.route.group.metrics.attempt(
-      failure === "connect-failure" ? "connect_error" : failure === "timeout" || failure === "reset" ? failure : "error"
+      failure === "connect-failure"
+        ? "connect_error"
+        : failure === "timeout" || failure === "reset"
+        ? failure
+        : error._tag === "UpstreamProtocolError"
+        ? "protocol_error"
+        : "error"
     )
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
     if (failure !== undefined && this.retryAfter(attempt, failure)) return
@@ -381,7 +400,9 @@ export class Exchange {
   /** Answers with a gateway error (counted in the bytes sent when the log wants them). */
   private answerError(error: GatewayError): number {
     const headersSent = this.res.headersSent
-    const status = sendError(this.res, error, this.drain.draining)
+    // A request whose body is still coming cannot leave the connection reusable: the rest of
+    // the body would have to be read first, and nothing reads it any more.
+    const status = sendError(this.res, error, this.drain.draining || !this.req.complete)
     if (!headersSent && this.accessLog !== undefined) this.bytes += Buffer.byteLength(errorResponse(error).body)
     return status
   }
@@ -450,14 +471,24 @@ export class Exchange {
     this.route.group.balancer.observe(attempt.endpoint, performance.now() - this.tryStarted)
     const extraHop = connectionTokens(headers.connection as string | undefined)
     const drop = this.route.responseHeaders.drop
+    // RFC 9110 §8.6: a 204 has no Content-Length; a 204 or a 304 has no body to frame.
+    const bodiless = statusCode === 204 || statusCode === 304
     const out: Array<string> = []
     for (const name in headers) {
       const value = headers[name]
       if (value === undefined || HOP_BY_HOP.has(name)) continue
       if (extraHop !== undefined && extraHop.has(name)) continue
       if (drop !== undefined && drop.has(name)) continue
+      if (bodiless && statusCode === 204 && name === "content-length") continue
       if (typeof value === "string") out.push(name, value)
       else for (const v of value) out.push(name, v)
+    }
+    // Codings other than chunked go on to the client as they came (undici only removed the
+    // chunking); node:http chunks the body again.
+    const te = headers["transfer-encoding"]
+    if (te !== undefined && !bodiless) {
+      const codings = transferCodings(te)
+      if (codings.others !== "") out.push("transfer-encoding", `${codings.others}, chunked`)
     }
     const append = this.route.responseHeaders.append
     for (let i = 0; i < append.length; i++) out.push(append[i])
@@ -474,8 +505,10 @@ export class Exchange {
     if (head !== undefined) {
       this.head = undefined
       if (this.statusMessage !== undefined && this.statusMessage !== "") this.res.statusMessage = this.statusMessage
-      // While draining, the response says `Connection: close` and the connection ends with it.
-      if (this.drain.draining) this.res.shouldKeepAlive = false
+      // While draining, the response says `Connection: close` and the connection ends with it;
+      // so does a response that starts while the client is still sending its body (an early
+      // answer), since nothing will read the rest of that body to find the next request.
+      if (this.drain.draining || !this.req.complete) connectionOf(this.req.socket).closeAfter(this.req, this.res)
       this.res.writeHead(this.status, head)
     }
   }

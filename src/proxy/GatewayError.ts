@@ -18,6 +18,17 @@ export class BadRequest extends Schema.TaggedError<BadRequest>()("BadRequest", f
 export class PayloadTooLarge extends Schema.TaggedError<PayloadTooLarge>()("PayloadTooLarge", fields) {
   readonly source = "client"
 }
+/**
+ * The client took longer than `header_timeout` to send the request head, or longer than
+ * `request_timeout` to send the whole request (408).
+ */
+export class RequestTimeout extends Schema.TaggedError<RequestTimeout>()("RequestTimeout", fields) {
+  readonly source = "client"
+}
+/** The request uses a transfer coding the gateway does not implement, such as `gzip, chunked` (501). */
+export class NotImplemented extends Schema.TaggedError<NotImplemented>()("NotImplemented", fields) {
+  readonly source = "client"
+}
 /** The request headers are larger than `max_header_bytes` (431). */
 export class HeadersTooLarge extends Schema.TaggedError<HeadersTooLarge>()("HeadersTooLarge", fields) {
   readonly source = "client"
@@ -58,6 +69,10 @@ export class UpstreamBodyTimeout extends Schema.TaggedError<UpstreamBodyTimeout>
 export class UpstreamReset extends Schema.TaggedError<UpstreamReset>()("UpstreamReset", fields) {
   readonly source = "upstream"
 }
+/** The upstream's response broke HTTP/1.1's syntax (bare LF, obs-fold, a bad status line) (502). */
+export class UpstreamProtocolError extends Schema.TaggedError<UpstreamProtocolError>()("UpstreamProtocolError", fields) {
+  readonly source = "upstream"
+}
 /** A bug or an unexpected failure inside the gateway (500). */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", fields) {
   readonly source = "internal"
@@ -67,6 +82,8 @@ export type GatewayError =
   | RouteNotFound
   | BadRequest
   | PayloadTooLarge
+  | RequestTimeout
+  | NotImplemented
   | HeadersTooLarge
   | MethodNotAllowed
   | NoHealthyUpstream
@@ -77,12 +94,15 @@ export type GatewayError =
   | UpstreamResponseTimeout
   | UpstreamBodyTimeout
   | UpstreamReset
+  | UpstreamProtocolError
   | InternalError
 
 const statusByTag: Record<GatewayError["_tag"], number> = {
   RouteNotFound: 404,
   BadRequest: 400,
   PayloadTooLarge: 413,
+  RequestTimeout: 408,
+  NotImplemented: 501,
   HeadersTooLarge: 431,
   MethodNotAllowed: 405,
   NoHealthyUpstream: 503,
@@ -93,6 +113,7 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   UpstreamResponseTimeout: 504,
   UpstreamBodyTimeout: 504,
   UpstreamReset: 502,
+  UpstreamProtocolError: 502,
   InternalError: 500
 }
 

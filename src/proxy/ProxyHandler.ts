@@ -15,7 +15,9 @@ import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
-import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
+import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
+import { connectionOf } from "./ClientConnection.ts"
+import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
@@ -42,6 +44,8 @@ const badTarget = new BadRequest({ message: "Invalid request target" })
 const badEncoding = new BadRequest({ message: "Invalid percent-encoding in the request path" })
 const badHost = new BadRequest({ message: "Invalid or repeated Host header" })
 const tooLarge = new PayloadTooLarge({ message: "The request body is too large" })
+const unsupportedCoding = new NotImplemented({ message: "Transfer codings other than chunked are not supported" })
+const badCoding = new BadRequest({ message: "Invalid Transfer-Encoding" })
 const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
 const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
@@ -102,7 +106,18 @@ const reject = (
  */
 export const makeRequestHandler = (current: () => ListenerTable, drain: DrainState = { draining: false }) =>
 (req: IncomingMessage, res: ServerResponse): void => {
+  const connection = connectionOf(req.socket)
+  // A request behind one whose response closes the connection is never run: nobody would
+  // read its answer. node:http drops its response when the socket closes.
+  if (!connection.take(res)) return
+  if (drain.draining) connection.closing = true
   const table = current()
+  const method = req.method ?? "GET"
+  if (connection.admits(method)) handle(table, req, res, method, drain)
+  else connection.hold(method, req, res, () => handle(table, req, res, method, drain))
+}
+
+const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState): void => {
   const url = req.url ?? "/"
   if (url === "*") {
     // The asterisk form asks about the server itself (RFC 9112 §3.2.4); only OPTIONS may use it.
@@ -117,6 +132,18 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
     reject(table, req, res, badHost, true)
     return
   }
+  if (scan.transferEncoding !== undefined) {
+    const codings = transferCodings(scan.transferEncoding)
+    if (codings.others !== "" || codings.chunked !== 1) {
+      // The body's framing is not one the gateway can read: the connection cannot go on.
+      reject(table, req, res, codings.chunked !== 1 ? badCoding : unsupportedCoding, true)
+      return
+    }
+  }
+  // node:http hands an Upgrade request over as a plain one but drops the bytes that came with
+  // its head in the same read, so nothing after it on this connection can be trusted: it is
+  // answered (without the upgrade, a hop-by-hop header) and the connection closes.
+  if (scan.upgrade) connectionOf(req.socket).closeAfter(req, res)
   const target = parseRequestTarget(url, scan.host)
   if (typeof target === "string") {
     reject(table, req, res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)
@@ -127,7 +154,6 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   // for every header of the request.
   const raw = req.rawHeaders
   const header = (name: string) => lookupHeader(raw, name)
-  const method = req.method ?? "GET"
   const route = table.router.find({ host: target.host, path: target.path, method, query: target.query, header })
   if (route === undefined) {
     reject(table, req, res, routeNotFound, false, target.path)

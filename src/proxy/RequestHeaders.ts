@@ -22,6 +22,10 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   readonly connection: string | undefined
   /** The client's W3C `traceparent`, taken out: the proxy puts back the one it continues with. */
   readonly traceparent: string | undefined
+  /** The `Transfer-Encoding` value (repeated fields joined), taken out like every hop-by-hop field. */
+  readonly transferEncoding: string | undefined
+  /** Whether the request asks for a protocol upgrade (an `Upgrade` field). */
+  readonly upgrade: boolean
 } => {
   const headers: Array<string> = []
   let host: string | undefined
@@ -31,6 +35,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   let connection: string | undefined
   let traceparent: string | undefined
   let chunked = false
+  let transferEncoding: string | undefined
+  let upgrade = false
   let contentLength = -1
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
@@ -55,6 +61,10 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
         continue
       case "transfer-encoding":
         chunked = true
+        transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
+        continue
+      case "upgrade":
+        upgrade = true
         continue
       case "content-length":
         contentLength = Number(value)
@@ -76,6 +86,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
     via,
     connection,
     traceparent,
+    transferEncoding,
+    upgrade,
     chunked,
     contentLength,
     hasBody: chunked || contentLength > 0

@@ -8,6 +8,7 @@ import {
   UpstreamConnectError,
   UpstreamBodyTimeout,
   UpstreamConnectTimeout,
+  UpstreamProtocolError,
   UpstreamReset,
   UpstreamResponseTimeout,
   type GatewayError
@@ -25,11 +26,19 @@ const connectCodes = new Set([
 /** The code the request-body limiter fails its stream with; surfaces here through undici. */
 export const BODY_TOO_LARGE = "FG_BODY_TOO_LARGE"
 
+/** The parser's own words (e.g. "Missing expected CR after response line") name what was wrong. */
+const invalidResponse = (error: Error): UpstreamProtocolError => {
+  const detail = /\(([^()]+)\)$/.exec(error.message)?.[1]
+  return new UpstreamProtocolError({ message: `The upstream sent an invalid response${detail === undefined ? "" : ` (${detail})`}` })
+}
+
 /**
  * @example
  * fromUpstreamError(Object.assign(new Error("connect ECONNREFUSED"), { code: "ECONNREFUSED" }))._tag // => "UpstreamConnectError"
  */
 export const fromUpstreamError = (error: Error): GatewayError => {
+  // undici's parser errors often carry no code; the name is what marks them.
+  if (error.name === "HTTPParserError") return invalidResponse(error)
   const code = (error as { code?: unknown }).code ?? (error.cause as { code?: unknown } | undefined)?.code
   switch (code) {
     case BODY_TOO_LARGE:
@@ -48,13 +57,12 @@ export const fromUpstreamError = (error: Error): GatewayError => {
       return new UpstreamReset({ message: "The upstream closed the connection" })
     case "UND_ERR_RES_CONTENT_LENGTH_MISMATCH":
     case "UND_ERR_INFO":
-    case "HPE_INVALID_CONSTANT":
+      // A body cut short: the upstream closed before the response was complete.
       return new UpstreamReset({ message: "The upstream sent an invalid response" })
   }
-  if (typeof code === "string" && (connectCodes.has(code) || code.startsWith("HPE_"))) {
-    return code.startsWith("HPE_")
-      ? new UpstreamReset({ message: "The upstream sent an invalid response" })
-      : new UpstreamConnectError({ message: `Cannot connect to the upstream (${code})` })
+  if (typeof code === "string") {
+    if (code.startsWith("HPE_")) return invalidResponse(error)
+    if (connectCodes.has(code)) return new UpstreamConnectError({ message: `Cannot connect to the upstream (${code})` })
   }
   return new InternalError({ message: "Unexpected error while forwarding" })
 }

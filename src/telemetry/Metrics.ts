@@ -104,12 +104,12 @@ export const noRouteMetrics: RouteMetrics = { record: () => {} }
 export const noRejections: Rejections = { count: () => {} }
 
 const attempts = Metric.counter("fibergate_upstream_attempts_total", {
-  description: "Tries sent upstream, by upstream and result (success, 5xx, connect_error, timeout, reset, error)"
+  description: "Tries sent upstream, by upstream and result (success, 5xx, connect_error, timeout, reset, protocol_error, error)"
 })
 const retries = Metric.counter("fibergate_upstream_retries_total", { description: "Retries, by upstream" })
 
-export type AttemptResult = "success" | "5xx" | "connect_error" | "timeout" | "reset" | "error"
-const RESULTS: ReadonlyArray<AttemptResult> = ["success", "5xx", "connect_error", "timeout", "reset", "error"]
+export type AttemptResult = "success" | "5xx" | "connect_error" | "timeout" | "reset" | "protocol_error" | "error"
+const RESULTS: ReadonlyArray<AttemptResult> = ["success", "5xx", "connect_error", "timeout", "reset", "protocol_error", "error"]
 
 export interface UpstreamMetrics {
   readonly attempt: (result: AttemptResult) => void

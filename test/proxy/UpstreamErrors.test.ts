@@ -13,7 +13,7 @@ describe("undici and OS errors map to gateway errors once, at the boundary", () 
     ["ENOTFOUND", "UpstreamConnectError", 502],
     ["UND_ERR_SOCKET", "UpstreamReset", 502],
     ["ECONNRESET", "UpstreamReset", 502],
-    ["HPE_INVALID_CHUNK_SIZE", "UpstreamReset", 502],
+    ["HPE_INVALID_CHUNK_SIZE", "UpstreamProtocolError", 502],
     [BODY_TOO_LARGE, "PayloadTooLarge", 413],
     ["SOMETHING_ELSE", "InternalError", 500]
   ] as const)("%s -> %s (%d)", (code, tag, status) => {

@@ -1,0 +1,226 @@
+/**
+ * What the gateway keeps about one client connection across its requests, so that a pipeline
+ * behaves as RFC 9112 §9.3 asks:
+ *
+ * - responses go out in order, and an error the parser finds later waits for the responses
+ *   to the requests already taken (never a status line inside another response's body);
+ * - once a response that closes the connection is decided, no request behind it runs (nobody
+ *   would read its answer);
+ * - unsafe requests run one after another, after everything before them has been answered
+ *   (only safe methods may run in parallel, §9.3.2);
+ * - a close while the client may still be sending lingers: the gateway half-closes and keeps
+ *   reading (and dropping) for a bound, as nginx's lingering close does, so the kernel does
+ *   not answer unread bytes with a reset that destroys the response before the client reads it.
+ *
+ * One object per connection, made on its first request; per request it costs a counter, a
+ * flag test and one `close` listener.
+ */
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { Socket } from "node:net"
+import type { Duplex } from "node:stream"
+import type { GatewayError } from "./GatewayError.ts"
+
+const state = Symbol("fibergate.clientConnection")
+
+/** RFC 9110 §9.2.1: these may run in parallel within a pipeline. */
+const isSafe = (method: string) => method === "GET" || method === "HEAD" || method === "OPTIONS" || method === "TRACE"
+
+/** How long a lingering close waits for the client to stop sending (nginx: lingering_timeout 5s). */
+const LINGER_IDLE_MS = 5_000
+/** The longest a lingering close reads (nginx: lingering_time 30s). */
+const LINGER_MAX_MS = 30_000
+
+interface Held {
+  readonly method: string
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly run: () => void
+}
+
+/** A running request whose body the gateway is still reading (an exchange). */
+export interface Receiving {
+  readonly req: IncomingMessage
+  /** Ends the request with `error`, answered the way any other failure is. */
+  interrupt(error: GatewayError): void
+}
+
+/** How the parser's refusal is delivered, depending on where it lands. */
+export interface Refusal {
+  readonly error: GatewayError
+  /** Writes the answer straight on the socket and closes (no response is pending). */
+  readonly raw: () => void
+  /** Answers a request that was taken but never run, through its own response. */
+  readonly reply: (res: ServerResponse, error: GatewayError) => void
+}
+
+export class ClientConnection {
+  /** Requests taken on this connection (held ones included) whose responses are not done. */
+  inFlight = 0
+  /** A response that ends the connection is decided: requests behind it are not run. */
+  closing = false
+  /** The parser refused bytes on this connection: it has (or will have) its one answer. */
+  refused = false
+  private held: Array<Held> | undefined = undefined
+  /**
+   * The running request whose body is still coming, if any: a refusal found inside its body
+   * (a bad chunk, a timeout) is that request's answer.
+   */
+  receiving: Receiving | undefined = undefined
+  /** An unsafe request is running: it runs alone. */
+  private exclusive = false
+  /** The parser's refusal, written once the responses in flight are done. */
+  private refusal: (() => void) | undefined = undefined
+  private lingering = false
+  readonly socket: Socket
+  /** The `close` listener of every response on this connection (one function, made once). */
+  readonly responseDone: () => void
+
+  constructor(socket: Socket) {
+    this.socket = socket
+    this.responseDone = () => this.onResponseDone()
+  }
+
+  /**
+   * Takes a request: counts it until its response is done. Returns false when the request
+   * must not run at all (a response before it closes the connection).
+   */
+  take(res: ServerResponse): boolean {
+    if (this.closing || this.refused) return false
+    this.inFlight++
+    res.once("close", this.responseDone)
+    // The client asked to close (or spoke HTTP/1.0 without keep-alive): this is the last one.
+    if (!res.shouldKeepAlive) this.closing = true
+    return true
+  }
+
+  /**
+   * Whether a request with `method` may run now; if not, `hold` it. A safe request runs
+   * alongside other safe ones; an unsafe one runs alone, once everything before it is
+   * answered; and nothing overtakes a request that waits.
+   */
+  admits(method: string): boolean {
+    if (this.inFlight === 1) {
+      this.exclusive = !isSafe(method)
+      return true
+    }
+    if (this.exclusive || (this.held !== undefined && this.held.length > 0)) return false
+    if (isSafe(method)) return true
+    // Unsafe, with earlier requests still running.
+    return false
+  }
+
+  /** Runs `run` once the requests before it allow (see `admits`). */
+  hold(method: string, req: IncomingMessage, res: ServerResponse, run: () => void): void {
+    ;(this.held ??= []).push({ method, req, res, run })
+  }
+
+  /**
+   * Delivers the parser's refusal. When it lands in the body of the request being read, it is
+   * that request's answer (through its exchange, or its own response if it never ran). Else
+   * the responses to the requests already taken go out first, and the refusal is written
+   * after them; a connection that already has its closing response gets no second one.
+   */
+  refuse(refusal: Refusal): void {
+    if (this.refused) return
+    this.refused = true
+    const receiving = this.receiving
+    if (receiving !== undefined && !receiving.req.complete) {
+      this.receiving = undefined
+      this.closing = true
+      receiving.interrupt(refusal.error)
+      return
+    }
+    const held = this.held
+    const last = held?.[held.length - 1]
+    if (last !== undefined && !last.req.complete) {
+      held!.pop()
+      this.closing = true
+      refusal.reply(last.res, refusal.error)
+      return
+    }
+    if (this.closing) {
+      // A response that closes the connection is already on its way: it is the last word.
+      if (this.inFlight === 0) this.socket.end()
+      return
+    }
+    this.closing = true
+    if (this.inFlight === 0) return refusal.raw()
+    // Stop reading: nothing after the bad bytes can be trusted, and the responses still to
+    // come go out first.
+    this.socket.pause()
+    this.refusal = refusal.raw
+  }
+
+  /**
+   * The response to `req` ends the connection. When the client may still be sending once it
+   * is written (its request is not complete), the close lingers (see the module's doc).
+   */
+  closeAfter(req: IncomingMessage, res: ServerResponse): void {
+    res.shouldKeepAlive = false
+    this.closing = true
+    if (this.lingering) return
+    this.lingering = true
+    const socket = this.socket
+    const destroySoon = socket.destroySoon
+    // node:http ends the connection of a last response with `destroySoon` once the response is
+    // written; for this socket that becomes a lingering close if the request is not all in by
+    // then (whether it is can only be known then: a request without a body is complete only
+    // after its 'request' event).
+    socket.destroySoon = () => {
+      if (req.complete) destroySoon.call(socket)
+      else lingeringClose(socket, req)
+    }
+  }
+
+  private onResponseDone(): void {
+    this.inFlight--
+    // Responses end in request order, and an unsafe request runs alone: whichever finished,
+    // no unsafe one runs now.
+    this.exclusive = false
+    const held = this.held
+    if (held !== undefined) {
+      while (held.length > 0) {
+        const safe = isSafe(held[0].method)
+        // Requests running now: taken, not held, not done.
+        if (!safe && this.inFlight - held.length > 0) break
+        held.shift()!.run()
+        if (!safe) {
+          this.exclusive = true
+          break
+        }
+      }
+    }
+    if (this.inFlight === 0 && this.refusal !== undefined) {
+      const answer = this.refusal
+      this.refusal = undefined
+      // Reading again lets the close be seen (a paused socket never learns that the peer left).
+      this.socket.resume()
+      answer()
+    }
+  }
+}
+
+/** Half-closes, then reads and drops what still comes until the client closes or a bound passes. */
+const lingeringClose = (socket: Socket, req: IncomingMessage): void => {
+  if (socket.destroyed) return
+  socket.end()
+  // The rest of the request body goes nowhere; reading it is what keeps the socket draining.
+  req.resume()
+  socket.resume()
+  // node:http's timeout handler destroys an idle socket.
+  socket.setTimeout(LINGER_IDLE_MS)
+  const cap = setTimeout(() => socket.destroy(), LINGER_MAX_MS)
+  cap.unref()
+  socket.once("close", () => clearTimeout(cap))
+  socket.once("end", () => socket.destroy())
+}
+
+/** The connection `socket` belongs to, made on first use. */
+export const connectionOf = (socket: Socket): ClientConnection => {
+  const s = socket as Socket & { [state]?: ClientConnection }
+  return s[state] ??= new ClientConnection(socket)
+}
+
+/** The connection of `socket` if a request was ever taken on it. */
+export const existingConnection = (socket: Duplex): ClientConnection | undefined =>
+  (socket as Duplex & { [state]?: ClientConnection })[state]

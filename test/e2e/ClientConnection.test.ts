@@ -1,0 +1,267 @@
+/**
+ * One client connection as a sequence of responses: what the gateway writes on it when the
+ * client pipelines, sends bytes the parser rejects while a response is in flight, or is
+ * answered with `Connection: close`. Raw sockets on both sides where framing matters.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { converse, sendAll } from "../support/wire.ts"
+
+const tagOf = (body: string): unknown => JSON.parse(body).error
+
+/** An upstream whose `/stream` response sends 10 bytes, waits for `release`, then 30 more. */
+const streamingUpstream = () => {
+  const waiting: Array<() => void> = []
+  let released = false
+  const release = () => {
+    released = true
+    for (const w of waiting.splice(0)) w()
+  }
+  return Effect.map(
+    startUpstream("s", {
+      rawHandler: (req: IncomingMessage, res: ServerResponse) => {
+        req.resume()
+        if (req.url !== "/stream") {
+          const body = `ok ${req.url}`
+          res.writeHead(200, { "content-length": Buffer.byteLength(body) })
+          res.end(body)
+          return
+        }
+        res.writeHead(200, { "content-length": "40" })
+        res.write("0123456789")
+        const rest = () => res.end("abcdefghijklmnopqrstuvwxyz0123")
+        if (released) setTimeout(rest, 10)
+        else waiting.push(rest)
+      }
+    }),
+    (upstream) => ({ upstream, release })
+  )
+}
+
+describe("a client connection", () => {
+  it.live("bytes the parser rejects during a streamed response never land inside that response", () =>
+    Effect.gen(function*() {
+      const { upstream, release } = yield* streamingUpstream()
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(gateway.port, (socket, received) => {
+        socket.write("GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        const poll = setInterval(() => {
+          if (!received().includes("0123456789")) return
+          clearInterval(poll)
+          socket.write("this is not http\r\n\r\n")
+          setTimeout(release, 50)
+        }, 5)
+      }, { responses: 2 })
+      const [first, second] = conversation.responses
+      assert.strictEqual(first.status, 200)
+      assert.strictEqual(first.body, "0123456789abcdefghijklmnopqrstuvwxyz0123")
+      // After the response in flight, the error answer and the close.
+      assert.strictEqual(second?.status, 400)
+      assert.strictEqual(tagOf(second.body), "BadRequest")
+      assert.strictEqual(conversation.rest, "")
+      assert.isTrue(conversation.closed)
+    }))
+
+  it.live("a request pipelined before an unparseable line is answered before the 400", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(gateway.port, sendAll("GET /first HTTP/1.1\r\nHost: x\r\n\r\nGARBAGE\r\n\r\n"), { responses: 2 })
+      assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/first"])
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 400])
+      assert.strictEqual(JSON.parse(conversation.responses[0].body).url, "/first")
+      assert.isTrue(conversation.closed)
+    }))
+
+  it.live("several requests pipelined before an unparseable line are all answered, in order, then the 400", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n\x01\x02\r\n\r\n"),
+        { responses: 4 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 200, 200, 400])
+      assert.deepStrictEqual(conversation.responses.slice(0, 3).map((r) => JSON.parse(r.body).url), ["/1", "/2", "/3"])
+      assert.isTrue(conversation.closed)
+    }))
+
+  for (
+    const [what, first] of [
+      ["a bad percent-escape", "GET /%zz HTTP/1.1\r\nHost: x\r\n\r\n"],
+      ["a missing Host", "GET /nohost HTTP/1.1\r\n\r\n"],
+      ["a repeated Host", "GET /twohosts HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n"]
+    ] as const
+  ) {
+    it.live(`after a 400 with Connection: close for ${what}, a pipelined request is not forwarded`, () =>
+      Effect.gen(function*() {
+        const upstream = yield* startUpstream("a")
+        const gateway = yield* startGateway(simpleConfig([upstream.url]))
+        // A warm pool, so that a forwarded request would reach the upstream before the close.
+        yield* converse(gateway.port, sendAll("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n"), { responses: 1, settleMs: 0 })
+        const conversation = yield* converse(gateway.port, sendAll(`${first}GET /second HTTP/1.1\r\nHost: x\r\n\r\n`), { responses: 1, settleMs: 200 })
+        assert.deepStrictEqual(conversation.responses.map((r) => r.status), [400])
+        assert.deepStrictEqual(conversation.responses[0].headers.get("connection"), ["close"])
+        assert.strictEqual(conversation.rest, "")
+        assert.isTrue(conversation.closed)
+        assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/warm"])
+      }))
+  }
+
+  it.live("a request pipelined after the client's own Connection: close is not forwarded", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("GET /last HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\nDELETE /after HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 1, settleMs: 200 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200])
+      assert.isTrue(conversation.closed)
+      assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/last"])
+    }))
+
+  it.live("pipelined unsafe requests reach the upstream one at a time, in the client's order", () =>
+    Effect.gen(function*() {
+      let inFlight = 0
+      let maxInFlight = 0
+      const arrived: Array<string> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          inFlight++
+          maxInFlight = Math.max(maxInFlight, inFlight)
+          arrived.push(`${req.method} ${req.url}`)
+          req.resume()
+          req.on("end", () =>
+            // The first request is the slowest, so a parallel pipeline would overtake it.
+            setTimeout(() => {
+              inFlight--
+              const body = `${req.method} ${req.url}`
+              res.writeHead(200, { "content-length": Buffer.byteLength(body) })
+              res.end(body)
+            }, req.url === "/1" ? 60 : 5))
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const sent = ["POST /1", "PUT /2", "DELETE /3", "PATCH /4", "POST /5"]
+      const data = sent.map((line) => `${line} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi`).join("")
+      const conversation = yield* converse(gateway.port, sendAll(data), { responses: 5 })
+      assert.deepStrictEqual(arrived, sent)
+      assert.strictEqual(maxInFlight, 1)
+      assert.deepStrictEqual(conversation.responses.map((r) => r.body), sent)
+    }))
+
+  it.live("a GET pipelined behind a POST waits for it (a safe request does not overtake an unsafe one)", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          events.push(`arrived ${req.method} ${req.url}`)
+          req.resume()
+          req.on("end", () =>
+            setTimeout(() => {
+              events.push(`answered ${req.method} ${req.url}`)
+              res.writeHead(200, { "content-length": "2" })
+              res.end("ok")
+            }, req.method === "POST" ? 50 : 0))
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("POST /write HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nxGET /read HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 2 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 200])
+      assert.deepStrictEqual(events, ["arrived POST /write", "answered POST /write", "arrived GET /read", "answered GET /read"])
+    }))
+
+  it.live("pipelined GETs are still forwarded together (safe requests may run in parallel)", () =>
+    Effect.gen(function*() {
+      let inFlight = 0
+      let maxInFlight = 0
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          inFlight++
+          maxInFlight = Math.max(maxInFlight, inFlight)
+          req.resume()
+          setTimeout(() => {
+            inFlight--
+            res.writeHead(200, { "content-length": Buffer.byteLength(req.url ?? "") })
+            res.end(req.url)
+          }, 40)
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 3 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.body), ["/1", "/2", "/3"])
+      assert.strictEqual(maxInFlight, 3)
+    }))
+
+  it.live("413 on a chunked body over max_body_bytes says Connection: close, reaches the client, and closes", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a", { rawHandler: (req) => void req.resume() })
+      const config = simpleConfig([upstream.url])
+      const gateway = yield* startGateway({ ...config, servers: config.servers.map((s) => ({ ...s, limits: { max_body_bytes: 1024 * 1024 } })) })
+      const chunk = "x".repeat(64 * 1024)
+      const conversation = yield* converse(gateway.port, (socket) => {
+        socket.write("POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+        // 1.1 MiB in 64 KiB chunks, then a request pipelined behind it.
+        for (let i = 0; i < 18; i++) socket.write(`${chunk.length.toString(16)}\r\n${chunk}\r\n`)
+        socket.write("0\r\n\r\nGET /next HTTP/1.1\r\nHost: x\r\n\r\n")
+      }, { responses: 2, maxMs: 5_000 })
+      const [first] = conversation.responses
+      assert.strictEqual(first?.status, 413)
+      assert.strictEqual(tagOf(first.body), "PayloadTooLarge")
+      assert.deepStrictEqual(first.headers.get("connection"), ["close"])
+      assert.strictEqual(conversation.responses.length, 1)
+      assert.isTrue(conversation.closed)
+    }))
+
+  it.live("413 for a Content-Length over max_body_bytes reaches the client while it is still sending", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const config = simpleConfig([upstream.url])
+      const gateway = yield* startGateway({ ...config, servers: config.servers.map((s) => ({ ...s, limits: { max_body_bytes: 1024 } })) })
+      const body = "y".repeat(4 * 1024 * 1024)
+      const conversation = yield* converse(gateway.port, (socket) => {
+        socket.write(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
+        socket.write(body)
+      }, { responses: 1, maxMs: 5_000 })
+      assert.strictEqual(conversation.responses[0]?.status, 413)
+      assert.deepStrictEqual(conversation.responses[0].headers.get("connection"), ["close"])
+      assert.deepStrictEqual(upstream.seen, [])
+    }))
+
+  it.live("a request with an Upgrade header is answered as a plain request and the connection closes cleanly", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 2, settleMs: 300 }
+      )
+      const [first, second] = conversation.responses
+      assert.strictEqual(first?.status, 200)
+      assert.strictEqual(JSON.parse(first.body).url, "/ws")
+      assert.isUndefined(JSON.parse(first.body).headers.upgrade)
+      // Either the pipelined request is answered too, or the first response said close and the
+      // connection ended: never an open connection that swallowed a request.
+      if (second === undefined) {
+        assert.deepStrictEqual(first.headers.get("connection"), ["close"])
+        assert.isTrue(conversation.closed)
+        assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/ws"])
+      } else {
+        assert.strictEqual(JSON.parse(second.body).url, "/after")
+      }
+    }))
+})
