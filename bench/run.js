@@ -759,8 +759,8 @@ function shebangFlags(bin) {
   return m === null ? [] : m[1].trim().split(/\s+/).filter(Boolean)
 }
 
-async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg, telemetry) {
-  const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
+async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg, telemetry, binOverride) {
+  const bin = binOverride ?? (env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js"))
   if (!fs.existsSync(bin)) throw new Error(`${path.relative(ROOT, bin) || bin} does not exist yet (the fibergate CLI is not built); skipping fibergate`)
   const adminPort = await freePort()
   const yamlFile = path.join(dir, "fibergate.yaml")
@@ -888,6 +888,20 @@ const TELEMETRY_VARIANTS = [
   },
 ]
 
+/**
+ * With BENCH_BASELINE_BIN (another checkout's bin/fibergate.js, e.g. a `git worktree` of the
+ * last landed commit), the same all-off config also runs on that build: an A/B of a change to
+ * the request path within one run, read against the control row.
+ */
+const telemetryVariants = () =>
+  env.BENCH_BASELINE_BIN
+    ? [
+      ...TELEMETRY_VARIANTS.slice(0, 2),
+      { label: `metrics off, tracing off, baseline build (${env.BENCH_BASELINE_BIN})`, yaml: TELEMETRY_VARIANTS[0].yaml, bin: path.resolve(env.BENCH_BASELINE_BIN) },
+      ...TELEMETRY_VARIANTS.slice(2),
+    ]
+    : TELEMETRY_VARIANTS
+
 /** Runs each telemetry variant as its own fibergate process; returns [{ label, rounds }]. */
 async function telemetryCost(nodeBin, upstreamPorts, fdRaise, measure) {
   // An OTLP/HTTP sink: reads and acknowledges every export, counting the bytes.
@@ -900,11 +914,11 @@ async function telemetryCost(nodeBin, upstreamPorts, fdRaise, measure) {
   const otlp = `http://${HOST}:${sink.address().port}/v1/traces`
   const variants = []
   try {
-    for (const [i, v] of TELEMETRY_VARIANTS.entries()) {
+    for (const [i, v] of telemetryVariants().entries()) {
       const dir = path.join(tmpDir, `telemetry-${i}`)
       fs.mkdirSync(dir, { recursive: true })
       const port = await freePort()
-      const child = await startFibergate(nodeBin, dir, port, upstreamPorts, fdRaise, v.yaml(otlp))
+      const child = await startFibergate(nodeBin, dir, port, upstreamPorts, fdRaise, v.yaml(otlp), v.bin)
       await verifyProxy(port)
       variants.push({ label: v.label, port, child, rounds: [] })
     }

@@ -458,7 +458,7 @@ describe("admin API: GET /routes", () => {
             listen: "127.0.0.1:0",
             routes: [
               { id: "api", match, upstream: "app", rewrite: { strip_prefix: "/api", add_prefix: "/v1" }, timeout: "5s", retry },
-              { id: "all", upstream: "app" }
+              { id: "all", priority: -1, upstream: "app" }
             ]
           },
           { name: "internal", listen: "127.0.0.1:0", routes: [{ id: "ops", match: { path: { exact: "/ops" } }, upstream: "app" }] }
@@ -476,19 +476,20 @@ describe("admin API: GET /routes", () => {
             routes: [
               {
                 id: "api",
+                priority: 0,
                 match: { ...match, headers: { "x-canary": "true", "x-api-key": { present: "<redacted>" } } },
                 upstream: "app",
                 rewrite: { strip_prefix: "/api", add_prefix: "/v1" },
                 timeout: "5s",
                 retry
               },
-              { id: "all", match: {}, upstream: "app", rewrite: null, timeout: null, retry: null }
+              { id: "all", priority: -1, match: {}, upstream: "app", rewrite: null, timeout: null, retry: null }
             ]
           },
           {
             name: "internal",
             listen: "127.0.0.1:0",
-            routes: [{ id: "ops", match: { path: { exact: "/ops" } }, upstream: "app", rewrite: null, timeout: null, retry: null }]
+            routes: [{ id: "ops", priority: 0, match: { path: { exact: "/ops" } }, upstream: "app", rewrite: null, timeout: null, retry: null }]
           }
         ]
       })
