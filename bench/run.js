@@ -893,14 +893,14 @@ const TELEMETRY_VARIANTS = [
  * last landed commit), the same all-off config also runs on that build: an A/B of a change to
  * the request path within one run, read against the control row.
  */
-const telemetryVariants = () =>
-  env.BENCH_BASELINE_BIN
-    ? [
-      ...TELEMETRY_VARIANTS.slice(0, 2),
-      { label: `metrics off, tracing off, baseline build (${env.BENCH_BASELINE_BIN})`, yaml: TELEMETRY_VARIANTS[0].yaml, bin: path.resolve(env.BENCH_BASELINE_BIN) },
-      ...TELEMETRY_VARIANTS.slice(2),
-    ]
-    : TELEMETRY_VARIANTS
+const telemetryVariants = () => {
+  if (!env.BENCH_BASELINE_BIN) return TELEMETRY_VARIANTS
+  const baseline = { label: `metrics off, tracing off, baseline build (${env.BENCH_BASELINE_BIN})`, yaml: TELEMETRY_VARIANTS[0].yaml, bin: path.resolve(env.BENCH_BASELINE_BIN) }
+  // BENCH_BASELINE_ONLY=1: just this build, its control and the baseline (a shorter A/B).
+  return boolArg("BENCH_BASELINE_ONLY", "0")
+    ? [...TELEMETRY_VARIANTS.slice(0, 2), baseline]
+    : [...TELEMETRY_VARIANTS.slice(0, 2), baseline, ...TELEMETRY_VARIANTS.slice(2)]
+}
 
 /** Runs each telemetry variant as its own fibergate process; returns [{ label, rounds }]. */
 async function telemetryCost(nodeBin, upstreamPorts, fdRaise, measure) {

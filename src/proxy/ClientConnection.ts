@@ -87,7 +87,8 @@ export class ClientConnection {
   take(res: ServerResponse): boolean {
     if (this.closing || this.refused) return false
     this.inFlight++
-    res.once("close", this.responseDone)
+    // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
+    res.on("close", this.responseDone)
     // The client asked to close (or spoke HTTP/1.0 without keep-alive): this is the last one.
     if (!res.shouldKeepAlive) this.closing = true
     return true

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import { createServer, type AddressInfo, type Socket } from "node:net"
-import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { converse, sendAll } from "../support/wire.ts"
 
 /** An upstream on a raw socket that answers every request head it reads with `reply`. */
@@ -147,6 +147,18 @@ describe("upstream replies that break the rules", () => {
         assert.strictEqual(tagOf(response.body), "UpstreamProtocolError")
       }))
   }
+
+  it.live("an upstream protocol error is counted as result=\"protocol_error\" in fibergate_upstream_attempts_total", () =>
+    Effect.gen(function*() {
+      const upstream = yield* rawUpstream("HTTP/1.1 200 OK\nContent-Length: 2\n\nok")
+      const config = simpleConfig([upstream.url])
+      const gateway = yield* startGateway({ ...config, upstreams: { "framing-bad": config.upstreams.app }, servers: config.servers.map((s) => ({ ...s, routes: [{ id: "all", upstream: "framing-bad" }] })) })
+      assert.strictEqual((yield* get(gateway.port))?.status, 502)
+      const text = (yield* request(`http://127.0.0.1:${gateway.adminPort}/metrics`)).body
+      const line = text.split("\n").find((l) => l.startsWith("fibergate_upstream_attempts_total{") && l.includes('upstream="framing-bad"') && l.includes('result="protocol_error"'))
+      assert.isDefined(line, "the series exists")
+      assert.strictEqual(Number(line!.slice(line!.lastIndexOf(" ") + 1)), 1)
+    }))
 
   it.live("an upstream protocol error is retried where 502 is, and counts as a 5xx for outlier detection", () =>
     Effect.gen(function*() {
