@@ -250,3 +250,12 @@ export const scrapeMetrics = async (context: Context.Context<never>): Promise<st
 export const listenerBindFailures = Metric.counter("fibergate_listener_bind_failures_total", {
   description: "Listener binds that failed on a config change, by listener"
 })
+
+/**
+ * OTLP span export requests that failed, by reason: `http_<status>` (the collector answered
+ * outside 2xx), `network` (no response), `error` (anything else). Each try counts, Effect's
+ * exporter's retries included (see `ExportFailures.ts`).
+ */
+export const tracingExportFailures = Metric.counter("fibergate_tracing_export_failures_total", {
+  description: "OTLP span export requests that failed, each try counted, by reason (http_<status>, network, error)"
+})

@@ -12,15 +12,21 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Metric from "effect/Metric"
 import * as Option from "effect/Option"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import * as Tracer from "effect/Tracer"
 import * as FetchHttpClient from "effect/http/FetchHttpClient"
+import * as HttpClient from "effect/http/HttpClient"
+import * as UrlParams from "effect/http/UrlParams"
 import * as OtlpExporter from "effect/observability/OtlpExporter"
 import * as OtlpSerialization from "effect/observability/OtlpSerialization"
 import * as OtlpTracer from "effect/observability/OtlpTracer"
 import { randomFillSync } from "node:crypto"
 import { ConfigSource } from "../config/ConfigSource.ts"
+import * as ExportFailures from "./ExportFailures.ts"
+import { tracingExportFailures } from "./Metrics.ts"
+import { tracesUrl } from "./OtlpEndpoint.ts"
 
 export class Tracing extends Context.Service<Tracing, {
   /** Where spans go; undefined when tracing is off. */
@@ -33,24 +39,38 @@ export class Tracing extends Context.Service<Tracing, {
 }>()("fibergate/telemetry/Tracing") {
   /**
    * Exports to `telemetry.tracing.otlp_endpoint` of the config at start (changing the endpoint
-   * takes a restart; the sample ratio follows reloads). Spans still buffered are flushed when
-   * the gateway's scope closes.
+   * takes a restart; the sample ratio follows reloads): a URL without a path gets `/v1/traces`
+   * (`OtlpEndpoint.tracesUrl`). Failed export requests are counted in
+   * `fibergate_tracing_export_failures_total` and logged at most once a minute
+   * (`ExportFailures`). Spans still buffered are flushed when the gateway's scope closes.
    */
   static readonly layer: Layer.Layer<Tracing, never, ConfigSource> = Layer.effect(
     Tracing,
     Effect.gen(function*() {
-      const config = yield* SubscriptionRef.get((yield* ConfigSource).config)
+      const source = yield* ConfigSource
+      const config = yield* SubscriptionRef.get(source.config)
       const tracing = config.telemetry?.tracing
-      const url = tracing?.otlp_endpoint
-      if (url === undefined || url === null) return Tracing.of({ tracer: undefined, fromConfig: true })
+      const endpoint = tracing?.otlp_endpoint
+      if (endpoint === undefined || endpoint === null) return Tracing.of({ tracer: undefined, fromConfig: true })
+      const url = tracesUrl(endpoint)
+      const reporter = ExportFailures.makeReporter({
+        url,
+        // `telemetry.metrics.enabled` follows reloads, as for every other metric.
+        count: (reason) =>
+          Effect.flatMap(SubscriptionRef.get(source.config), (current) =>
+            current.telemetry?.metrics?.enabled === false
+              ? Effect.void
+              : Metric.update(Metric.withAttributes(tracingExportFailures, { reason }), 1))
+      })
       const tracer = yield* OtlpTracer.make({
         url,
         resource: { serviceName: tracing?.service_name ?? "fibergate" },
         exportInterval: Duration.millis(tracing?.export_interval ?? 5_000)
       }).pipe(
+        Effect.updateService(HttpClient.HttpClient, ExportFailures.observe(reporter)),
         Effect.provide(Layer.mergeAll(OtlpExporter.layerFlusher, OtlpSerialization.layerJson, FetchHttpClient.layer))
       )
-      yield* Effect.logInfo(`tracing: exporting spans to ${url}`)
+      yield* Effect.logInfo(`tracing: exporting spans to ${UrlParams.redactUrl(url)}`)
       return Tracing.of({ tracer, fromConfig: true })
     })
   )

@@ -1,8 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { connect } from "node:net"
-import { eventually, startOtlpReceiver, type ReceivedSpan } from "../support/otlp.ts"
+import * as Gateway from "../../src/gateway/Gateway.ts"
+import { eventually as until, startLiveGateway } from "../support/liveGateway.ts"
+import { eventually, startOtlpReceiver, startOtlpReceiverWith, type ReceivedSpan } from "../support/otlp.ts"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { freePort } from "../support/net.ts"
 
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const CLIENT_SPAN = "00f067aa0ba902b7"
@@ -15,6 +18,16 @@ const tracedConfig = (upstreams: ReadonlyArray<string>, otlp: string, tracing: R
 })
 
 const traceparentOf = (headers: Record<string, unknown>): string | undefined => headers["traceparent"] as string | undefined
+
+const FAILURES = "fibergate_tracing_export_failures_total"
+
+/** The value of a Prometheus sample with exactly these labels; undefined when the series is absent. */
+const sampleOf = (text: string, name: string, labels: string): number | undefined => {
+  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`))
+  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1))
+}
+const scrape = (adminPort: number | undefined) =>
+  Effect.map(request(`http://127.0.0.1:${adminPort}/metrics`), (res) => res.body)
 
 describe("tracing", () => {
   it.live("a sampled request makes a server span continuing the client's trace and a client span that goes upstream as the parent", () =>
@@ -268,5 +281,63 @@ describe("tracing", () => {
       yield* request(gateway.url("/after"), { headers: { traceparent: parent } })
       assert.strictEqual(traceparentOf(upstream.seen[1].headers), parent)
       assert.isFalse(yield* eventually(() => receiver.spans.length > spansBefore, 200))
+    }))
+
+  it.live("an otlp_endpoint without a path exports to /v1/traces, as OTLP's base URL does", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("base-url")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.origin))
+      assert.strictEqual((yield* request(gateway.url("/base"))).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2), `spans arrive (targets: ${receiver.targets.join(", ")})`)
+      assert.deepStrictEqual([...new Set(receiver.targets)], ["/v1/traces"])
+    }))
+
+  it.live("an otlp_endpoint with a path exports to exactly that path", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiverWith({ path: "/custom/traces" })
+      const upstream = yield* startUpstream("custom-path")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      assert.strictEqual(receiver.url, `${receiver.origin}/custom/traces`)
+      assert.strictEqual((yield* request(gateway.url("/custom"))).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.spans.length >= 2), `spans arrive (targets: ${receiver.targets.join(", ")})`)
+      assert.deepStrictEqual([...new Set(receiver.targets)], ["/custom/traces"])
+    }))
+
+  it.live("a collector answering 404 is counted as reason http_404 and logged as a warning naming the status", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiverWith({ status: 404 })
+      const upstream = yield* startUpstream("collector-404")
+      const gateway = yield* startLiveGateway(Gateway.layer(tracedConfig([upstream.url], receiver.origin)))
+      const before = sampleOf(yield* scrape(gateway.adminPort), FAILURES, 'reason="http_404"') ?? 0
+      assert.strictEqual((yield* request(`http://127.0.0.1:${gateway.port("web")}/lost`)).status, 200)
+      assert.isTrue(yield* eventually(() => receiver.targets.length >= 1), "the export reaches the collector")
+      // A missing series fails here: it is not read as 0.
+      yield* until(
+        Effect.map(scrape(gateway.adminPort), (text) => (sampleOf(text, FAILURES, 'reason="http_404"') ?? -1) > before),
+        `${FAILURES}{reason="http_404"} counts the failed export`
+      )
+      const warnings = gateway.logs.filter((l) => l.level === "Warn" && l.message.includes("OTLP"))
+      assert.strictEqual(warnings.length, 1, JSON.stringify(gateway.logs))
+      assert.include(warnings[0].message, "HTTP 404")
+      assert.include(warnings[0].message, `${receiver.origin}/v1/traces`)
+    }))
+
+  it.live("an unreachable collector's failed tries (retried by the exporter) are counted as network errors, one warning for all", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("collector-down")
+      const closed = yield* freePort
+      const gateway = yield* startLiveGateway(Gateway.layer(tracedConfig([upstream.url], `http://127.0.0.1:${closed}`)))
+      const before = sampleOf(yield* scrape(gateway.adminPort), FAILURES, 'reason="network"') ?? 0
+      assert.strictEqual((yield* request(`http://127.0.0.1:${gateway.port("web")}/unreachable`)).status, 200)
+      // Effect's exporter retries a transport error after 1 s: wait for the first retry's failure too.
+      yield* until(
+        Effect.map(scrape(gateway.adminPort), (text) => (sampleOf(text, FAILURES, 'reason="network"') ?? -1) >= before + 2),
+        `${FAILURES}{reason="network"} counts each failed try`,
+        8_000
+      )
+      const warnings = gateway.logs.filter((l) => l.level === "Warn" && l.message.includes("OTLP"))
+      assert.strictEqual(warnings.length, 1, JSON.stringify(gateway.logs))
+      assert.include(warnings[0].message, `network error: connect ECONNREFUSED 127.0.0.1:${closed}`)
     }))
 })
