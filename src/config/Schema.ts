@@ -258,10 +258,20 @@ export const Upstream = Schema.Struct({
   health_check: Schema.optionalKey(HealthCheck),
   outlier: Schema.optionalKey(Outlier),
   circuit_breaker: Schema.optionalKey(CircuitBreaker),
-  /** Retries in flight may be at most `percent` of requests in flight (at least `min_concurrent`). */
+  /**
+   * Over a sliding `window`, retries may be at most `percent`% of requests plus `min_per_second`
+   * per second of the window; retries after a connect failure are free (src/resilience/RetryBudget.ts).
+   */
   retry_budget: Schema.optionalKey(Schema.Struct({
     percent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isBetween({ minimum: 0, maximum: 100 })))),
-    min_concurrent: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isInt(), Schema.isGreaterThanOrEqualTo(0))))
+    min_per_second: Schema.optionalKey(Schema.Number.pipe(Schema.check(Schema.isFinite(), Schema.isGreaterThanOrEqualTo(0)))),
+    window: Schema.optionalKey(DurationMs.pipe(
+      Schema.check(Schema.isGreaterThanOrEqualTo(1_000, { message: "Expected a window of at least 1s" }))
+    )),
+    /** The old in-flight budget's floor: rejected, naming what replaced it. */
+    min_concurrent: Schema.optionalKey(Schema.Never.annotate({
+      message: "min_concurrent was replaced by min_per_second (retries allowed per second of the window, default 10)"
+    }))
   })),
   /** With no healthy endpoint: `fail_closed` answers 503, `fail_open` balances over all of them. */
   panic: Schema.optionalKey(Schema.Literals(["fail_closed", "fail_open"]))

@@ -19,7 +19,8 @@ import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
-import { backoffDelay, budgetAllows, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
+import { backoffDelay, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
+import { admitRetry, countRequest } from "../resilience/RetryBudget.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
@@ -176,7 +177,6 @@ export class Exchange implements Receiving {
   private bytes = 0
   /** Endpoints already tried, so a retry goes elsewhere when it can. */
   private tried: Array<Endpoint> | undefined = undefined
-  private retrying = false
   /** The response head received from the upstream and not yet written (see onResponseStart). */
   private head: Array<string> | undefined = undefined
   private statusMessage: string | undefined = undefined
@@ -216,6 +216,7 @@ export class Exchange implements Receiving {
     this.drain = drain
     this.started = performance.now()
     route.group.active++
+    countRequest(route.group.retryBudget, this.started)
     this.onClientClose = () => {
       if (!this.done) this.abort(new ClientGone("client closed the connection"), undefined)
     }
@@ -354,7 +355,6 @@ export class Exchange implements Receiving {
     if (policy === undefined || this.res.headersSent || (body !== null && !Buffer.isBuffer(body))) return false
     if (!mayRetry(policy, this.request.method, attempt.number, failure)) return false
     const group = this.route.group
-    if (!this.retrying && !budgetAllows(group.retryBudget, group.active)) return false
     const tried = this.tried ?? (this.tried = [])
     tried.push(attempt.endpoint)
     // Pick again, avoiding endpoints already tried when another one is available
@@ -363,10 +363,9 @@ export class Exchange implements Receiving {
     const next = (group.balancer.pick(this.pickContext, (e) => !tried.includes(e as Endpoint) && (eligible === undefined || eligible(e))) ??
       group.balancer.pick(this.pickContext, eligible)) as Endpoint | undefined
     if (next === undefined) return false
-    if (!this.retrying) {
-      this.retrying = true
-      group.retryBudget.active++
-    }
+    // Charged to the upstream's retry budget, except after a connect failure (free: that try
+    // reached no upstream); refused when the budget is spent.
+    if (!admitRetry(group.retryBudget, failure, performance.now())) return false
     this.current = undefined
     group.metrics.retry()
     const delay = backoffDelay(policy, attempt.number)
@@ -412,7 +411,6 @@ export class Exchange implements Receiving {
     this.done = true
     const group = this.route.group
     group.active--
-    if (this.retrying) group.retryBudget.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
     const elapsed = performance.now() - this.started

@@ -96,20 +96,3 @@ export const retrySchedule = (policy: RetryPolicy, random: () => number = Math.r
     ),
     Schedule.recurs(policy.attempts - 1)
   ])
-
-/**
- * A retry budget per upstream (Envoy's retry budget): retries in flight may be at most
- * `percent` of the requests in flight, but always at least `minConcurrent`. It keeps a failing
- * upstream from being hit by a retry storm.
- */
-export interface RetryBudget {
-  readonly percent: number
-  readonly minConcurrent: number
-  /** Retries in flight now. */
-  active: number
-}
-
-export const makeRetryBudget = (percent: number, minConcurrent: number): RetryBudget => ({ percent, minConcurrent, active: 0 })
-
-export const budgetAllows = (budget: RetryBudget, requestsInFlight: number): boolean =>
-  budget.active < Math.max(budget.minConcurrent, (budget.percent / 100) * requestsInFlight)

@@ -8,7 +8,7 @@ import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
 import { noUpstreamMetrics, type UpstreamMetrics } from "../telemetry/Metrics.ts"
-import { makeRetryBudget, type RetryBudget } from "../resilience/RetryPolicy.ts"
+import { compileRetryBudget, type RetryBudget } from "../resilience/RetryBudget.ts"
 import { compileOutlierPolicy, type OutlierPolicy, type OutlierState } from "../resilience/Outlier.ts"
 import { circuitAdmits, closedCircuit, compileCircuitPolicy, type CircuitPolicy, type CircuitState } from "../resilience/Circuit.ts"
 
@@ -31,6 +31,7 @@ export interface UpstreamGroup {
   readonly eligible: ((e: EndpointState) => boolean) | undefined
   /** `panic: fail_open`: with no healthy endpoint, balance over all of them instead of 503. */
   readonly failOpen: boolean
+  /** Shared by the group's routes; kept across a reload that leaves its settings alone. */
   readonly retryBudget: RetryBudget
   readonly outlier: OutlierPolicy | undefined
   /** Called on the request path when outlier detection ejects an endpoint of this group. */
@@ -39,7 +40,7 @@ export interface UpstreamGroup {
   /** Called on the request path when an endpoint's circuit opens. */
   readonly onCircuitOpen: (endpoint: Endpoint, forMs: number) => void
   readonly metrics: UpstreamMetrics
-  /** Requests in flight to this upstream (all endpoints), for the retry budget. */
+  /** Requests in flight to this upstream (all endpoints), for the admin API and the in-flight gauge. */
   active: number
 }
 
@@ -157,7 +158,7 @@ export const buildUpstreamGroup = (
         ? undefined
         : isAvailable,
       failOpen: upstream.panic === "fail_open",
-      retryBudget: makeRetryBudget(upstream.retry_budget?.percent ?? 20, upstream.retry_budget?.min_concurrent ?? 3),
+      retryBudget: compileRetryBudget(upstream.retry_budget, previous?.retryBudget),
       outlier: compileOutlierPolicy(upstream.outlier),
       onEject,
       circuit,

@@ -232,6 +232,36 @@ describe("ConfigLoader: shape and values", () => {
   })
 })
 
+describe("ConfigLoader: retry_budget", () => {
+  const ENDPOINTS = "    endpoints: [ { url: \"http://127.0.0.1:3000\" } ]"
+
+  it("retry_budget { percent, min_per_second, window } decodes, the window to milliseconds", () => {
+    const config = successOf(withUpstream(ENDPOINTS, "    retry_budget: { percent: 25, min_per_second: 2.5, window: 30s }"))
+    assert.deepStrictEqual(config.upstreams.app.retry_budget, { percent: 25, min_per_second: 2.5, window: 30_000 })
+  })
+
+  it("the old min_concurrent is rejected at its path, naming min_per_second as its replacement", () => {
+    const text = withUpstream(ENDPOINTS, "    retry_budget: { percent: 20, min_concurrent: 3 }")
+    assertLine(
+      failureOf(text),
+      `${FILE}:${at(text, "min_concurrent")}: upstreams.app.retry_budget.min_concurrent: ` +
+        "min_concurrent was replaced by min_per_second (retries allowed per second of the window, default 10)"
+    )
+  })
+
+  it("a window under 1s, a negative min_per_second, a percent over 100 and an unknown key are each reported at their path", () => {
+    const text = withUpstream(ENDPOINTS, "    retry_budget:", "      window: 500ms", "      min_per_second: -1", "      percent: 120", "      ratio: 0.2")
+    const error = failureOf(text)
+    assertLine(error, `${FILE}:${at(text, "window")}: upstreams.app.retry_budget.window: Expected a window of at least 1s`)
+    assertLine(
+      error,
+      `${FILE}:${at(text, "min_per_second")}: upstreams.app.retry_budget.min_per_second: Expected a value greater than or equal to 0`
+    )
+    assert.include(problemAt(error, "upstreams.app.retry_budget.percent").message, "100")
+    assertLine(error, `${FILE}:${at(text, "ratio")}: upstreams.app.retry_budget.ratio: Unknown key`)
+  })
+})
+
 describe("ConfigLoader: cross-key rules", () => {
   it("a route referencing an unknown upstream lists the defined ones", () => {
     const text = withRoute("        upstream: ghost")

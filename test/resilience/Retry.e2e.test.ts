@@ -130,38 +130,56 @@ describe("retries: connect failures and the retry budget", () => {
       assert.strictEqual(log.length, 100, "the live endpoint saw each request exactly once")
     }))
 
-  it.live("(b) the same with retry_budget { percent: 0, min_concurrent: 0 }: the budget stops retries, some requests get 502", () =>
+  it.live("(b) the same with a spent budget (retry_budget { percent: 0, min_per_second: 0 }): failing over from a refused connection is free, all get 200", () =>
     Effect.gen(function*() {
       const log: TryLog = []
       const dead = yield* closedUrl
       const ok = yield* upstream(log, "ok", echo)
       const gateway = yield* gatewayOver([dead, ok.url], {
         retry: { backoff: fast },
-        retryBudget: { percent: 0, min_concurrent: 0 }
+        retryBudget: { percent: 0, min_per_second: 0 }
       })
       const replies = yield* Effect.all(
         Array.from({ length: 100 }, (_, i) => send(gateway.url(`/b/${i}`))),
         { concurrency: "unbounded" }
       )
-      const ok200 = replies.filter((r) => r.status === 200).length
-      const bad502 = replies.filter((r) => r.status === 502).length
-      assert.strictEqual(ok200 + bad502, 100, `only 200s and 502s, got ${JSON.stringify(replies.map((r) => r.status))}`)
-      assert.isAbove(bad502, 0, "some requests hit the closed port and were not retried")
-      assert.isAbove(ok200, 0)
-      assert.strictEqual(log.length, ok200, "no request reached the live endpoint by a retry")
+      assert.deepStrictEqual(replies.map((r) => r.status).filter((s) => s !== 200), [], "every request got 200")
+      assert.strictEqual(log.length, 100, "the live endpoint saw each request exactly once")
     }))
 
-  it.live("without a budget setting (defaults 20% / 3) sequential requests are all retried", () =>
+  it.live("a spent budget stops retries of tries that reached an upstream: a 503 goes to the client, not to the other endpoint", () =>
     Effect.gen(function*() {
       const log: TryLog = []
-      const dead = yield* closedUrl
+      const failing = yield* upstream(log, "failing", status(503))
       const ok = yield* upstream(log, "ok", echo)
-      const gateway = yield* gatewayOver([dead, ok.url], { retry: { backoff: fast } })
+      const gateway = yield* gatewayOver([failing.url, ok.url], {
+        retry: { backoff: fast },
+        retryBudget: { percent: 0, min_per_second: 0 }
+      })
+      const replies = yield* Effect.all(
+        Array.from({ length: 20 }, (_, i) => send(gateway.url(`/c/${i}`))),
+        { concurrency: 4 }
+      )
+      const ok200 = replies.filter((r) => r.status === 200).length
+      const bad503 = replies.filter((r) => r.status === 503).length
+      assert.strictEqual(ok200 + bad503, 20, `only 200s and 503s, got ${JSON.stringify(replies.map((r) => r.status))}`)
+      assert.strictEqual(bad503, countBy(log, "failing"), "every 503 try went to the client as it was")
+      assert.strictEqual(ok200, countBy(log, "ok"), "no request reached the live endpoint by a retry")
+      assert.strictEqual(log.length, 20, "one try a request")
+    }))
+
+  it.live("without a budget setting (defaults: 20% of requests plus 10/s over 10s) sequential 503s are all retried", () =>
+    Effect.gen(function*() {
+      const log: TryLog = []
+      const failing = yield* upstream(log, "failing", status(503))
+      const ok = yield* upstream(log, "ok", echo)
+      const gateway = yield* gatewayOver([failing.url, ok.url], { retry: { backoff: fast } })
       for (let i = 0; i < 6; i++) {
         const res = yield* send(gateway.url(`/seq/${i}`))
         assert.strictEqual(res.status, 200)
       }
-      assert.strictEqual(log.length, 6)
+      assert.strictEqual(countBy(log, "ok"), 6)
+      assert.isAbove(countBy(log, "failing"), 0, "some first tries met the 503, and their retries were granted")
     }))
 
   it.live("without a retry block nothing is retried: the closed port gives 502", () =>

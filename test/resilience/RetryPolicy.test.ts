@@ -13,10 +13,8 @@ import type { Retry } from "../../src/config/Schema.ts"
 import {
   backoffCap,
   backoffDelay,
-  budgetAllows,
   compileRetryPolicy,
   IDEMPOTENT_METHODS,
-  makeRetryBudget,
   mayRetry,
   retryDefaults,
   retrySchedule,
@@ -375,65 +373,6 @@ describe("retrySchedule", () => {
         assert.deepStrictEqual(times.slice(1).map((t, i) => t - times[i]), expected)
       }),
       { numRuns: 150 }
-    )
-  })
-})
-
-describe("budgetAllows", () => {
-  it("examples: the defaults (20%, at least 3)", () => {
-    const budget = makeRetryBudget(20, 3)
-    assert.isTrue(budgetAllows(budget, 0), "min_concurrent allows 3 retries even when idle")
-    budget.active = 2
-    assert.isTrue(budgetAllows(budget, 1))
-    budget.active = 3
-    assert.isFalse(budgetAllows(budget, 10), "20% of 10 is 2, the minimum 3 is reached")
-    assert.isTrue(budgetAllows(budget, 20), "20% of 20 is 4 > 3")
-    budget.active = 4
-    assert.isFalse(budgetAllows(budget, 20))
-    const never = makeRetryBudget(0, 0)
-    assert.isFalse(budgetAllows(never, 1_000))
-    const all = makeRetryBudget(100, 0)
-    all.active = 99
-    assert.isTrue(budgetAllows(all, 100))
-    all.active = 100
-    assert.isFalse(budgetAllows(all, 100))
-  })
-
-  it("property: allows exactly when active < max(minConcurrent, percent% · inFlight)", () => {
-    fc.assert(
-      fc.property(
-        fc.double({ min: 0, max: 100, noNaN: true }),
-        fc.integer({ min: 0, max: 50 }),
-        fc.integer({ min: 0, max: 500 }),
-        fc.integer({ min: 0, max: 500 }),
-        (percent, minConcurrent, active, inFlight) => {
-          const budget = makeRetryBudget(percent, minConcurrent)
-          budget.active = active
-          const limit = Math.max(minConcurrent, (percent / 100) * inFlight)
-          assert.strictEqual(budgetAllows(budget, inFlight), active < limit)
-          // Never above the limit, never below the minimum.
-          if (active >= limit) assert.isFalse(budgetAllows(budget, inFlight))
-          if (active < minConcurrent) assert.isTrue(budgetAllows(budget, inFlight))
-        }
-      ),
-      { numRuns: 1000 }
-    )
-  })
-
-  it("property: more requests in flight never shrink the budget", () => {
-    fc.assert(
-      fc.property(
-        fc.double({ min: 0, max: 100, noNaN: true }),
-        fc.integer({ min: 0, max: 50 }),
-        fc.integer({ min: 0, max: 500 }),
-        fc.integer({ min: 0, max: 500 }),
-        fc.integer({ min: 0, max: 500 }),
-        (percent, minConcurrent, active, inFlight, more) => {
-          const budget = makeRetryBudget(percent, minConcurrent)
-          budget.active = active
-          if (budgetAllows(budget, inFlight)) assert.isTrue(budgetAllows(budget, inFlight + more))
-        }
-      )
     )
   })
 })
