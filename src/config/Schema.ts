@@ -167,9 +167,9 @@ export const Limits = Schema.Struct({
   max_header_bytes: Schema.optionalKey(PositiveInt),
   max_body_bytes: Schema.optionalKey(PositiveInt),
   idle_timeout: Schema.optionalKey(DurationMs),
-  /** From a connection's first byte (or its last response) to the end of the request head. */
+  /** From a request's first byte to the end of its head (0: off). */
   header_timeout: Schema.optionalKey(DurationMs),
-  /** From the start of a request to the end of its body. */
+  /** From a request's first byte to the end of its body (0: off). */
   request_timeout: Schema.optionalKey(DurationMs)
 })
 export type Limits = typeof Limits.Type

@@ -5,10 +5,11 @@
  * framing can no longer be trusted.
  */
 import type { ServerResponse } from "node:http"
+import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { sendError } from "../proxy/Exchange.ts"
 import type { Rejections } from "../telemetry/Metrics.ts"
-import { existingConnection } from "../proxy/ClientConnection.ts"
+import { connectionOf, type ClientConnection } from "../proxy/ClientConnection.ts"
 import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, RequestTimeout, type GatewayError } from "../proxy/GatewayError.ts"
 
 const reasons: Record<number, string> = { 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large" }
@@ -24,15 +25,14 @@ const writeAndClose = (socket: Duplex, error: GatewayError) => {
 }
 
 /**
- * Answers a refusal on a connection. Responses to requests taken before the bad bytes go out
- * first (the refusal waits for them), and a connection that already has its closing response
- * gets no second one.
+ * Answers a refusal on a connection, once: node:http reports its broken parser again on every
+ * later read, and those repeats are neither answered nor counted. Responses to requests taken
+ * before the bad bytes go out first (the refusal waits for them), and a connection that already
+ * has its closing response gets no second one.
  */
-const refuse = (socket: Duplex, rejections: Rejections | undefined, error: GatewayError) => {
+const refuse = (connection: ClientConnection, socket: Duplex, rejections: Rejections | undefined, error: GatewayError) => {
   rejections?.count(error._tag)
-  const connection = existingConnection(socket)
-  if (connection === undefined) writeAndClose(socket, error)
-  else connection.refuse({ error, raw: () => writeAndClose(socket, error), reply: replyClosing })
+  connection.refuse({ error, raw: () => writeAndClose(socket, error), reply: replyClosing })
 }
 
 const replyClosing = (res: ServerResponse, error: GatewayError) => void sendError(res, error, true)
@@ -42,33 +42,36 @@ const replyClosing = (res: ServerResponse, error: GatewayError) => void sendErro
  * `rejections` counts them (the listener's table in force: off when metrics are).
  */
 export const onClientError = (error: Error & { code?: string }, socket: Duplex, rejections?: Rejections): void => {
+  if (error.code === "ECONNRESET" || error.code === "EPIPE") {
+    socket.destroy()
+    return
+  }
+  const connection = connectionOf(socket as Socket)
+  // Already answered, or closing and reading only to drain what the client still sends.
+  if (connection.refused || connection.lingers) return
   switch (error.code) {
-    case "ECONNRESET":
-    case "EPIPE":
-      socket.destroy()
-      return
     case "HPE_INVALID_EOF_STATE":
       // The client ended its side in the middle of a request body: it has left (499), there
       // is nobody to tell what was wrong with a request it gave up on.
-      if (existingConnection(socket)?.receiving?.req.complete === false) {
+      if (connection.receiving?.req.complete === false) {
         socket.destroy()
         return
       }
-      refuse(socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
+      refuse(connection, socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
       return
     case "HPE_HEADER_OVERFLOW":
-      refuse(socket, rejections, new HeadersTooLarge({ message: "Request headers are too large" }))
+      refuse(connection, socket, rejections, new HeadersTooLarge({ message: "Request headers are too large" }))
       return
     case "ERR_HTTP_REQUEST_TIMEOUT":
     case "HPE_HEADERS_TIMEOUT":
-      refuse(socket, rejections, new RequestTimeout({ message: "The request did not arrive in time" }))
+      refuse(connection, socket, rejections, new RequestTimeout({ message: "The request did not arrive in time" }))
       return
     default:
-      refuse(socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
+      refuse(connection, socket, rejections, new BadRequest({ message: "Malformed HTTP request" }))
   }
 }
 
 /** The `connect` listener: CONNECT tunnels are not offered on an HTTP listener. */
 export const onConnect = (_req: unknown, socket: Duplex, rejections?: Rejections): void => {
-  refuse(socket, rejections, new MethodNotAllowed({ message: "CONNECT is not supported" }))
+  refuse(connectionOf(socket as Socket), socket, rejections, new MethodNotAllowed({ message: "CONNECT is not supported" }))
 }

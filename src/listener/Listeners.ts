@@ -20,6 +20,7 @@ import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
 import type { DrainState } from "../proxy/Exchange.ts"
+import { declineUpgrade } from "../proxy/ClientConnection.ts"
 import { makeRequestHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../routing/RouteTable.ts"
@@ -64,8 +65,9 @@ const TIMEOUT_CHECK_INTERVAL_MS = 250
 /** The timeouts as node:http takes them: a head cannot be given longer than the whole request. */
 const timeouts = (server: Server) => {
   const request = server.limits?.request_timeout ?? limitDefaults.request_timeout
-  const header = Math.min(server.limits?.header_timeout ?? limitDefaults.header_timeout, request)
-  return { header, request }
+  const header = server.limits?.header_timeout ?? limitDefaults.header_timeout
+  // 0 turns a timeout off; an unlimited request must not turn the head's limit off too.
+  return { header: request === 0 ? header : Math.min(header, request), request }
 }
 
 /** Limits node:http reads per connection or per response, so a running server takes them as they change. */
@@ -116,7 +118,8 @@ export class Listeners extends Context.Service<Listeners, {
           keepAliveTimeoutBuffer: 0,
           headersTimeout: timeouts(server).header,
           requestTimeout: timeouts(server).request,
-          connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS
+          connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+          shouldUpgradeCallback: declineUpgrade
         })
         applyLimits(http, server)
         const name = server.name

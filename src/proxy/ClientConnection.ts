@@ -60,6 +60,11 @@ export class ClientConnection {
   closing = false
   /** The parser refused bytes on this connection: it has (or will have) its one answer. */
   refused = false
+  /**
+   * Requests running (started, responses not done). Responses finish in request order and held
+   * requests come last, so a finished response is a running one, or the one the refusal answered.
+   */
+  private running = 0
   private held: Array<Held> | undefined = undefined
   /**
    * The running request whose body is still coming, if any: a refusal found inside its body
@@ -70,6 +75,12 @@ export class ClientConnection {
   private exclusive = false
   /** The parser's refusal, written once the responses in flight are done. */
   private refusal: (() => void) | undefined = undefined
+  /** The request whose response closes the connection (see closeAfter). */
+  private closer: IncomingMessage | undefined = undefined
+  /** The last request taken was answered by the refusal without running. */
+  private answered = false
+  /** A request was dropped behind the closing one: its bytes may still be coming. */
+  private dropped = false
   private lingering = false
   readonly socket: Socket
   /** The `close` listener of every response on this connection (one function, made once). */
@@ -80,12 +91,22 @@ export class ClientConnection {
     this.responseDone = () => this.onResponseDone()
   }
 
+  /** Whether the connection is closing and reading only to let the client's last bytes drain. */
+  get lingers(): boolean {
+    return this.lingering && this.closing
+  }
+
   /**
    * Takes a request: counts it until its response is done. Returns false when the request
-   * must not run at all (a response before it closes the connection).
+   * must not run at all (a response before it closes the connection); its body is read and
+   * dropped, so that the close can linger past it.
    */
-  take(res: ServerResponse): boolean {
-    if (this.closing || this.refused) return false
+  take(req: IncomingMessage, res: ServerResponse): boolean {
+    if (this.closing || this.refused) {
+      this.dropped = true
+      req.resume()
+      return false
+    }
     this.inFlight++
     // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
     res.on("close", this.responseDone)
@@ -100,14 +121,15 @@ export class ClientConnection {
    * answered; and nothing overtakes a request that waits.
    */
   admits(method: string): boolean {
-    if (this.inFlight === 1) {
+    if (this.held !== undefined && this.held.length > 0) return false
+    if (this.running === 0) {
+      this.running = 1
       this.exclusive = !isSafe(method)
       return true
     }
-    if (this.exclusive || (this.held !== undefined && this.held.length > 0)) return false
-    if (isSafe(method)) return true
-    // Unsafe, with earlier requests still running.
-    return false
+    if (this.exclusive || !isSafe(method)) return false
+    this.running++
+    return true
   }
 
   /** Runs `run` once the requests before it allow (see `admits`). */
@@ -134,9 +156,15 @@ export class ClientConnection {
     const held = this.held
     const last = held?.[held.length - 1]
     if (last !== undefined && !last.req.complete) {
+      // Answered in its turn (node:http queues the response), never run; it is the last
+      // request taken, so its response is the last to finish.
       held!.pop()
+      this.answered = true
       this.closing = true
+      // Its closing response stops nothing: the requests still held came before it.
+      const closer = this.closer
       refusal.reply(last.res, refusal.error)
+      this.closer = closer
       return
     }
     if (this.closing) {
@@ -153,42 +181,47 @@ export class ClientConnection {
   }
 
   /**
-   * The response to `req` ends the connection. When the client may still be sending once it
-   * is written (its request is not complete), the close lingers (see the module's doc).
+   * The response to `req` ends the connection: requests behind it are not run. When the
+   * client may still be sending once it is written (its request, or one dropped behind it, is
+   * not all in), the close lingers (see the module's doc).
    */
   closeAfter(req: IncomingMessage, res: ServerResponse): void {
     res.shouldKeepAlive = false
     this.closing = true
+    this.closer ??= req
     if (this.lingering) return
     this.lingering = true
     const socket = this.socket
     const destroySoon = socket.destroySoon
     // node:http ends the connection of a last response with `destroySoon` once the response is
-    // written; for this socket that becomes a lingering close if the request is not all in by
-    // then (whether it is can only be known then: a request without a body is complete only
-    // after its 'request' event).
+    // written; for this socket that becomes a lingering close if bytes may still be coming (a
+    // request without a body is complete only after its 'request' event, so this is decided then).
     socket.destroySoon = () => {
-      if (req.complete) destroySoon.call(socket)
+      if (req.complete && !this.dropped) destroySoon.call(socket)
       else lingeringClose(socket, req)
     }
   }
 
   private onResponseDone(): void {
-    this.inFlight--
-    // Responses end in request order, and an unsafe request runs alone: whichever finished,
-    // no unsafe one runs now.
-    this.exclusive = false
+    // The answered request's response comes last of all; any other was running.
+    if (--this.inFlight === 0 && this.answered) this.answered = false
+    else if (--this.running === 0) this.exclusive = false
     const held = this.held
-    if (held !== undefined) {
+    if (held !== undefined && held.length > 0) {
+      if (this.socket.destroyed) held.length = 0
       while (held.length > 0) {
-        const safe = isSafe(held[0].method)
-        // Requests running now: taken, not held, not done.
-        if (!safe && this.inFlight - held.length > 0) break
-        held.shift()!.run()
-        if (!safe) {
-          this.exclusive = true
+        // Behind the closing response nothing runs.
+        if (this.closer !== undefined) {
+          this.dropHeld(held)
           break
         }
+        const safe = isSafe(held[0].method)
+        if (safe ? this.exclusive : this.running > 0) break
+        const next = held.shift()!
+        this.running++
+        if (!safe) this.exclusive = true
+        next.run()
+        if (!safe) break
       }
     }
     if (this.inFlight === 0 && this.refusal !== undefined) {
@@ -198,6 +231,12 @@ export class ClientConnection {
       this.socket.resume()
       answer()
     }
+  }
+
+  private dropHeld(held: Array<Held>): void {
+    for (const h of held) h.req.resume()
+    held.length = 0
+    this.dropped = true
   }
 }
 
@@ -225,3 +264,18 @@ export const connectionOf = (socket: Socket): ClientConnection => {
 /** The connection of `socket` if a request was ever taken on it. */
 export const existingConnection = (socket: Duplex): ClientConnection | undefined =>
   (socket as Duplex & { [state]?: ClientConnection })[state]
+
+const upgrade = Symbol("fibergate.upgradeRequested")
+
+/**
+ * node:http's `shouldUpgradeCallback`: no upgrade is offered (WebSocket proxying does not exist
+ * yet), so the request is handed over as a plain one; it is marked, because node:http drops the
+ * bytes read with its head, so nothing after it on the connection can be trusted.
+ */
+export const declineUpgrade = (req: IncomingMessage): boolean => {
+  ;(req as IncomingMessage & { [upgrade]?: boolean })[upgrade] = true
+  return false
+}
+
+/** Whether `req` asked for an upgrade that `declineUpgrade` declined. */
+export const upgradeDeclined = (req: IncomingMessage): boolean => (req as IncomingMessage & { [upgrade]?: boolean })[upgrade] === true

@@ -10,13 +10,13 @@ import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { RouteMetrics } from "../telemetry/Metrics.ts"
 import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
-import { errorResponse, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
+import { errorResponse, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionOf, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
-import type { Readable } from "node:stream"
+import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
 import { backoffDelay, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
@@ -25,6 +25,7 @@ import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Ou
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
 const JSON_TYPE = "application/json"
+const codingForHttp10 = new UpstreamProtocolError({ message: "The upstream's transfer coding cannot be sent to an HTTP/1.0 client" })
 
 /** Set when the listener starts draining: responses written from then on close their connection. */
 export interface DrainState {
@@ -38,7 +39,11 @@ export interface DrainState {
  */
 export const sendError = (res: ServerResponse, error: GatewayError, close = false): number => {
   if (res.headersSent) {
-    res.destroy()
+    // A response still queued behind others (pipelining) has no socket yet: destroying it
+    // alone would leave its half-written head to be flushed later, and the connection hung.
+    // The connection is cut when its turn comes instead.
+    if (res.socket === null) res.once("socket", (socket: Duplex) => socket.destroy())
+    else res.destroy()
     return 0
   }
   const { body, status } = errorResponse(error)
@@ -413,6 +418,8 @@ export class Exchange implements Receiving {
     group.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
+    const connection = connectionOf(this.req.socket)
+    if (connection.receiving === this) connection.receiving = undefined
     const elapsed = performance.now() - this.started
     this.route.metrics.record(this.request.method, status, elapsed)
     const span = this.span
@@ -486,7 +493,18 @@ export class Exchange implements Receiving {
     const te = headers["transfer-encoding"]
     if (te !== undefined && !bodiless) {
       const codings = transferCodings(te)
-      if (codings.others !== "") out.push("transfer-encoding", `${codings.others}, chunked`)
+      if (codings.others !== "") {
+        // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, and dropping the coding
+        // would pass coded bytes off as the body.
+        if (this.req.httpVersionMinor === 0 && this.req.httpVersionMajor === 1) {
+          this.endTry(attempt)
+          if (attempt.span !== undefined) this.endTrySpan(attempt, statusCode, undefined)
+          this.finish(this.answerError(codingForHttp10), codingForHttp10._tag)
+          controller.abort(new TryAbandoned("transfer coding an HTTP/1.0 client cannot take"))
+          return
+        }
+        out.push("transfer-encoding", `${codings.others}, chunked`)
+      }
     }
     const append = this.route.responseHeaders.append
     for (let i = 0; i < append.length; i++) out.push(append[i])

@@ -16,7 +16,7 @@ import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
-import { connectionOf } from "./ClientConnection.ts"
+import { connectionOf, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
@@ -109,8 +109,10 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   const connection = connectionOf(req.socket)
   // A request behind one whose response closes the connection is never run: nobody would
   // read its answer. node:http drops its response when the socket closes.
-  if (!connection.take(res)) return
-  if (drain.draining) connection.closing = true
+  if (!connection.take(req, res)) return
+  // While draining, and after a declined upgrade (node:http dropped what came with its head),
+  // this is the last request taken; its response says so when it runs (see handle).
+  if (drain.draining || upgradeDeclined(req)) connection.closing = true
   const table = current()
   const method = req.method ?? "GET"
   if (connection.admits(method)) handle(table, req, res, method, drain)
@@ -118,6 +120,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
 }
 
 const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState): void => {
+  if (drain.draining || upgradeDeclined(req)) connectionOf(req.socket).closeAfter(req, res)
   const url = req.url ?? "/"
   if (url === "*") {
     // The asterisk form asks about the server itself (RFC 9112 §3.2.4); only OPTIONS may use it.
@@ -140,10 +143,6 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
       return
     }
   }
-  // node:http hands an Upgrade request over as a plain one but drops the bytes that came with
-  // its head in the same read, so nothing after it on this connection can be trusted: it is
-  // answered (without the upgrade, a hop-by-hop header) and the connection closes.
-  if (scan.upgrade) connectionOf(req.socket).closeAfter(req, res)
   const target = parseRequestTarget(url, scan.host)
   if (typeof target === "string") {
     reject(table, req, res, target === "invalid-encoding" ? badEncoding : target === "invalid-host" ? badHost : badTarget, true)

@@ -24,8 +24,6 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   readonly traceparent: string | undefined
   /** The `Transfer-Encoding` value (repeated fields joined), taken out like every hop-by-hop field. */
   readonly transferEncoding: string | undefined
-  /** Whether the request asks for a protocol upgrade (an `Upgrade` field). */
-  readonly upgrade: boolean
 } => {
   const headers: Array<string> = []
   let host: string | undefined
@@ -36,7 +34,6 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   let traceparent: string | undefined
   let chunked = false
   let transferEncoding: string | undefined
-  let upgrade = false
   let contentLength = -1
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
@@ -63,9 +60,6 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
         chunked = true
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
         continue
-      case "upgrade":
-        upgrade = true
-        continue
       case "content-length":
         contentLength = Number(value)
         headers.push(name, value)
@@ -87,7 +81,6 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
     connection,
     traceparent,
     transferEncoding,
-    upgrade,
     chunked,
     contentLength,
     hasBody: chunked || contentLength > 0

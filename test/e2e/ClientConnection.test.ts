@@ -264,4 +264,105 @@ describe("a client connection", () => {
         assert.strictEqual(JSON.parse(second.body).url, "/after")
       }
     }))
+  it.live("a held request whose chunked body is bad is answered in turn; the held request before it still runs", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          seen.push(`${req.method} ${req.url}`)
+          req.resume()
+          req.on("end", () =>
+            setTimeout(() => {
+              res.writeHead(200, { "content-length": Buffer.byteLength(req.url ?? "") })
+              res.end(req.url)
+            }, req.url === "/slow" ? 60 : 0))
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll(
+          "GET /slow HTTP/1.1\r\nHost: x\r\n\r\n" +
+            "POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi" +
+            "POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nbad\r\n"
+        ),
+        { responses: 3 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 200, 400])
+      assert.deepStrictEqual(conversation.responses.slice(0, 2).map((r) => r.body), ["/slow", "/u"])
+      assert.deepStrictEqual(seen, ["GET /slow", "POST /u"])
+      assert.isTrue(conversation.closed)
+    }))
+
+  it.live("a held request answered with Connection: close stops the held requests behind it", () =>
+    Effect.gen(function*() {
+      const seen: Array<string> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          seen.push(`${req.method} ${req.url}`)
+          req.resume()
+          req.on("end", () =>
+            setTimeout(() => {
+              res.writeHead(200, { "content-length": "2" })
+              res.end("ok")
+            }, 40))
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      yield* converse(gateway.port, sendAll("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n"), { responses: 1, settleMs: 0 })
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("POST /u HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhiGET /%zz HTTP/1.1\r\nHost: x\r\n\r\nGET /after HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 2, settleMs: 200 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 400])
+      assert.isTrue(conversation.closed)
+      assert.deepStrictEqual(seen, ["GET /warm", "POST /u"])
+    }))
+
+  it.live("a pipelined response that fails after its head was queued cuts the connection after the responses before it", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          req.resume()
+          if (req.url === "/slow") {
+            setTimeout(() => {
+              res.writeHead(200, { "content-length": "5" })
+              res.end("first")
+            }, 80)
+            return
+          }
+          res.writeHead(200, { "content-length": "100" })
+          res.write("0123456789")
+          setTimeout(() => res.socket?.destroy(), 10)
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("GET /slow HTTP/1.1\r\nHost: x\r\n\r\nGET /broken HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { maxMs: 2_000 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.body), ["first"])
+      // The second response is cut (a truncated response, never a complete-looking one) and the connection closes.
+      assert.isFalse(conversation.rest.includes("HTTP/1.1 4"), "no error status after a cut response")
+      assert.isTrue(conversation.closed)
+    }))
+
+  it.live("a 413 to a client that reads only after sending its whole body still reaches it (the close lingers)", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const config = simpleConfig([upstream.url])
+      const gateway = yield* startGateway({ ...config, servers: config.servers.map((s) => ({ ...s, limits: { max_body_bytes: 1024 } })) })
+      const body = Buffer.alloc(16 * 1024 * 1024, 0x79)
+      const conversation = yield* converse(gateway.port, (socket) => {
+        // Not reading until the body is out and a while has passed: a close without lingering
+        // resets the connection and the response is lost.
+        socket.pause()
+        socket.write(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
+        socket.write(body, () => setTimeout(() => socket.resume(), 300))
+      }, { responses: 1, maxMs: 5_000 })
+      assert.isFalse(conversation.reset, "no reset")
+      assert.strictEqual(conversation.responses[0]?.status, 413)
+    }))
 })

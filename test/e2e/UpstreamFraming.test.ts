@@ -98,6 +98,16 @@ describe("transfer codings", () => {
       assert.deepStrictEqual(response.headers.get("transfer-encoding"), ["gzip, chunked"])
       assert.strictEqual(response.body, "\x1f\x8b\x08\x00")
     }))
+
+  it.live("an upstream reply with gzip, chunked to an HTTP/1.0 client is a 502 (it cannot take Transfer-Encoding)", () =>
+    Effect.gen(function*() {
+      const upstream = yield* rawUpstream("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n4\r\nabcd\r\n0\r\n\r\n")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(gateway.port, sendAll("GET / HTTP/1.0\r\nHost: x\r\n\r\n"), { responses: 1 })
+      assert.strictEqual(conversation.responses[0]?.status, 502)
+      assert.strictEqual(tagOf(conversation.responses[0].body), "UpstreamProtocolError")
+      assert.isUndefined(conversation.responses[0].headers.get("transfer-encoding"))
+    }))
 })
 
 describe("upstream replies that break the rules", () => {
