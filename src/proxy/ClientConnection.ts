@@ -110,6 +110,8 @@ export class ClientConnection {
     this.inFlight++
     // `on`, not `once`: a response closes once, and `once` would wrap the listener per request.
     res.on("close", this.responseDone)
+    // node:http detaches `req.socket` once a body has been read; the response keeps its connection.
+    ;(res as ServerResponse & { [state]?: ClientConnection })[state] = this
     // The client asked to close (or spoke HTTP/1.0 without keep-alive): this is the last one.
     if (!res.shouldKeepAlive) this.closing = true
     return true
@@ -260,6 +262,13 @@ export const connectionOf = (socket: Socket): ClientConnection => {
   const s = socket as Socket & { [state]?: ClientConnection }
   return s[state] ??= new ClientConnection(socket)
 }
+
+/**
+ * The connection a response belongs to (set when its request was taken). Use this rather than
+ * `connectionOf(req.socket)` once a request body may have been read.
+ */
+export const connectionOfResponse = (res: ServerResponse): ClientConnection | undefined =>
+  (res as ServerResponse & { [state]?: ClientConnection })[state]
 
 /** The connection of `socket` if a request was ever taken on it. */
 export const existingConnection = (socket: Duplex): ClientConnection | undefined =>

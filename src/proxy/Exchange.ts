@@ -12,7 +12,7 @@ import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { errorResponse, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
-import { connectionOf, type Receiving } from "./ClientConnection.ts"
+import { connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
@@ -47,7 +47,11 @@ export const sendError = (res: ServerResponse, error: GatewayError, close = fals
     return 0
   }
   const { body, status } = errorResponse(error)
-  if (close) connectionOf(res.req.socket).closeAfter(res.req, res)
+  if (close) {
+    const connection = connectionOfResponse(res)
+    if (connection !== undefined) connection.closeAfter(res.req, res)
+    else res.shouldKeepAlive = false
+  }
   res.writeHead(status, ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"])
   res.end(body)
   return status
@@ -192,6 +196,8 @@ export class Exchange implements Receiving {
   /** The trace this request belongs to, for the access log (also when it is not sampled). */
   private traceId: string | undefined = undefined
   readonly onClientClose: () => void
+  /** The client connection (node:http detaches `req.socket` once the body is read). */
+  private readonly connection: ClientConnection | undefined
   readonly req: IncomingMessage
   readonly res: ServerResponse
   readonly route: ExchangeRoute
@@ -227,7 +233,8 @@ export class Exchange implements Receiving {
     }
     res.once("close", this.onClientClose)
     // Until its body is in, a refusal the parser finds on this connection is this request's.
-    connectionOf(req.socket).receiving = this
+    this.connection = connectionOfResponse(res)
+    if (this.connection !== undefined) this.connection.receiving = this
     if (route.timeoutMs !== undefined) {
       this.timer = setTimeout(() => this.onRouteTimeout(), route.timeoutMs)
     }
@@ -418,8 +425,8 @@ export class Exchange implements Receiving {
     group.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
     this.res.removeListener("close", this.onClientClose)
-    const connection = connectionOf(this.req.socket)
-    if (connection.receiving === this) connection.receiving = undefined
+    const connection = this.connection
+    if (connection !== undefined && connection.receiving === this) connection.receiving = undefined
     const elapsed = performance.now() - this.started
     this.route.metrics.record(this.request.method, status, elapsed)
     const span = this.span
@@ -524,7 +531,10 @@ export class Exchange implements Receiving {
       // While draining, the response says `Connection: close` and the connection ends with it;
       // so does a response that starts while the client is still sending its body (an early
       // answer), since nothing will read the rest of that body to find the next request.
-      if (this.drain.draining || !this.req.complete) connectionOf(this.req.socket).closeAfter(this.req, this.res)
+      if (this.drain.draining || !this.req.complete) {
+        if (this.connection !== undefined) this.connection.closeAfter(this.req, this.res)
+        else this.res.shouldKeepAlive = false
+      }
       this.res.writeHead(this.status, head)
     }
   }

@@ -16,7 +16,7 @@ import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
-import { connectionOf, upgradeDeclined } from "./ClientConnection.ts"
+import { connectionOf, connectionOfResponse, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
@@ -120,7 +120,7 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
 }
 
 const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState): void => {
-  if (drain.draining || upgradeDeclined(req)) connectionOf(req.socket).closeAfter(req, res)
+  if (drain.draining || upgradeDeclined(req)) connectionOfResponse(res)?.closeAfter(req, res)
   const url = req.url ?? "/"
   if (url === "*") {
     // The asterisk form asks about the server itself (RFC 9112 §3.2.4); only OPTIONS may use it.

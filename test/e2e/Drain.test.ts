@@ -7,6 +7,7 @@ import { simpleConfig, startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { fire, onSignal, signal, awaitSignal } from "../support/signals.ts"
 import { eventually, refuses } from "../support/liveGateway.ts"
+import { connect } from "node:net"
 
 const readyStatus = (port: number) =>
   Effect.promise(() => fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0))
@@ -41,6 +42,45 @@ describe("graceful drain", () => {
       assert.strictEqual(res.status, 200)
       assert.strictEqual(res.body, "done")
       assert.strictEqual(res.headers.connection, "close")
+      yield* Fiber.join(closing)
+    }))
+  it.live("while draining, a response the gateway answers itself (404) also says Connection: close, and the connection ends", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const upstream = yield* startUpstream("slow", {
+        rawHandler: (_req, res) => {
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("done"))
+        }
+      })
+      const config = simpleConfig([upstream.url], { match: { path: { prefix: "/slow" } } })
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Gateway.layer(config), scope)
+      const port = Context.get(context, Listeners).addresses.get("web")!.port
+      const adminPort = Context.get(context, Admin).address!.port
+      // A client in the middle of sending its request head when the drain starts.
+      const socket = connect(port, "127.0.0.1")
+      let received = ""
+      let closedAt = 0
+      socket.setEncoding("latin1")
+      socket.on("data", (c: string) => (received += c))
+      socket.on("close", () => (closedAt = Date.now()))
+      socket.on("error", () => undefined)
+      yield* Effect.callback<void>((resume) => void socket.write("GET /nothing HTTP/1.1\r\n", () => resume(Effect.void)))
+
+      const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${port}/slow`))
+      yield* awaitSignal(arrived)
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* eventually(Effect.map(readyStatus(adminPort), (s) => s === 503), "/ready answers 503")
+      const sent = Date.now()
+      socket.write("Host: x\r\n\r\n")
+      yield* eventually(Effect.sync(() => closedAt > 0), "the connection of the 404 ends", 2_000)
+      assert.match(received, /^HTTP\/1\.1 404 /)
+      assert.match(received, /\r\nConnection: close\r\n/i)
+      assert.isBelow(closedAt - sent, 1_000)
+      fire(release, undefined)
+      yield* Fiber.join(inFlight)
       yield* Fiber.join(closing)
     }))
 })
