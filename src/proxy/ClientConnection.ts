@@ -247,7 +247,11 @@ const lingeringClose = (socket: Socket, req: IncomingMessage): void => {
   if (socket.destroyed) return
   socket.end()
   // The rest of the request body goes nowhere; reading it is what keeps the socket draining.
-  req.resume()
+  // A body stream the upstream side already destroyed (an early answer) would stop the socket
+  // again on every chunk: node:http's own `_dump` marks it so that the parser drops the bytes.
+  const dump = (req as IncomingMessage & { _dump?: () => void })._dump
+  if (typeof dump === "function") dump.call(req)
+  else req.resume()
   socket.resume()
   // node:http's timeout handler destroys an idle socket.
   socket.setTimeout(LINGER_IDLE_MS)

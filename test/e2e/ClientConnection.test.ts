@@ -363,4 +363,23 @@ describe("a client connection", () => {
       assert.isFalse(conversation.reset, "no reset")
       assert.strictEqual(conversation.responses[0]?.status, 413)
     }))
+  it.live("an early upstream answer to a large upload reaches a client that reads only after sending (the close lingers)", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (_req, res) => {
+          res.writeHead(401, { "content-length": "4" })
+          res.end("nope")
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const body = Buffer.alloc(9 * 1024 * 1024, 0x7a)
+      const conversation = yield* converse(gateway.port, (socket) => {
+        socket.pause()
+        socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
+        socket.write(body, () => setTimeout(() => socket.resume(), 300))
+      }, { responses: 1, maxMs: 8_000 })
+      assert.isFalse(conversation.reset, "no reset")
+      assert.strictEqual(conversation.responses[0]?.status, 401)
+      assert.deepStrictEqual(conversation.responses[0].headers.get("connection"), ["close"])
+    }))
 })
