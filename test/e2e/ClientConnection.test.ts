@@ -40,6 +40,19 @@ const streamingUpstream = () => {
   )
 }
 
+/**
+ * A client that sends a whole upload of `bytes` before it reads anything (and waits a while
+ * more): a close without lingering resets the connection and the response is lost.
+ */
+const uploadThenRead = (port: number, bytes: number) => {
+  const body = Buffer.alloc(bytes, 0x79)
+  return converse(port, (socket) => {
+    socket.pause()
+    socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
+    socket.write(body, () => setTimeout(() => socket.resume(), 300))
+  }, { responses: 1, maxMs: 8_000 })
+}
+
 describe("a client connection", () => {
   it.live("bytes the parser rejects during a streamed response never land inside that response", () =>
     Effect.gen(function*() {
@@ -352,17 +365,11 @@ describe("a client connection", () => {
       const upstream = yield* startUpstream("a")
       const config = simpleConfig([upstream.url])
       const gateway = yield* startGateway({ ...config, servers: config.servers.map((s) => ({ ...s, limits: { max_body_bytes: 1024 } })) })
-      const body = Buffer.alloc(16 * 1024 * 1024, 0x79)
-      const conversation = yield* converse(gateway.port, (socket) => {
-        // Not reading until the body is out and a while has passed: a close without lingering
-        // resets the connection and the response is lost.
-        socket.pause()
-        socket.write(`POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
-        socket.write(body, () => setTimeout(() => socket.resume(), 300))
-      }, { responses: 1, maxMs: 5_000 })
+      const conversation = yield* uploadThenRead(gateway.port, 16 * 1024 * 1024)
       assert.isFalse(conversation.reset, "no reset")
       assert.strictEqual(conversation.responses[0]?.status, 413)
     }))
+
   it.live("an early upstream answer to a large upload reaches a client that reads only after sending (the close lingers)", () =>
     Effect.gen(function*() {
       const upstream = yield* startUpstream("a", {
@@ -372,12 +379,7 @@ describe("a client connection", () => {
         }
       })
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
-      const body = Buffer.alloc(9 * 1024 * 1024, 0x7a)
-      const conversation = yield* converse(gateway.port, (socket) => {
-        socket.pause()
-        socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
-        socket.write(body, () => setTimeout(() => socket.resume(), 300))
-      }, { responses: 1, maxMs: 8_000 })
+      const conversation = yield* uploadThenRead(gateway.port, 9 * 1024 * 1024)
       assert.isFalse(conversation.reset, "no reset")
       assert.strictEqual(conversation.responses[0]?.status, 401)
       assert.deepStrictEqual(conversation.responses[0].headers.get("connection"), ["close"])
