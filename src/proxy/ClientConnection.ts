@@ -82,6 +82,8 @@ export class ClientConnection {
   /** A request was dropped behind the closing one: its bytes may still be coming. */
   private dropped = false
   private lingering = false
+  /** The closing response is written; the socket only reads what the client still sends. */
+  private drainingRest = false
   readonly socket: Socket
   /** The `close` listener of every response on this connection (one function, made once). */
   readonly responseDone: () => void
@@ -93,7 +95,7 @@ export class ClientConnection {
 
   /** Whether the connection is closing and reading only to let the client's last bytes drain. */
   get lingers(): boolean {
-    return this.lingering && this.closing
+    return this.drainingRest
   }
 
   /**
@@ -200,7 +202,10 @@ export class ClientConnection {
     // request without a body is complete only after its 'request' event, so this is decided then).
     socket.destroySoon = () => {
       if (req.complete && !this.dropped) destroySoon.call(socket)
-      else lingeringClose(socket, req)
+      else {
+        this.drainingRest = true
+        lingeringClose(socket, req)
+      }
     }
   }
 

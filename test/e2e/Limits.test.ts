@@ -104,6 +104,35 @@ describe("listener limits", () => {
       assert.strictEqual(conversation.rest, "")
     }))
 
+  it.live("a bad chunk after the upstream's response has started cuts that response; no status line lands inside it", () =>
+    Effect.gen(function*() {
+      let upstreamAborted = false
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          // Answers at once while the upload is still coming.
+          res.writeHead(200, { "content-length": "40" })
+          res.write("0123456789")
+          req.on("close", () => (upstreamAborted ||= !req.complete))
+          req.resume()
+        }
+      })
+      const gateway = yield* startGateway(withLimits(upstream.url, {}))
+      const conversation = yield* converse(gateway.port, (socket, received) => {
+        socket.write("POST / HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+        const poll = setInterval(() => {
+          if (!received().includes("0123456789")) return
+          clearInterval(poll)
+          socket.write("zz\r\nbad\r\n")
+        }, 5)
+      }, { maxMs: 2_000 })
+      assert.match(conversation.text, /^HTTP\/1\.1 200 /)
+      assert.notInclude(conversation.text, "HTTP/1.1 400", "no second status line")
+      assert.deepStrictEqual(conversation.responses, [], "the 200 is cut short, never complete-looking")
+      assert.isTrue(conversation.closed)
+      yield* Effect.sleep("50 millis")
+      assert.isTrue(upstreamAborted)
+    }))
+
   it.live("header_timeout changes on reload and applies to the next request", () =>
     Effect.gen(function*() {
       const upstream = yield* startUpstream("a")
