@@ -377,7 +377,10 @@ export class Exchange implements Receiving {
     if (next === undefined) return false
     // Charged to the upstream's retry budget, except after a connect failure (free: that try
     // reached no upstream); refused when the budget is spent.
-    if (!admitRetry(group.retryBudget, failure, performance.now())) return false
+    if (!admitRetry(group.retryBudget, failure, performance.now())) {
+      group.metrics.retryRefused()
+      return false
+    }
     this.current = undefined
     group.metrics.retry()
     const delay = backoffDelay(policy, attempt.number)

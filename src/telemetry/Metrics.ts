@@ -107,6 +107,9 @@ const attempts = Metric.counter("fibergate_upstream_attempts_total", {
   description: "Tries sent upstream, by upstream and result (success, 5xx, connect_error, timeout, reset, protocol_error, error)"
 })
 const retries = Metric.counter("fibergate_upstream_retries_total", { description: "Retries, by upstream" })
+const retriesRefused = Metric.counter("fibergate_upstream_retries_refused_total", {
+  description: "Retries the upstream's retry budget refused (the client got that try's answer), by upstream"
+})
 
 export type AttemptResult = "success" | "5xx" | "connect_error" | "timeout" | "reset" | "protocol_error" | "error"
 const RESULTS: ReadonlyArray<AttemptResult> = ["success", "5xx", "connect_error", "timeout", "reset", "protocol_error", "error"]
@@ -114,19 +117,23 @@ const RESULTS: ReadonlyArray<AttemptResult> = ["success", "5xx", "connect_error"
 export interface UpstreamMetrics {
   readonly attempt: (result: AttemptResult) => void
   readonly retry: () => void
+  /** A retry the retry budget refused. */
+  readonly retryRefused: () => void
 }
 
 /** The metrics of one upstream group, created with their attributes when the group is built. */
 export const makeUpstreamMetrics = (context: Context.Context<never>, upstream: string): UpstreamMetrics => {
   const byResult = new Map(RESULTS.map((result) => [result, Metric.withAttributes(attempts, { upstream, result })] as const))
   const retry = Metric.withAttributes(retries, { upstream })
+  const refused = Metric.withAttributes(retriesRefused, { upstream })
   return {
     attempt: (result) => byResult.get(result)!.updateUnsafe(1, context),
-    retry: () => retry.updateUnsafe(1, context)
+    retry: () => retry.updateUnsafe(1, context),
+    retryRefused: () => refused.updateUnsafe(1, context)
   }
 }
 
-export const noUpstreamMetrics: UpstreamMetrics = { attempt: () => {}, retry: () => {} }
+export const noUpstreamMetrics: UpstreamMetrics = { attempt: () => {}, retry: () => {}, retryRefused: () => {} }
 
 const healthy = Metric.gauge("fibergate_endpoint_healthy", { description: "1 when active checks consider the endpoint up" })
 const ejected = Metric.gauge("fibergate_endpoint_ejected", { description: "1 while outlier detection has ejected the endpoint" })

@@ -6,7 +6,7 @@
  * by the route timeout or the helpers' guards.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { echoHandler, request, startGateway, startUpstream, type TestUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
@@ -96,6 +96,13 @@ const gatewayOver = (urls: ReadonlyArray<string>, options: GatewayOptions = {}) 
     }
   })
 
+/** `fibergate_upstream_retries_refused_total{upstream}` in the registry now (0 before its first refusal). */
+const refusedRetries = (upstream: string) =>
+  Metric.snapshot.pipe(Effect.map((all) => {
+    const series = all.find((m) => m.id === "fibergate_upstream_retries_refused_total" && m.attributes?.upstream === upstream)
+    return series === undefined ? 0 : Number((series.state as { readonly count: number }).count)
+  }))
+
 /** A URL on 127.0.0.1 where nothing listens (connections are refused). */
 const closedUrl = Effect.map(freePort, (port) => `http://127.0.0.1:${port}`)
 
@@ -156,6 +163,7 @@ describe("retries: connect failures and the retry budget", () => {
         retry: { backoff: fast },
         retryBudget: { percent: 0, min_per_second: 0 }
       })
+      const refusedBefore = yield* refusedRetries("app")
       const replies = yield* Effect.all(
         Array.from({ length: 20 }, (_, i) => send(gateway.url(`/c/${i}`))),
         { concurrency: 4 }
@@ -166,6 +174,8 @@ describe("retries: connect failures and the retry budget", () => {
       assert.strictEqual(bad503, countBy(log, "failing"), "every 503 try went to the client as it was")
       assert.strictEqual(ok200, countBy(log, "ok"), "no request reached the live endpoint by a retry")
       assert.strictEqual(log.length, 20, "one try a request")
+      assert.isAbove(bad503, 0)
+      assert.strictEqual((yield* refusedRetries("app")) - refusedBefore, bad503, "each refused retry is counted")
     }))
 
   it.live("without a budget setting (defaults: 20% of requests plus 10/s over 10s) sequential 503s are all retried", () =>
