@@ -279,6 +279,16 @@ export const connectionOf = (socket: Socket): ClientConnection => {
 export const connectionOfResponse = (res: ServerResponse): ClientConnection | undefined =>
   (res as ServerResponse & { [state]?: ClientConnection })[state]
 
+/**
+ * The response to `req` ends its connection (`ClientConnection.closeAfter`); a response whose
+ * request was never taken (nothing to order) just says `Connection: close`.
+ */
+export const closeAfterResponse = (req: IncomingMessage, res: ServerResponse): void => {
+  const connection = connectionOfResponse(res)
+  if (connection !== undefined) connection.closeAfter(req, res)
+  else res.shouldKeepAlive = false
+}
+
 /** The connection of `socket` if a request was ever taken on it. */
 export const existingConnection = (socket: Duplex): ClientConnection | undefined =>
   (socket as Duplex & { [state]?: ClientConnection })[state]

@@ -12,7 +12,7 @@ import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { errorResponse, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "./GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
-import { connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
+import { closeAfterResponse, connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
@@ -47,11 +47,7 @@ export const sendError = (res: ServerResponse, error: GatewayError, close = fals
     return 0
   }
   const { body, status } = errorResponse(error)
-  if (close) {
-    const connection = connectionOfResponse(res)
-    if (connection !== undefined) connection.closeAfter(res.req, res)
-    else res.shouldKeepAlive = false
-  }
+  if (close) closeAfterResponse(res.req, res)
   res.writeHead(status, ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"])
   res.end(body)
   return status
@@ -507,10 +503,7 @@ export class Exchange implements Receiving {
         // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, and dropping the coding
         // would pass coded bytes off as the body.
         if (this.req.httpVersionMinor === 0 && this.req.httpVersionMajor === 1) {
-          this.endTry(attempt)
-          if (attempt.span !== undefined) this.endTrySpan(attempt, statusCode, undefined)
-          this.finish(this.answerError(codingForHttp10), codingForHttp10._tag)
-          controller.abort(new TryAbandoned("transfer coding an HTTP/1.0 client cannot take"))
+          this.abort(new TryAbandoned("transfer coding an HTTP/1.0 client cannot take"), codingForHttp10)
           return
         }
         out.push("transfer-encoding", `${codings.others}, chunked`)
@@ -534,10 +527,7 @@ export class Exchange implements Receiving {
       // While draining, the response says `Connection: close` and the connection ends with it;
       // so does a response that starts while the client is still sending its body (an early
       // answer), since nothing will read the rest of that body to find the next request.
-      if (this.drain.draining || !this.req.complete) {
-        if (this.connection !== undefined) this.connection.closeAfter(this.req, this.res)
-        else this.res.shouldKeepAlive = false
-      }
+      if (this.drain.draining || !this.req.complete) closeAfterResponse(this.req, this.res)
       this.res.writeHead(this.status, head)
     }
   }

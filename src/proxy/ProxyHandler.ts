@@ -16,7 +16,7 @@ import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
-import { connectionOf, connectionOfResponse, upgradeDeclined } from "./ClientConnection.ts"
+import { closeAfterResponse, connectionOf, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
@@ -45,7 +45,6 @@ const badEncoding = new BadRequest({ message: "Invalid percent-encoding in the r
 const badHost = new BadRequest({ message: "Invalid or repeated Host header" })
 const tooLarge = new PayloadTooLarge({ message: "The request body is too large" })
 const unsupportedCoding = new NotImplemented({ message: "Transfer codings other than chunked are not supported" })
-const badCoding = new BadRequest({ message: "Invalid Transfer-Encoding" })
 const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
 const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
@@ -112,15 +111,16 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   if (!connection.take(req, res)) return
   // While draining, and after a declined upgrade (node:http dropped what came with its head),
   // this is the last request taken; its response says so when it runs (see handle).
-  if (drain.draining || upgradeDeclined(req)) connection.closing = true
+  const last = drain.draining || upgradeDeclined(req)
+  if (last) connection.closing = true
   const table = current()
   const method = req.method ?? "GET"
-  if (connection.admits(method)) handle(table, req, res, method, drain)
-  else connection.hold(method, req, res, () => handle(table, req, res, method, drain))
+  if (connection.admits(method)) handle(table, req, res, method, drain, last)
+  else connection.hold(method, req, res, () => handle(table, req, res, method, drain, last))
 }
 
-const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState): void => {
-  if (drain.draining || upgradeDeclined(req)) connectionOfResponse(res)?.closeAfter(req, res)
+const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState, last: boolean): void => {
+  if (last) closeAfterResponse(req, res)
   const url = req.url ?? "/"
   if (url === "*") {
     // The asterisk form asks about the server itself (RFC 9112 §3.2.4); only OPTIONS may use it.
@@ -135,13 +135,11 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
     reject(table, req, res, badHost, true)
     return
   }
-  if (scan.transferEncoding !== undefined) {
-    const codings = transferCodings(scan.transferEncoding)
-    if (codings.others !== "" || codings.chunked !== 1) {
-      // The body's framing is not one the gateway can read: the connection cannot go on.
-      reject(table, req, res, codings.chunked !== 1 ? badCoding : unsupportedCoding, true)
-      return
-    }
+  // node:http's parser has made sure `chunked` comes last, once; any coding before it is one
+  // the gateway cannot undo, and the connection cannot go on past that body.
+  if (scan.transferEncoding !== undefined && transferCodings(scan.transferEncoding).others !== "") {
+    reject(table, req, res, unsupportedCoding, true)
+    return
   }
   const target = parseRequestTarget(url, scan.host)
   if (typeof target === "string") {

@@ -53,6 +53,34 @@ const uploadThenRead = (port: number, bytes: number) => {
   }, { responses: 1, maxMs: 8_000 })
 }
 
+/**
+ * An upstream that answers each request `delayMs(req)` after its body is in, with the body
+ * `METHOD /path`, and records what it saw: `arrived …` and `answered …` events in order, and
+ * the most requests it held at once.
+ */
+const pacedUpstream = (delayMs: (req: IncomingMessage) => number) => {
+  const events: Array<string> = []
+  const stats = { inFlight: 0, maxInFlight: 0 }
+  return Effect.map(
+    startUpstream("a", {
+      rawHandler: (req, res) => {
+        const line = `${req.method} ${req.url}`
+        stats.maxInFlight = Math.max(stats.maxInFlight, ++stats.inFlight)
+        events.push(`arrived ${line}`)
+        req.resume()
+        req.on("end", () =>
+          setTimeout(() => {
+            stats.inFlight--
+            events.push(`answered ${line}`)
+            res.writeHead(200, { "content-length": Buffer.byteLength(line) })
+            res.end(line)
+          }, delayMs(req)))
+      }
+    }),
+    (upstream) => ({ upstream, events, stats, arrived: () => events.filter((e) => e.startsWith("arrived ")).map((e) => e.slice(8)) })
+  )
+}
+
 describe("a client connection", () => {
   it.live("bytes the parser rejects during a streamed response never land inside that response", () =>
     Effect.gen(function*() {
@@ -140,49 +168,20 @@ describe("a client connection", () => {
 
   it.live("pipelined unsafe requests reach the upstream one at a time, in the client's order", () =>
     Effect.gen(function*() {
-      let inFlight = 0
-      let maxInFlight = 0
-      const arrived: Array<string> = []
-      const upstream = yield* startUpstream("a", {
-        rawHandler: (req, res) => {
-          inFlight++
-          maxInFlight = Math.max(maxInFlight, inFlight)
-          arrived.push(`${req.method} ${req.url}`)
-          req.resume()
-          req.on("end", () =>
-            // The first request is the slowest, so a parallel pipeline would overtake it.
-            setTimeout(() => {
-              inFlight--
-              const body = `${req.method} ${req.url}`
-              res.writeHead(200, { "content-length": Buffer.byteLength(body) })
-              res.end(body)
-            }, req.url === "/1" ? 60 : 5))
-        }
-      })
+      // The first request is the slowest, so a parallel pipeline would overtake it.
+      const { upstream, arrived, stats } = yield* pacedUpstream((req) => req.url === "/1" ? 60 : 5)
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
       const sent = ["POST /1", "PUT /2", "DELETE /3", "PATCH /4", "POST /5"]
       const data = sent.map((line) => `${line} HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi`).join("")
       const conversation = yield* converse(gateway.port, sendAll(data), { responses: 5 })
-      assert.deepStrictEqual(arrived, sent)
-      assert.strictEqual(maxInFlight, 1)
+      assert.deepStrictEqual(arrived(), sent)
+      assert.strictEqual(stats.maxInFlight, 1)
       assert.deepStrictEqual(conversation.responses.map((r) => r.body), sent)
     }))
 
   it.live("a GET pipelined behind a POST waits for it (a safe request does not overtake an unsafe one)", () =>
     Effect.gen(function*() {
-      const events: Array<string> = []
-      const upstream = yield* startUpstream("a", {
-        rawHandler: (req, res) => {
-          events.push(`arrived ${req.method} ${req.url}`)
-          req.resume()
-          req.on("end", () =>
-            setTimeout(() => {
-              events.push(`answered ${req.method} ${req.url}`)
-              res.writeHead(200, { "content-length": "2" })
-              res.end("ok")
-            }, req.method === "POST" ? 50 : 0))
-        }
-      })
+      const { upstream, events } = yield* pacedUpstream((req) => req.method === "POST" ? 50 : 0)
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
       const conversation = yield* converse(
         gateway.port,
@@ -195,29 +194,16 @@ describe("a client connection", () => {
 
   it.live("pipelined GETs are still forwarded together (safe requests may run in parallel)", () =>
     Effect.gen(function*() {
-      let inFlight = 0
-      let maxInFlight = 0
-      const upstream = yield* startUpstream("a", {
-        rawHandler: (req, res) => {
-          inFlight++
-          maxInFlight = Math.max(maxInFlight, inFlight)
-          req.resume()
-          setTimeout(() => {
-            inFlight--
-            res.writeHead(200, { "content-length": Buffer.byteLength(req.url ?? "") })
-            res.end(req.url)
-          }, 40)
-        }
-      })
+      const { upstream, stats } = yield* pacedUpstream(() => 40)
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
       const conversation = yield* converse(
         gateway.port,
         sendAll("GET /1 HTTP/1.1\r\nHost: x\r\n\r\nGET /2 HTTP/1.1\r\nHost: x\r\n\r\nGET /3 HTTP/1.1\r\nHost: x\r\n\r\n"),
         { responses: 3 }
       )
-      assert.deepStrictEqual(conversation.responses.map((r) => r.body), ["/1", "/2", "/3"])
+      assert.deepStrictEqual(conversation.responses.map((r) => r.body), ["GET /1", "GET /2", "GET /3"])
       // More than one at a time (all three unless the machine is slow to open upstream connections).
-      assert.isAtLeast(maxInFlight, 2)
+      assert.isAtLeast(stats.maxInFlight, 2)
     }))
 
   it.live("413 on a chunked body over max_body_bytes says Connection: close, reaches the client, and closes", () =>
@@ -277,18 +263,7 @@ describe("a client connection", () => {
     }))
   it.live("a held request whose chunked body is bad is answered in turn; the held request before it still runs", () =>
     Effect.gen(function*() {
-      const seen: Array<string> = []
-      const upstream = yield* startUpstream("a", {
-        rawHandler: (req, res) => {
-          seen.push(`${req.method} ${req.url}`)
-          req.resume()
-          req.on("end", () =>
-            setTimeout(() => {
-              res.writeHead(200, { "content-length": Buffer.byteLength(req.url ?? "") })
-              res.end(req.url)
-            }, req.url === "/slow" ? 60 : 0))
-        }
-      })
+      const { upstream, arrived } = yield* pacedUpstream((req) => req.url === "/slow" ? 60 : 0)
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
       const conversation = yield* converse(
         gateway.port,
@@ -300,25 +275,14 @@ describe("a client connection", () => {
         { responses: 3 }
       )
       assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 200, 400])
-      assert.deepStrictEqual(conversation.responses.slice(0, 2).map((r) => r.body), ["/slow", "/u"])
-      assert.deepStrictEqual(seen, ["GET /slow", "POST /u"])
+      assert.deepStrictEqual(conversation.responses.slice(0, 2).map((r) => r.body), ["GET /slow", "POST /u"])
+      assert.deepStrictEqual(arrived(), ["GET /slow", "POST /u"])
       assert.isTrue(conversation.closed)
     }))
 
   it.live("a held request answered with Connection: close stops the held requests behind it", () =>
     Effect.gen(function*() {
-      const seen: Array<string> = []
-      const upstream = yield* startUpstream("a", {
-        rawHandler: (req, res) => {
-          seen.push(`${req.method} ${req.url}`)
-          req.resume()
-          req.on("end", () =>
-            setTimeout(() => {
-              res.writeHead(200, { "content-length": "2" })
-              res.end("ok")
-            }, 40))
-        }
-      })
+      const { upstream, arrived } = yield* pacedUpstream(() => 40)
       const gateway = yield* startGateway(simpleConfig([upstream.url]))
       yield* converse(gateway.port, sendAll("GET /warm HTTP/1.1\r\nHost: x\r\n\r\n"), { responses: 1, settleMs: 0 })
       const conversation = yield* converse(
@@ -328,7 +292,7 @@ describe("a client connection", () => {
       )
       assert.deepStrictEqual(conversation.responses.map((r) => r.status), [200, 400])
       assert.isTrue(conversation.closed)
-      assert.deepStrictEqual(seen, ["GET /warm", "POST /u"])
+      assert.deepStrictEqual(arrived(), ["GET /warm", "POST /u"])
     }))
 
   it.live("a pipelined response that fails after its head was queued cuts the connection after the responses before it", () =>
