@@ -54,12 +54,14 @@ const assertJittered = (gapsMs: ReadonlyArray<number>, interval: number) => {
 }
 
 /** Runs `runHealthCheck` in a child fiber; every published state with its Clock time. */
-/** Yields (no time passes) until `done()` holds, for at most 1000 scheduler turns. */
+/** Yields (no virtual time passes) until `done()` holds, for at most 5 s of real time. */
 // Effect's scheduler also yields to the event loop after a time budget, so under CPU load a
-// woken fiber may need a real macrotask turn, not only more yields.
+// woken fiber may need real macrotask turns, not only more yields: the bound is real time,
+// not a count of turns, so a loaded machine waits longer instead of failing.
 const untilTrue = (done: () => boolean) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 1000 && !done(); i++) {
+    const deadline = Date.now() + 5_000
+    for (let i = 0; !done() && Date.now() < deadline; i++) {
       yield* Effect.yieldNow
       if (i % 20 === 19) yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
     }
@@ -118,7 +120,11 @@ describe("runHealthCheck (TestClock)", () => {
       const run = yield* startCheck(script.probe, { interval: 1000, timeout: 300, unhealthy_threshold: 1, healthy_threshold: 1 })
       assert.deepStrictEqual(run.healths(), [true])
       // Wait for the hanging probe to start (within 1.2 x interval).
-      for (let i = 0; i < 120 && script.calls.length < 2; i++) yield* TestClock.adjust(10)
+      for (let i = 0; i < 120 && script.calls.length < 2; i++) {
+        yield* TestClock.adjust(10)
+        // A probe due in this step may need a macrotask turn to start under load.
+        yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      }
       assert.strictEqual(script.calls.length, 2)
       const hangAt = script.calls[1]
       // The probe's timeout is armed a few fiber steps after the probe starts; under CPU load
