@@ -111,7 +111,9 @@ export class Listeners extends Context.Service<Listeners, {
       const makeServer = (server: Server, drain: DrainState): HttpServer => {
         const limits = server.limits ?? {}
         const http = createServer({
-          maxHeaderSize: limits.max_header_bytes ?? limitDefaults.max_header_bytes,
+          // node:http refuses a head once its counted bytes (target, names, values) reach
+          // maxHeaderSize; max_header_bytes is the largest head that passes.
+          maxHeaderSize: (limits.max_header_bytes ?? limitDefaults.max_header_bytes) + 1,
           insecureHTTPParser: false,
           requireHostHeader: false, // checked by the handler, which answers with the JSON error body
           keepAliveTimeout: limits.idle_timeout ?? limitDefaults.idle_timeout,

@@ -6,6 +6,7 @@ import { eventually as until, startLiveGateway } from "../support/liveGateway.ts
 import { eventually, startOtlpReceiver, startOtlpReceiverWith, type ReceivedSpan } from "../support/otlp.ts"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { freePort } from "../support/net.ts"
+import { countBefore, hasSeries, scrapeAdmin, series, type Scrape } from "../support/prometheus.ts"
 
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const CLIENT_SPAN = "00f067aa0ba902b7"
@@ -21,13 +22,14 @@ const traceparentOf = (headers: Record<string, unknown>): string | undefined => 
 
 const FAILURES = "fibergate_tracing_export_failures_total"
 
-/** The value of a Prometheus sample with exactly these labels; undefined when the series is absent. */
-const sampleOf = (text: string, name: string, labels: string): number | undefined => {
-  const line = text.split("\n").find((l) => l.startsWith(`${name}{${labels}}`))
-  return line === undefined ? undefined : Number(line.slice(line.lastIndexOf(" ") + 1))
-}
-const scrape = (adminPort: number | undefined) =>
-  Effect.map(request(`http://127.0.0.1:${adminPort}/metrics`), (res) => res.body)
+/**
+ * Whether the export-failure counter for `reason` grew by at least `by` since `before`. The
+ * series must be present after; before, it is either present or provably absent (never counted
+ * in this process yet), which `countBefore` checks on the parsed scrape.
+ */
+const failuresGrew = (before: Scrape, reason: string, by: number, adminPort: number | undefined) =>
+  Effect.map(scrapeAdmin(adminPort), (after) =>
+    hasSeries(after, FAILURES, { reason }) && series(after, FAILURES, { reason }) - countBefore(before, FAILURES, { reason }) >= by)
 
 describe("tracing", () => {
   it.live("a sampled request makes a server span continuing the client's trace and a client span that goes upstream as the parent", () =>
@@ -309,14 +311,11 @@ describe("tracing", () => {
       const receiver = yield* startOtlpReceiverWith({ status: 404 })
       const upstream = yield* startUpstream("collector-404")
       const gateway = yield* startLiveGateway(Gateway.layer(tracedConfig([upstream.url], receiver.origin)))
-      const before = sampleOf(yield* scrape(gateway.adminPort), FAILURES, 'reason="http_404"') ?? 0
+      const before = yield* scrapeAdmin(gateway.adminPort)
       assert.strictEqual((yield* request(`http://127.0.0.1:${gateway.port("web")}/lost`)).status, 200)
       assert.isTrue(yield* eventually(() => receiver.targets.length >= 1), "the export reaches the collector")
       // A missing series fails here: it is not read as 0.
-      yield* until(
-        Effect.map(scrape(gateway.adminPort), (text) => (sampleOf(text, FAILURES, 'reason="http_404"') ?? -1) > before),
-        `${FAILURES}{reason="http_404"} counts the failed export`
-      )
+      yield* until(failuresGrew(before, "http_404", 1, gateway.adminPort), `${FAILURES}{reason="http_404"} counts the failed export`)
       const warnings = gateway.logs.filter((l) => l.level === "Warn" && l.message.includes("OTLP"))
       assert.strictEqual(warnings.length, 1, JSON.stringify(gateway.logs))
       assert.include(warnings[0].message, "HTTP 404")
@@ -328,14 +327,10 @@ describe("tracing", () => {
       const upstream = yield* startUpstream("collector-down")
       const closed = yield* freePort
       const gateway = yield* startLiveGateway(Gateway.layer(tracedConfig([upstream.url], `http://127.0.0.1:${closed}`)))
-      const before = sampleOf(yield* scrape(gateway.adminPort), FAILURES, 'reason="network"') ?? 0
+      const before = yield* scrapeAdmin(gateway.adminPort)
       assert.strictEqual((yield* request(`http://127.0.0.1:${gateway.port("web")}/unreachable`)).status, 200)
       // Effect's exporter retries a transport error after 1 s: wait for the first retry's failure too.
-      yield* until(
-        Effect.map(scrape(gateway.adminPort), (text) => (sampleOf(text, FAILURES, 'reason="network"') ?? -1) >= before + 2),
-        `${FAILURES}{reason="network"} counts each failed try`,
-        8_000
-      )
+      yield* until(failuresGrew(before, "network", 2, gateway.adminPort), `${FAILURES}{reason="network"} counts each failed try`, 8_000)
       const warnings = gateway.logs.filter((l) => l.level === "Warn" && l.message.includes("OTLP"))
       assert.strictEqual(warnings.length, 1, JSON.stringify(gateway.logs))
       assert.include(warnings[0].message, `network error: connect ECONNREFUSED 127.0.0.1:${closed}`)

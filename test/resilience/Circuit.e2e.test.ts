@@ -6,10 +6,12 @@
  * the open → half-open step runs on real time here (300ms), observed by bounded polling.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Fiber } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { echoHandler, startGateway, startUpstream } from "../support/harness.ts"
+import { echoHandler, request, startGateway, startUpstream, type TestGateway } from "../support/harness.ts"
 import { send } from "../support/http.ts"
+import { eventually } from "../support/liveGateway.ts"
+import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 type Answer = "ok" | "500"
 
@@ -190,5 +192,89 @@ describe("circuit breaker: half-open after open_for (real time)", () => {
       const second = yield* untilServedBy(log, "b", (i) => gateway.url(`/poll2/${i}`))
       assert.isAtLeast(second.ms, 560)
       assert.strictEqual(b.seen.length, 5)
+    }))
+})
+
+describe("circuit breaker: CircuitOpen versus NoHealthyUpstream", () => {
+  /** A gateway with the admin API, one route over upstream `app` = `urls`, and the given upstream settings. */
+  const gatewayWithAdmin = (urls: ReadonlyArray<string>, upstreamSettings: Record<string, unknown>) =>
+    startGateway({
+      admin: { listen: "127.0.0.1:0" },
+      log: { level: "none", access_log: false },
+      // A failing run must not wait 30 s at shutdown for a held probe.
+      shutdown: { drain_timeout: "200ms" },
+      servers: [{ name: "web", listen: "127.0.0.1:0", routes: [{ id: "all", upstream: "app" }] }],
+      upstreams: { app: { balance: "round_robin", endpoints: urls.map((url) => ({ url })), ...upstreamSettings } }
+    })
+
+  /** The endpoints of upstream `app` as `GET /upstreams` shows them. */
+  const endpointsOf = (gateway: TestGateway) =>
+    Effect.map(
+      request(`http://127.0.0.1:${gateway.adminPort}/upstreams`),
+      (res) => JSON.parse(res.body).upstreams.app.endpoints as ReadonlyArray<{ readonly circuit: string; readonly healthy: boolean }>
+    )
+
+  it.live("half-open with its probe slot taken: the route answers 503 CircuitOpen, not NoHealthyUpstream", () =>
+    Effect.gen(function*() {
+      const probeArrived = signal()
+      const releaseProbe = signal()
+      const arrived: Array<string> = []
+      const b = yield* startUpstream("b", {
+        rawHandler: (req, res) => {
+          req.resume()
+          arrived.push(req.url ?? "")
+          if (req.url === "/probe") {
+            fire(probeArrived, undefined)
+            return onSignal(releaseProbe, () => echoHandler("b")(req, res, Buffer.alloc(0)))
+          }
+          if (req.url?.startsWith("/fail") === true) {
+            res.writeHead(500, { "content-length": "0" })
+            return res.end()
+          }
+          echoHandler("b")(req, res, Buffer.alloc(0))
+        }
+      })
+      const gateway = yield* gatewayWithAdmin([b.url], { circuit_breaker: { consecutive_failures: 2, open_for: "200ms", half_open_probes: 1 } })
+      assert.deepStrictEqual(yield* sequential((i) => gateway.url(`/fail/${i}`), 2), [500, 500])
+      yield* eventually(Effect.map(endpointsOf(gateway), (es) => es[0].circuit === "half-open"), "the circuit is half-open")
+
+      const probe = yield* Effect.forkChild(send(gateway.url("/probe")))
+      yield* awaitSignal(probeArrived)
+      assert.strictEqual((yield* endpointsOf(gateway))[0].circuit, "half-open")
+      const during = yield* send(gateway.url("/during-probe"))
+      assert.strictEqual(during.status, 503)
+      assert.match(during.body, CIRCUIT_OPEN)
+
+      fire(releaseProbe, undefined)
+      assert.strictEqual((yield* Fiber.join(probe)).status, 200)
+      assert.strictEqual((yield* endpointsOf(gateway))[0].circuit, "closed")
+      assert.strictEqual((yield* send(gateway.url("/after"))).status, 200)
+      assert.deepStrictEqual(arrived, ["/fail/0", "/fail/1", "/probe", "/after"], "the request refused during the probe never reached the upstream")
+    }))
+
+  it.live("health checks failing while the circuit is closed: the route answers 503 NoHealthyUpstream, not CircuitOpen", () =>
+    Effect.gen(function*() {
+      let served = 0
+      const b = yield* startUpstream("b", {
+        handler: (req, res, body) => {
+          if (req.url === "/health") {
+            res.writeHead(503, { "content-length": "0" })
+            return res.end()
+          }
+          served++
+          echoHandler("b")(req, res, body)
+        }
+      })
+      const gateway = yield* gatewayWithAdmin([b.url], {
+        health_check: { path: "/health", interval: "50ms", timeout: "1s", unhealthy_threshold: 1, healthy_threshold: 1 },
+        circuit_breaker: { consecutive_failures: 2, open_for: "10s" }
+      })
+      yield* eventually(Effect.map(endpointsOf(gateway), (es) => es[0].healthy === false), "the endpoint is unhealthy")
+      const reply = yield* send(gateway.url("/unhealthy"))
+      assert.strictEqual(reply.status, 503)
+      assert.match(reply.body, /^\{"error":"NoHealthyUpstream","message":/)
+      const [endpoint] = yield* endpointsOf(gateway)
+      assert.strictEqual(endpoint.circuit, "closed")
+      assert.strictEqual(served, 0)
     }))
 })

@@ -7,6 +7,8 @@ import { Effect } from "effect"
 import { request, startUpstream } from "../support/harness.ts"
 import { fetchWhenUp, oneRouteConfig, spawnCli, tempFile, type Cli } from "../support/cli.ts"
 import { freePort } from "../support/net.ts"
+import { getRequest, openConnection } from "../support/connection.ts"
+import { awaitSignal, fire, signal } from "../support/signals.ts"
 
 const configText = (port: number, upstream: string, format: "json" | "text") =>
   oneRouteConfig({
@@ -81,5 +83,45 @@ describe("access log (fibergate run)", () => {
           } attempts=1 bytes_in=0 trace_id=-$`
         )
       )
+    }))
+
+  it.live("a client that disconnects before the upstream answers is logged with status 499 and error ClientClosed, and its upstream request is aborted", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const upstreamClosed = signal<boolean>()
+      const upstream = yield* startUpstream("logged-hang", {
+        rawHandler: (req, res) => {
+          if (req.url !== "/items/hang") {
+            res.writeHead(200, { "content-length": "2" })
+            return res.end("ok")
+          }
+          // Never answers; tells when the gateway gave the request up.
+          res.on("close", () => fire(upstreamClosed, !res.writableEnded))
+          fire(arrived, undefined)
+        }
+      })
+      const port = yield* freePort
+      const cli = yield* spawnCli(["run", "-c", yield* tempFile("log.yaml", configText(port, upstream.url, "json"))])
+      yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/warmup`)
+      const client = yield* openConnection(port)
+      yield* client.write(getRequest("/items/hang", "User-Agent: leaves-early\r\n"))
+      yield* awaitSignal(arrived).pipe(Effect.timeout("5 seconds"))
+      client.socket.destroy()
+      assert.isTrue(yield* awaitSignal(upstreamClosed).pipe(Effect.timeout("5 seconds")), "the upstream request is aborted unanswered")
+      const [line] = yield* linesOf(cli, /"path":"\/items\/hang"/, 1)
+      assert.isDefined(line, `no access log line for the abandoned request:\n${cli.stdout()}`)
+      const entry = JSON.parse(line)
+      assert.deepInclude(entry, {
+        listener: "edge",
+        route: "items",
+        method: "GET",
+        path: "/items/hang",
+        status: 499,
+        error: "ClientClosed",
+        upstream: upstream.url,
+        attempts: 1,
+        bytes_out: 0,
+        user_agent: "leaves-early"
+      })
     }))
 })
