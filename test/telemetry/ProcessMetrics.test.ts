@@ -51,7 +51,7 @@ const scrape = (context: Context.Context<never>) => parse(PrometheusMetrics.form
 
 /** A context holding a fresh metric registry with the process metrics registered in it, once the delay monitor is sampling. */
 const withProcessMetrics = Effect.gen(function*() {
-  const registry: Metric.MetricRegistry["Service"] = new Map()
+  const registry: Metric.MetricRegistry = new Map()
   yield* Layer.build(ProcessMetrics.layer.pipe(Layer.provide(ConfigSource.layerValue(config)))).pipe(
     Effect.provideService(Metric.MetricRegistry, registry)
   )
