@@ -27,7 +27,11 @@ const gc = Metric.histogram("nodejs_gc_duration_seconds", {
   description: "Garbage collection pauses, by kind (minor, major, incremental, weakcb)",
   boundaries: [0.001, 0.01, 0.1, 1, 2, 5]
 })
-// prom-client's event-loop gauges: statistics of the delay since the previous scrape.
+// prom-client's event-loop gauges: `nodejs_eventloop_lag_seconds`, how late a `setImmediate`
+// queued at the previous scrape ran, and statistics of the delay since the previous scrape.
+const lagNow = Metric.gauge("nodejs_eventloop_lag_seconds", {
+  description: "How late a setImmediate queued at the previous scrape ran, in seconds"
+})
 const LAG_STATS = ["min", "max", "mean", "stddev", "p50", "p90", "p99"] as const
 const lagGauges = LAG_STATS.map((stat) =>
   [stat, Metric.gauge(`nodejs_eventloop_lag_${stat}_seconds`, { description: `The ${stat} of the event-loop delay since the previous scrape, in seconds` })] as const
@@ -53,7 +57,9 @@ const start = (context: Context.Context<never>): () => void => {
   let window: Record<(typeof LAG_STATS)[number], number> | undefined
   const lag = (stat: (typeof LAG_STATS)[number]) => {
     if (window === undefined || stat === "min") {
-      const ns = (v: number) => (Number.isFinite(v) ? v / 1e9 : 0)
+      // An empty window (two scrapes within one sampling interval) has min = 2^63 ns: report 0s.
+      const empty = delay.count === 0
+      const ns = (v: number) => (!empty && Number.isFinite(v) ? v / 1e9 : 0)
       window = {
         min: ns(delay.min),
         max: ns(delay.max),
@@ -66,6 +72,19 @@ const start = (context: Context.Context<never>): () => void => {
       delay.reset()
     }
     return window[stat]
+  }
+  // As prom-client: each scrape reports the lag the previous scrape measured and queues a new probe.
+  let lastLag = 0
+  const probeLag = () => {
+    const queued = process.hrtime.bigint()
+    setImmediate(() => {
+      lastLag = Number(process.hrtime.bigint() - queued) / 1e9
+    })
+  }
+  const readLag = () => {
+    const value = lastLag
+    probeLag()
+    return value
   }
   const gcKinds = new Map(Object.entries(GC_KINDS).map(([k, kind]) => [Number(k), Metric.withAttributes(gc, { kind })]))
   const observer = new PerformanceObserver((list) => {
@@ -85,6 +104,7 @@ const start = (context: Context.Context<never>): () => void => {
     registerGauge(heapUsed, {}, context, () => memory().heapUsed),
     registerGauge(heapTotal, {}, context, () => memory().heapTotal),
     registerGauge(external, {}, context, () => memory().external),
+    registerGauge(lagNow, {}, context, readLag),
     // `min` is registered first, so it is read first in a scrape and opens the new window.
     ...lagGauges.map(([stat, gauge]) => registerGauge(gauge, {}, context, () => lag(stat)))
   ]

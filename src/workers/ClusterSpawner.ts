@@ -10,9 +10,9 @@ import * as Exit from "effect/Exit"
 import type { WorkerExit, WorkerHandle, WorkerSpawner } from "./Supervisor.ts"
 
 /**
- * @param stopTimeoutMs how long a stopped worker may drain before it is killed
+ * @param stopTimeoutMs how long a stopped worker may drain before it is killed (SIGKILL, logged)
  */
-export const clusterSpawner = (stopTimeoutMs: number): WorkerSpawner => () =>
+export const clusterSpawner = (stopTimeoutMs: number): WorkerSpawner => (slot) =>
   Effect.sync((): WorkerHandle => {
     const worker = cluster.fork()
     // Captured at once: the exit may happen before anyone waits for it.
@@ -30,7 +30,11 @@ export const clusterSpawner = (stopTimeoutMs: number): WorkerSpawner => () =>
         Effect.andThen(Deferred.await(exited)),
         Effect.timeoutOrElse({
           duration: stopTimeoutMs,
-          orElse: () => Effect.sync(() => signal("SIGKILL")).pipe(Effect.andThen(Deferred.await(exited)))
+          orElse: () =>
+            Effect.logWarning(`worker ${slot} (pid ${worker.process.pid}) did not exit within ${stopTimeoutMs} ms of SIGTERM; sending SIGKILL`).pipe(
+              Effect.andThen(Effect.sync(() => signal("SIGKILL"))),
+              Effect.andThen(Deferred.await(exited))
+            )
         }),
         Effect.asVoid
       )

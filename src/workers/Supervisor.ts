@@ -44,16 +44,20 @@ export interface SupervisorPolicy {
   readonly backoffBase: Duration.Input
   /** Cap for the restart delay. */
   readonly backoffMax: Duration.Input
-  /** Consecutive crashes tolerated per slot before giving up. */
+  /** Restarts per slot after consecutive crashes: crash number `maxRestarts + 1` in a row gives up. */
   readonly maxRestarts: number
   /** A worker that ran at least this long resets its slot's backoff and crash count. */
   readonly stableAfter: Duration.Input
 }
 
+/**
+ * The policy of `fibergate run` (README "Multi-core"): 100 ms doubling up to 10 s, a worker that
+ * ran 30 s resets it, and the 5th crash in a row (after 4 restarts) gives up.
+ */
 export const defaultPolicy: SupervisorPolicy = {
   backoffBase: "100 millis",
   backoffMax: "10 seconds",
-  maxRestarts: 5,
+  maxRestarts: 4,
   stableAfter: "30 seconds"
 }
 

@@ -13,6 +13,7 @@ import { startUpstream } from "../support/harness.ts"
 import { freePort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 import { eventually, refuses } from "../support/liveGateway.ts"
+import { startOtlpReceiver } from "../support/otlp.ts"
 
 const configText = (port: number, adminPort: number, upstream: string, drain: string) =>
   oneRouteConfig({
@@ -99,5 +100,35 @@ describe("graceful shutdown (fibergate run)", () => {
       assert.deepStrictEqual(exit, { code: 0, signal: null }, cli.stderr())
       assert.isTrue(took >= 250 && took < 5000, `exited ${took} ms after SIGTERM`)
       assert.strictEqual(yield* Fiber.join(client), "ECONNRESET", "the unfinished response is cut, not completed")
+    }))
+
+  it.live("spans still buffered are flushed at shutdown: with export_interval 10m, SIGTERM sends the request's spans before the process exits", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("traced")
+      const [port, adminPort] = [yield* freePort, yield* freePort]
+      const config = oneRouteConfig({
+        port,
+        adminPort,
+        upstream: upstream.url,
+        name: "edge",
+        head: [
+          "log: { level: warn, access_log: false }",
+          `telemetry: { tracing: { otlp_endpoint: "${receiver.url}", export_interval: 10m, service_name: flushed } }`
+        ]
+      })
+      const cli = yield* spawnCli(["run", "-c", yield* tempFile("traced.yaml", config)])
+      yield* eventually(Effect.map(status(`http://127.0.0.1:${adminPort}/ready`), (s) => s === 200), "the gateway is ready")
+      const res = yield* send(`http://127.0.0.1:${port}/traced`)
+      assert.strictEqual(res.status, 200)
+      // Nothing has been exported yet: the next export is 10 minutes away.
+      assert.strictEqual(receiver.requests(), 0)
+      cli.child.kill("SIGTERM")
+      const exit = yield* exitOf(cli)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, cli.stderr())
+      // The receiver has them by the time the process is gone: the exporter awaited its answer.
+      const spans = receiver.spans.map((s) => ({ name: s.name, kind: s.kind, service: s.serviceName, path: s.attributes["url.path"] }))
+      assert.deepStrictEqual(spans.filter((s) => s.kind === 2), [{ name: "GET all", kind: 2, service: "flushed", path: "/traced" }])
+      assert.strictEqual(spans.filter((s) => s.kind === 3).length, 1, JSON.stringify(spans))
     }))
 })

@@ -301,6 +301,74 @@ describe("health checks end to end: http", () => {
     }))
 })
 
+/**
+ * An echo upstream whose `/health` probes the test answers one at a time: each probe is held
+ * until `answer(status)`, so the test can look at the gateway between probe k's result and
+ * probe k+1 (which the gateway sends only after it applied probe k's result).
+ */
+const steppedHealthUpstream = (name: string) =>
+  Effect.gen(function*() {
+    const held: Array<ServerResponse> = []
+    let arrived = 0
+    const echo = echoHandler(name)
+    const upstream = yield* startUpstream(name, {
+      handler: (req, res, body) => {
+        if (req.url !== "/health") return echo(req, res, body)
+        arrived++
+        held.push(res)
+      }
+    })
+    const answer = (status: number) =>
+      Effect.sync(() => {
+        const res = held.shift() ?? assert.fail(`no probe of ${name} is waiting for an answer`)
+        res.writeHead(status, { "content-type": "text/plain", "content-length": 2 }).end("ok")
+      })
+    /** Waits until probe `n` has arrived (and is held). */
+    const probe = (n: number) => eventually(`probe ${n} of ${name} arrives`, Effect.sync(() => arrived >= n && held.length > 0))
+    return { ...upstream, answer, probe, arrived: () => arrived }
+  })
+
+describe("health checks end to end: thresholds at the limit and one short of it", () => {
+  it.live("unhealthy_threshold 3: two failed probes keep B in rotation, the third takes it out; healthy_threshold 2: one success keeps it out, the second brings it back", () =>
+    Effect.gen(function*() {
+      const a = yield* healthUpstream("a")
+      const b = yield* steppedHealthUpstream("b")
+      // A held probe must not time out while the test looks: timeout 10s.
+      const { gateway } = yield* gatewayOver([a, b], {
+        health_check: httpCheck({ interval: "20ms", timeout: "10s", unhealthy_threshold: 3, healthy_threshold: 2 })
+      })
+      /** Answers probe n of B with `status` and waits until probe n+1 arrives: probe n's result is applied. */
+      const step = (n: number, status: number) =>
+        Effect.gen(function*() {
+          yield* b.probe(n)
+          yield* b.answer(status)
+          yield* b.probe(n + 1)
+        })
+      const inRotation = Effect.gen(function*() {
+        const healthy = yield* healthOf(gateway, b.url)
+        const served = count(yield* picks(gateway, 4))
+        assert.deepStrictEqual(served, healthy ? { a: 2, b: 2 } : { a: 4 }, `healthy: ${healthy}`)
+        return healthy
+      })
+      assert.isTrue(yield* inRotation, "B starts in rotation")
+      yield* step(1, 500)
+      assert.isTrue(yield* inRotation, "out of rotation after 1 failed probe")
+      yield* step(2, 500)
+      assert.isTrue(yield* inRotation, "out of rotation after 2 failed probes (unhealthy_threshold 3)")
+      yield* step(3, 500)
+      assert.isFalse(yield* inRotation, "still in rotation after 3 failed probes")
+      yield* step(4, 200)
+      assert.isFalse(yield* inRotation, "back after 1 successful probe (healthy_threshold 2)")
+      yield* step(5, 200)
+      assert.isTrue(yield* inRotation, "still out after 2 successful probes")
+      // A failure in a rise starts it over: fail 3 to go out, then success, failure, success stays out.
+      for (const [n, status] of [[6, 500], [7, 500], [8, 500], [9, 200], [10, 500], [11, 200]] as const) yield* step(n, status)
+      assert.isFalse(yield* inRotation, "a failure between two successes did not restart the rise")
+      yield* step(12, 200)
+      assert.isTrue(yield* inRotation)
+    }), 20_000)
+})
+
 describe("health checks end to end: tcp", () => {
   it.live("a closed endpoint is marked unhealthy, and back in rotation once restarted on the same port", () =>
     Effect.gen(function*() {

@@ -103,6 +103,23 @@ describe("outlier detection: ejection by traffic", () => {
       assert.strictEqual(a.seen.length, 3)
     }))
 
+  it.live("max_ejected_percent 50 of 4 endpoints all failing: the first 2 are ejected (exactly 50%), the 3rd and 4th never", () =>
+    Effect.gen(function*() {
+      const log: Array<string> = []
+      const urls: Array<string> = []
+      for (const name of ["a", "b", "c", "d"]) urls.push((yield* upstream(log, name, always("500"))).url)
+      const gateway = yield* gatewayOver(urls, { consecutive_failures: 1, base_ejection: "10s", max_ejected_percent: 50 })
+      assert.deepStrictEqual(yield* sequential((i) => gateway.url(`/first/${i}`), 4), repeat(4, [500]))
+      assert.deepStrictEqual(log, ["a", "b", "c", "d"])
+      yield* sequential((i) => gateway.url(`/after/${i}`), 20)
+      const after = log.slice(4)
+      assert.deepStrictEqual(
+        { a: after.filter((n) => n === "a").length, b: after.filter((n) => n === "b").length, c: after.filter((n) => n === "c").length, d: after.filter((n) => n === "d").length },
+        { a: 0, b: 0, c: 10, d: 10 },
+        after.join(",")
+      )
+    }))
+
   it.live("a closed-port endpoint (connect failures) is ejected after 3 tries", () =>
     Effect.gen(function*() {
       const log: Array<string> = []

@@ -236,6 +236,31 @@ describe("recordOutcome: model-based properties", () => {
   })
 })
 
+describe("recordOutcome: max_ejected_percent at the limit and one past it", () => {
+  /** Which of `size` endpoints' first counted failures eject, with consecutive_failures 1, one after another. */
+  const ejectedOneByOne = (percent: number, size: number) => {
+    const policy = compileOutlierPolicy({ consecutive_failures: 1, max_ejected_percent: percent })!
+    const states = Array.from({ length: size }, fresh)
+    return states.map((s) => recordOutcome(policy, s, "5xx", states.filter((e) => e.ejected).length, size))
+  }
+
+  it("a share exactly at the cap is allowed, one endpoint more is not", () => {
+    assert.deepStrictEqual(ejectedOneByOne(50, 4), [true, true, false, false], "50% of 4: 2")
+    assert.deepStrictEqual(ejectedOneByOne(25, 4), [true, false, false, false], "25% of 4: 1")
+    assert.deepStrictEqual(ejectedOneByOne(75, 4), [true, true, true, false], "75% of 4: 3")
+    assert.deepStrictEqual(ejectedOneByOne(100, 3), [true, true, true], "100%: all")
+  })
+
+  it("a share just under one endpoint's ejects none; just over allows it (fractional percents)", () => {
+    assert.deepStrictEqual(ejectedOneByOne(33, 3), [false, false, false], "33% of 3 < 1 endpoint")
+    assert.deepStrictEqual(ejectedOneByOne(33.4, 3), [true, false, false], "33.4% of 3 >= 1 endpoint")
+    assert.deepStrictEqual(ejectedOneByOne(49.9, 2), [false, false], "49.9% of 2 < 1 endpoint")
+    // The default 50% never ejects a lone endpoint, nor one of 3 beyond the first.
+    assert.deepStrictEqual(ejectedOneByOne(50, 1), [false])
+    assert.deepStrictEqual(ejectedOneByOne(50, 3), [true, false, false])
+  })
+})
+
 describe("ejectionMs and compileOutlierPolicy", () => {
   it("ejectionMs(n) = min(max_ejection, base_ejection * n): non-decreasing in n, capped, base for the first", () => {
     fc.assert(

@@ -284,6 +284,43 @@ describe("retries: statuses", () => {
     }))
 })
 
+/** An upstream that answers 503 to the first `failures` tries it gets (counted in `log`), then echoes. */
+const failingFirst = (log: TryLog, name: string, failures: number) =>
+  startUpstream(name, {
+    handler: (req, res, body) => {
+      log.push({ upstream: name, method: req.method ?? "", url: req.url ?? "", body: body.toString() })
+      if (log.length > failures) return echoHandler(name)(req, res, body)
+      const text = `503 from ${name} (try ${log.length})`
+      res.writeHead(503, { "content-type": "text/plain", "content-length": Buffer.byteLength(text) })
+      res.end(text)
+    }
+  })
+
+describe("retries: attempts at the limit and one past it", () => {
+  for (const attempts of [1, 2, 3, 10]) {
+    it.live(`attempts ${attempts}: ${attempts - 1} failures then a success give 200 after exactly ${attempts} tries; ${attempts} failures give the last 503 and no try ${attempts + 1}`, () =>
+      Effect.gen(function*() {
+        const atLimit: TryLog = []
+        const recovers = yield* failingFirst(atLimit, "recovers", attempts - 1)
+        const first = yield* gatewayOver([recovers.url], { retry: { attempts, backoff: fast } })
+        const ok = yield* send(first.url("/limit"))
+        assert.strictEqual(ok.status, 200, ok.body)
+        assert.strictEqual(atLimit.length, attempts)
+
+        const onePast: TryLog = []
+        const stays = yield* failingFirst(onePast, "stays", attempts)
+        const second = yield* gatewayOver([stays.url], { retry: { attempts, backoff: fast } })
+        const failed = yield* send(second.url("/past"))
+        assert.deepStrictEqual([failed.status, failed.body], [503, `503 from stays (try ${attempts})`])
+        assert.strictEqual(onePast.length, attempts, "a try past `attempts` reached the upstream")
+        // The upstream would have answered 200 to one more try: the gateway did not send it.
+        const after = yield* send(second.url("/next"))
+        assert.strictEqual(after.status, 200)
+        assert.strictEqual(onePast.length, attempts + 1)
+      }))
+  }
+})
+
 describe("retries: methods and bodies", () => {
   it.live("(e) a POST whose body is larger than buffer_bytes is never retried, even with POST in `methods`: the upstream sees the body once, the client gets the error", () =>
     Effect.gen(function*() {

@@ -80,6 +80,28 @@ describe("RetryBudget: examples", () => {
       assert.strictEqual(retriesLeft(budget, yield* now), 20)
     }))
 
+  it("at the limit and one past it: retries may reach exactly percent% of the requests plus the floor, not one more", () => {
+    // 20% of 5 requests is exactly 1 retry; of 4 it is 0.8: none.
+    const five = makeRetryBudget({ percent: 20, minPerSecond: 0, windowMs: 10_000 })
+    for (let i = 0; i < 5; i++) countRequest(five, 0)
+    assert.deepStrictEqual([chargeRetry(five, 0), chargeRetry(five, 0)], [true, false])
+    const four = makeRetryBudget({ percent: 20, minPerSecond: 0, windowMs: 10_000 })
+    for (let i = 0; i < 4; i++) countRequest(four, 0)
+    assert.isFalse(chargeRetry(four, 0))
+    assert.strictEqual(retriesLeft(four, 0), 0)
+    // A floor of exactly 1 (1/s over a 1s window) and 20% of 10 requests: 3 retries, not 4.
+    const both = makeRetryBudget({ percent: 20, minPerSecond: 1, windowMs: 1_000 })
+    for (let i = 0; i < 10; i++) countRequest(both, 0)
+    assert.strictEqual(retriesLeft(both, 0), 3)
+    assert.deepStrictEqual([chargeRetry(both, 0), chargeRetry(both, 0), chargeRetry(both, 0), chargeRetry(both, 0)], [true, true, true, false])
+    // One more request funds 0.2 of a retry: still none; five more fund one.
+    countRequest(both, 0)
+    assert.isFalse(chargeRetry(both, 0))
+    for (let i = 0; i < 4; i++) countRequest(both, 0)
+    assert.isTrue(chargeRetry(both, 0))
+    assert.isFalse(chargeRetry(both, 0))
+  })
+
   it.effect("a connect failure's retry is free: granted with a spent budget, and not charged", () =>
     Effect.gen(function*() {
       const budget = makeRetryBudget({ percent: 0, minPerSecond: 0, windowMs: 10_000 })

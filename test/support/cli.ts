@@ -4,9 +4,9 @@
  */
 import { Effect, type Scope } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import { tmpdir } from "node:os"
-import { join } from "node:path"
+import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
 
 export const ROOT = fileURLToPath(new URL("../../", import.meta.url))
@@ -30,11 +30,22 @@ export interface Cli {
 export const cliEnv = (): NodeJS.ProcessEnv =>
   Object.fromEntries(Object.entries(process.env).filter(([name]) => !name.startsWith("FIBERGATE_")))
 
+export interface SpawnOptions {
+  /** The working directory (default: the repository root). */
+  readonly cwd?: string
+  /** Variables added to `cliEnv()`, e.g. `FIBERGATE_CONFIG`. */
+  readonly env?: Record<string, string>
+}
+
 /** Spawns `node bin/fibergate.js ...args` for the life of the scope (SIGKILLed if still running at the end). */
-export const spawnCli = (args: ReadonlyArray<string>): Effect.Effect<Cli, never, Scope.Scope> =>
+export const spawnCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}): Effect.Effect<Cli, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.sync((): Cli => {
-      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env: cliEnv(), stdio: ["ignore", "pipe", "pipe"] })
+      const child = spawn(process.execPath, [join(ROOT, "bin/fibergate.js"), ...args], {
+        cwd: options.cwd ?? ROOT,
+        env: { ...cliEnv(), ...options.env },
+        stdio: ["ignore", "pipe", "pipe"]
+      })
       let stdout = ""
       let stderr = ""
       let done = false
@@ -65,12 +76,26 @@ export const exitOf = (cli: Cli, ms = 10_000) =>
   )
 
 /** Runs the CLI to completion. */
-export const runCli = (args: ReadonlyArray<string>) =>
+export const runCli = (args: ReadonlyArray<string>, options: SpawnOptions = {}) =>
   Effect.gen(function*() {
-    const cli = yield* spawnCli(args)
+    const cli = yield* spawnCli(args, options)
     const exit = yield* exitOf(cli)
     return { ...exit, stdout: cli.stdout(), stderr: cli.stderr() }
   })
+
+/** A temporary directory holding `files` (relative paths, parents created) for the life of the scope. */
+export const tempDir = (files: Record<string, string>): Effect.Effect<string, never, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.sync(() => {
+      const dir = mkdtempSync(join(tmpdir(), "fibergate-cli-"))
+      for (const [name, content] of Object.entries(files)) {
+        mkdirSync(dirname(join(dir, name)), { recursive: true })
+        writeFileSync(join(dir, name), content)
+      }
+      return dir
+    }),
+    (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+  )
 
 /** A temporary file for the life of the scope. */
 export const tempFile = (name: string, content: string): Effect.Effect<string, never, Scope.Scope> =>

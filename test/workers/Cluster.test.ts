@@ -8,10 +8,12 @@ import { Effect, Exit, type Scope } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
 import { startUpstream, type TestUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
-import { freePort } from "../support/net.ts"
+import { freePort, holdPort } from "../support/net.ts"
 import { oneRouteConfig, ROOT, tempFile } from "../support/cli.ts"
+import { availableParallelism } from "node:os"
 
-const TEST_TIMEOUT = 15_000
+// Each bounded wait below is at most 10 s; on a loaded 2-core machine a worker takes 5-8 s to boot.
+const TEST_TIMEOUT = 45_000
 
 interface ProcessExit {
   readonly code: number | null
@@ -153,7 +155,7 @@ interface Cluster {
  * A `workers: 2` gateway, returned once both workers logged `started`, both built their listener
  * and admin API, and the listener answers.
  */
-const startCluster = Effect.gen(function*() {
+const startClusterWith = (options: { readonly drain: string }) => Effect.gen(function*() {
   const upstream = yield* startUpstream("clustered")
   const port = yield* freePort
   const adminPort = yield* freePort
@@ -161,7 +163,7 @@ const startCluster = Effect.gen(function*() {
     port,
     adminPort,
     upstream: upstream.url,
-    head: ["workers: 2", "log: { level: info, format: text }", "shutdown: { drain_timeout: 2s }"]
+    head: ["workers: 2", "log: { level: info, format: text }", `shutdown: { drain_timeout: ${options.drain} }`]
   }))
   const primary = yield* spawnPrimary(path)
   yield* waitFor(primary, "both workers to start", () => {
@@ -174,6 +176,8 @@ const startCluster = Effect.gen(function*() {
   yield* waitForAnswer(primary, url("/ping"))
   return { primary, upstream, path, url } satisfies Cluster
 })
+
+const startCluster = startClusterWith({ drain: "2s" })
 
 /** `n` GETs, `concurrency` at a time, each on a fresh connection; every one must be a 200 with the upstream's echo. */
 const load = (cluster: Cluster, n: number, concurrency: number, tag: string) =>
@@ -195,6 +199,26 @@ const load = (cluster: Cluster, n: number, concurrency: number, tag: string) =>
     assert.strictEqual(bad.length, 0, `bad replies: ${JSON.stringify(bad.slice(0, 3))}\n${cluster.primary.output()}`)
     return replies.length
   })
+
+/** The `timestamp=` of a logfmt line, in ms since the epoch. */
+const timestampOf = (line: string) => {
+  const m = /timestamp=(\S+)/.exec(line)
+  assert.isNotNull(m, `no timestamp in ${line}`)
+  return Date.parse(m![1])
+}
+
+/** The primary's exit, at most `ms` from now; fails the test with its log otherwise. */
+const exitOf = (p: Primary, ms: number) =>
+  Effect.promise(() => p.exited).pipe(
+    Effect.timeoutOrElse({
+      duration: ms,
+      orElse: () => Effect.die(new Error(`the primary did not exit within ${ms} ms\n${p.output()}`))
+    })
+  )
+
+/** Polls until no process in `pids` exists, at most `ms`; returns when that was seen (Date.now()). */
+const whenGone = (p: Primary, what: string, pids: ReadonlyArray<number>, ms: number) =>
+  waitFor(p, what, () => !pids.some(isAlive), { ms, allowExit: true }).pipe(Effect.map(() => Date.now()))
 
 describe("workers: 2 (node:cluster, real processes)", () => {
   it.live("serves 200 requests, 20 concurrently, all 200 with the upstream's body", () =>
@@ -268,4 +292,70 @@ describe("workers: 2 (node:cluster, real processes)", () => {
       assert.deepStrictEqual(aliveAtExit, [], `workers still alive when the primary exited\n${primary.output()}`)
       yield* waitFor(primary, "every worker to be gone", () => !pids.some(isAlive), { ms: 5_000, allowExit: true })
     }), TEST_TIMEOUT)
+  it.live("SIGTERM: a worker that does not exit (SIGSTOPped) is SIGKILLed drain_timeout + 5 s after it, the other drains at once; then exit 0", () =>
+    Effect.gen(function*() {
+      const cluster = yield* startClusterWith({ drain: "300ms" })
+      const { primary } = cluster
+      const hung = startedWorkers(primary).find((w) => w.slot === 0)!.pid
+      const other = startedWorkers(primary).find((w) => w.slot === 1)!.pid
+      // A stopped process cannot act on SIGTERM (it stays pending); only SIGKILL ends it.
+      process.kill(hung, "SIGSTOP")
+      const sentAt = Date.now()
+      process.kill(primary.child.pid!, "SIGTERM")
+      const otherGoneAt = yield* whenGone(primary, "the worker that was not stopped to exit", [other], 10_000)
+      const hungGoneAt = yield* whenGone(primary, "the stopped worker to be killed", [hung], 20_000)
+      const exit = yield* exitOf(primary, 10_000)
+      assert.deepStrictEqual(exit, { code: 0, signal: null }, primary.output())
+      const killAfter = 300 + 5_000
+      // Not before drain_timeout + 5 s (the timer cannot fire early), and not long after.
+      assert.isAtLeast(hungGoneAt - sentAt, killAfter, primary.output())
+      assert.isBelow(hungGoneAt - sentAt, killAfter + 5_000, primary.output())
+      assert.isBelow(otherGoneAt - sentAt, killAfter, "the worker that could drain waited for the kill")
+      const kills = primary.lines.filter((line) => line.includes("sending SIGKILL"))
+      assert.strictEqual(kills.length, 1, primary.output())
+      assert.include(kills[0], `worker 0 (pid ${hung}) did not exit within ${killAfter} ms of SIGTERM; sending SIGKILL`)
+    }), TEST_TIMEOUT)
+
+  it.live("workers: auto starts one worker per core (os.availableParallelism())", () =>
+    Effect.gen(function*() {
+      const cores = availableParallelism()
+      const upstream = yield* startUpstream("auto")
+      const port = yield* freePort
+      const path = yield* tempFile("auto.yaml", oneRouteConfig({ port, upstream: upstream.url, head: ["workers: auto", "log: { level: info, format: text }"] }))
+      const primary = yield* spawnPrimary(path)
+      yield* waitFor(primary, `${cores} workers to start`, () => new Set(startedWorkers(primary).map((w) => w.slot)).size >= cores)
+      assert.strictEqual(count(primary, `supervising ${cores} workers`), 1, primary.output())
+      assert.deepStrictEqual([...new Set(startedWorkers(primary).map((w) => w.slot))].sort(), Array.from({ length: cores }, (_, i) => i))
+      yield* waitForAnswer(primary, `http://127.0.0.1:${port}/auto`)
+    }), TEST_TIMEOUT)
+
+  it.live("workers that die at start (their port is taken) restart after >= 100, 200, 400, 800 ms; the 5th crash in a row stops the other slot and exits 1", () =>
+    Effect.gen(function*() {
+      const taken = (yield* holdPort).port
+      const path = yield* tempFile("crash.yaml", oneRouteConfig({
+        port: taken,
+        upstream: "http://127.0.0.1:9",
+        head: ["workers: 2", "log: { level: info, format: text }", "shutdown: { drain_timeout: 1s }"]
+      }))
+      const primary = yield* spawnPrimary(path)
+      const exit = yield* exitOf(primary, 60_000)
+      assert.deepStrictEqual(exit, { code: 1, signal: null }, primary.output())
+      const gaveUp = primary.lines.map((line) => /fibergate: worker slot (\d+) crashed (\d+) times in a row; giving up/.exec(line)).find((m) => m !== null)
+      assert.isDefined(gaveUp, primary.output())
+      const slot = Number(gaveUp![1])
+      assert.strictEqual(Number(gaveUp![2]), 5, primary.output())
+      // The slot that gave up ran 5 workers, each of which exited with code 1; no 6th was started.
+      const starts = primary.lines.filter((line) => STARTED.exec(line)?.[1] === String(slot))
+      const exits = primary.lines.filter((line) => EXITED.exec(line)?.[1] === String(slot))
+      assert.strictEqual(starts.length, 5, primary.output())
+      assert.strictEqual(exits.length, 5, primary.output())
+      for (const line of exits) assert.strictEqual(EXITED.exec(line)![3], "1", line)
+      // Each restart waited at least the doubling backoff after the exit before it.
+      const gaps = starts.slice(1).map((line, i) => timestampOf(line) - timestampOf(exits[i]))
+      // (10 ms of slack: a node timer may fire that much before Date.now() says its delay passed.)
+      gaps.forEach((gap, i) => assert.isAtLeast(gap, 100 * 2 ** i - 10, `restart ${i + 1} after ${gap} ms\n${primary.output()}`))
+      // Every worker of both slots is gone: the other slot was stopped, not orphaned.
+      const pids = startedWorkers(primary).map((w) => w.pid)
+      yield* whenGone(primary, "every worker to be gone", pids, 5_000)
+    }), 90_000)
 })

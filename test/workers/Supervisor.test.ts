@@ -7,7 +7,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Cause, Clock, Deferred, Effect, Exit, Fiber, Scope } from "effect"
 import { TestClock } from "effect/testing"
 import * as fc from "fast-check"
+import { Duration } from "effect"
 import {
+  defaultPolicy,
   supervise,
   type SupervisorEvent,
   type SupervisorPolicy,
@@ -81,7 +83,7 @@ const policy = (overrides: Partial<SupervisorPolicy> = {}): SupervisorPolicy => 
 /**
  * Starts a supervisor in its own scope (so a test can close it), plus a fiber watching `done`.
  */
-const start = (options: { readonly count: number; readonly policy: SupervisorPolicy }) =>
+const start = (options: { readonly count: number; readonly policy: SupervisorPolicy | undefined }) =>
   Effect.gen(function*() {
     const fake = makeFakeSpawner()
     const events: Array<SupervisorEvent> = []
@@ -89,7 +91,7 @@ const start = (options: { readonly count: number; readonly policy: SupervisorPol
     const supervisor = yield* supervise({
       count: options.count,
       spawn: fake.spawn,
-      policy: options.policy,
+      ...(options.policy === undefined ? {} : { policy: options.policy }),
       onEvent: (event) => Effect.sync(() => void events.push(event))
     }).pipe(Scope.provide(scope))
     const done = yield* Effect.forkChild(Effect.exit(supervisor.done))
@@ -286,6 +288,94 @@ describe("supervise (restart policy, TestClock)", () => {
       supervisor.signalAll("SIGHUP")
       assert.deepStrictEqual(fake.latest(1).signals, ["SIGHUP"])
       assert.deepStrictEqual(fake.latest(0).signals, ["SIGHUP", "SIGUSR2", "SIGHUP"])
+      yield* Scope.close(scope, Exit.void)
+    }))
+})
+
+/** The error `done` failed with, or undefined while it has not. */
+const gaveUp = (done: Fiber.Fiber<Exit.Exit<never, WorkerGaveUp>>) => {
+  const exit = done.pollUnsafe()
+  if (exit === undefined) return undefined
+  assert.isTrue(Exit.isSuccess(exit))
+  const inner = (exit as Exit.Success<Exit.Exit<never, WorkerGaveUp>>).value
+  assert.isTrue(Exit.isFailure(inner), "done succeeded")
+  const error = Cause.squash((inner as Exit.Failure<never, WorkerGaveUp>).cause)
+  assert.instanceOf(error, WorkerGaveUp)
+  return error as WorkerGaveUp
+}
+
+describe("supervise with no policy given: the defaults of fibergate run (README \"Multi-core\")", () => {
+  it("defaultPolicy is 100 ms doubling up to 10 s, stable after 30 s, 4 restarts (the 5th crash in a row gives up)", () => {
+    const ms = (d: Duration.Input) => Duration.toMillis(Duration.fromInputUnsafe(d))
+    assert.deepStrictEqual(
+      { base: ms(defaultPolicy.backoffBase), max: ms(defaultPolicy.backoffMax), stable: ms(defaultPolicy.stableAfter), restarts: defaultPolicy.maxRestarts },
+      { base: 100, max: 10_000, stable: 30_000, restarts: 4 }
+    )
+  })
+
+  it.effect("crashes in a row restart after 100, 200, 400, 800 ms; the 5th crash in a row gives up and nothing restarts", () =>
+    Effect.gen(function*() {
+      const { fake, done, scope } = yield* start({ count: 2, policy: undefined })
+      const delays: Array<number | undefined> = []
+      for (const expected of [100, 200, 400, 800]) {
+        yield* TestClock.adjust(10)
+        const exitAt = yield* crash(fake, 0)
+        assert.isUndefined(gaveUp(done), `gave up after ${delays.length + 1} crashes`)
+        delays.push(yield* nextSpawnDelay(fake, 0, exitAt, expected, 60_000))
+      }
+      assert.deepStrictEqual(delays, [100, 200, 400, 800])
+      yield* TestClock.adjust(10)
+      yield* crash(fake, 0)
+      const error = gaveUp(done)
+      assert.isDefined(error, "the 5th crash in a row did not give up")
+      assert.deepStrictEqual([error!.slot, error!.restarts, error!.message], [0, 4, "worker slot 0 crashed 5 times in a row; giving up"])
+      yield* TestClock.adjust(60_000)
+      assert.strictEqual(fake.ofSlot(0).length, 5, "a slot that gave up was restarted")
+      // The other slot is stopped with the scope (runPrimary's), not left running.
+      const other = fake.latest(1)
+      yield* Scope.close(scope, Exit.void)
+      assert.deepStrictEqual([other.stops, fake.isLive(other)], [1, false])
+    }))
+
+  it.effect("a worker that ran 30 s resets the backoff to 100 ms and the count; one that ran 29.999 s does not", () =>
+    Effect.gen(function*() {
+      const { fake, done, scope } = yield* start({ count: 1, policy: undefined })
+      for (const expected of [100, 200, 400]) {
+        yield* TestClock.adjust(10)
+        const exitAt = yield* crash(fake, 0)
+        assert.strictEqual(yield* nextSpawnDelay(fake, 0, exitAt, expected, 60_000), expected)
+      }
+      // Just under 30 s: the 4th crash in a row, backoff keeps doubling.
+      yield* TestClock.adjust(29_999)
+      let exitAt = yield* crash(fake, 0)
+      assert.strictEqual(yield* nextSpawnDelay(fake, 0, exitAt, 800, 60_000), 800)
+      // Exactly 30 s: this crash is the first of a new run (100 ms), not the 5th in a row.
+      yield* TestClock.adjust(30_000)
+      exitAt = yield* crash(fake, 0)
+      assert.isUndefined(gaveUp(done), "a worker that ran 30 s counted as a crash in a row")
+      assert.strictEqual(yield* nextSpawnDelay(fake, 0, exitAt, 100, 60_000), 100)
+      for (const expected of [200, 400, 800]) {
+        yield* TestClock.adjust(10)
+        exitAt = yield* crash(fake, 0)
+        assert.isUndefined(gaveUp(done))
+        assert.strictEqual(yield* nextSpawnDelay(fake, 0, exitAt, expected, 60_000), expected)
+      }
+      yield* TestClock.adjust(10)
+      yield* crash(fake, 0)
+      assert.strictEqual(gaveUp(done)?.restarts, 4)
+      yield* Scope.close(scope, Exit.void)
+    }))
+
+  it.effect("the default backoff stops doubling at 10 s (with more restarts allowed than the default's 4)", () =>
+    Effect.gen(function*() {
+      const { fake, scope } = yield* start({ count: 1, policy: { ...defaultPolicy, maxRestarts: 9 } })
+      const delays: Array<number | undefined> = []
+      for (let i = 0; i < 9; i++) {
+        yield* TestClock.adjust(10)
+        const exitAt = yield* crash(fake, 0)
+        delays.push(yield* nextSpawnDelay(fake, 0, exitAt, Math.min(100 * 2 ** i, 10_000), 60_000))
+      }
+      assert.deepStrictEqual(delays, [100, 200, 400, 800, 1_600, 3_200, 6_400, 10_000, 10_000])
       yield* Scope.close(scope, Exit.void)
     }))
 })
