@@ -207,6 +207,18 @@ describe("parseRequestTarget: absolute-form", () => {
     expect(parseRequestTarget("http://user@h/a", "h")).toBe("invalid-host")
     expect(parseRequestTarget("http://h:8x/a", "h")).toBe("invalid-host")
   })
+
+  it("refuses an empty authority as invalid-host, whatever the Host header and the path", () => {
+    expect(parseRequestTarget("http:///a", "h")).toBe("invalid-host")
+    expect(parseRequestTarget("http://?x", "h")).toBe("invalid-host")
+    expect(parseRequestTarget("https://", undefined)).toBe("invalid-host")
+    expect(parseRequestTarget("http:///%zz", "h")).toBe("invalid-host")
+  })
+
+  it("refuses a target that only contains an http URL after other text", () => {
+    expect(parseRequestTarget("xhttp://h/a", "h")).toBe("invalid-target")
+    expect(parseRequestTarget("proxy:http://h/a", "h")).toBe("invalid-target")
+  })
 })
 
 describe("parseRequestTarget: refused forms", () => {
@@ -255,6 +267,13 @@ describe("parseRequestTarget: host normalisation", () => {
   it("reports a malformed Host header as invalid-host", () => {
     for (const bad of ["a b", "a/b", "a@b", "[::1", "::1", "[::1]x", "h:80:81", "h:port", "[zz::1]"]) {
       expect(parseRequestTarget("/", bad), bad).toBe("invalid-host")
+    }
+  })
+
+  it("reports a host that is only dots, or starts with a dot, as invalid-host rather than as no host", () => {
+    for (const bad of [".", "..", ".:80", ".example.com", "..example.com", ".example.com."]) {
+      expect(parseRequestTarget("/", bad), bad).toBe("invalid-host")
+      expect(normalizeHost(bad), bad).toBeUndefined()
     }
   })
 

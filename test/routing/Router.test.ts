@@ -645,3 +645,26 @@ describe("Router: property", () => {
     )
   })
 })
+
+describe("Router: a {regex} condition on an absent value", () => {
+  it("a header {regex} condition never matches an absent header, even a regex that matches any text", () => {
+    const r = router([
+      ["any-env", { headers: { "x-env": { regex: ".*" } } }],
+      ["rest", {}]
+    ])
+    expect(r.find(req({ headers: { "x-env": "" } }))).toBe("any-env")
+    expect(r.find(req({ headers: { "x-env": "undefined" } }))).toBe("any-env")
+    expect(r.find(req())).toBe("rest")
+  })
+
+  it("a query {regex} condition never matches an absent parameter, even a regex that matches any text", () => {
+    const r = router([
+      ["any-v", { query: { v: { regex: "^(?!1$)" } } }],
+      ["rest", {}]
+    ])
+    expect(r.find(req({ query: "?v=2" }))).toBe("any-v")
+    expect(r.find(req({ query: "?v=1" }))).toBe("rest")
+    expect(r.find(req({ query: "?w=2" }))).toBe("rest")
+    expect(r.find(req({ query: "" }))).toBe("rest")
+  })
+})

@@ -70,6 +70,17 @@ describe("Shadowing: the same host and path", () => {
   it("a route with a higher priority than the identical one before it is not shadowed", () => {
     expect(shadowed([route("low", prefix("/a"), -1), route("high", { ...prefix("/a"), methods: ["GET"] })])).toEqual([])
   })
+
+  it("among identical routes the one the router tries first is named, whatever the declaration order", () => {
+    expect(shadowed([route("a", prefix("/a")), route("b", prefix("/a"), 1), route("c", prefix("/a"))])).toEqual([
+      "a <- b",
+      "c <- b"
+    ])
+  })
+
+  it("a route with conditions whose path no other route has is not reported", () => {
+    expect(shadowed([route("posts", { ...prefix("/a"), methods: ["POST"] }), route("rest", prefix("/b"))])).toEqual([])
+  })
 })
 
 describe("Shadowing: prefixes", () => {
@@ -95,6 +106,22 @@ describe("Shadowing: prefixes", () => {
       route("top", prefix("/a"), 2)
     ])).toEqual(["deep <- top", "mid <- top"])
   })
+
+  it("of higher-priority prefixes of one priority covering a route, the longest is named: it is tried first", () => {
+    expect(shadowed([
+      route("deep", prefix("/a/b/c")),
+      route("top", prefix("/a"), 1),
+      route("mid", prefix("/a/b"), 1)
+    ])).toEqual(["deep <- mid"])
+  })
+
+  it("of identical prefixes covering a route, the one with the highest priority is named", () => {
+    expect(shadowed([
+      route("deep", prefix("/a/b")),
+      route("low", prefix("/a"), 1),
+      route("high", prefix("/a"), 2)
+    ])).toEqual(["deep <- high", "low <- high"])
+  })
 })
 
 describe("Shadowing: exact paths and regex routes", () => {
@@ -106,6 +133,35 @@ describe("Shadowing: exact paths and regex routes", () => {
   it("an exact path is not shadowed by a prefix or regex of the same priority, nor by a regex that does not match it", () => {
     expect(shadowed([route("api", prefix("/api")), route("re", regex("^/api/")), route("login", exact("/api/login"))])).toEqual([])
     expect(shadowed([route("login", exact("/login")), route("re", regex("^/api/"), 1)])).toEqual([])
+  })
+
+  it("an exact path is shadowed by a higher-priority prefix equal to it", () => {
+    expect(shadowed([route("api", exact("/api")), route("all-api", prefix("/api"), 1)])).toEqual(["api <- all-api"])
+  })
+
+  it("an exact path is not shadowed by a prefix its text merely contains", () => {
+    expect(shadowed([route("deep", exact("/v1/api")), route("api", prefix("/api"), 1)])).toEqual([])
+    expect(shadowed([route("apis", exact("/apis")), route("api", prefix("/api"), 1)])).toEqual([])
+  })
+
+  it("of a regex and a prefix of one priority matching an exact path, the regex is named: regexes are tried before prefixes", () => {
+    expect(shadowed([
+      route("login", exact("/api/login")),
+      route("api", prefix("/api"), 1),
+      route("re", regex("^/api/"), 1)
+    ])).toEqual(["login <- re"])
+  })
+
+  it("of two regexes of one priority matching an exact path, the first declared is named", () => {
+    expect(shadowed([
+      route("login", exact("/api/login")),
+      route("short", regex("^/api/"), 1),
+      route("long", regex("^/api/log"), 1)
+    ])).toEqual(["login <- short"])
+  })
+
+  it("a regex that matches a prefix route's own path does not shadow it: the paths under the prefix still reach it", () => {
+    expect(shadowed([route("v1", prefix("/api/v1")), route("re", regex("^/api/v1$"), 1)])).toEqual([])
   })
 
   it("a regex route is shadowed by a catch-all with a higher priority", () => {
@@ -181,6 +237,21 @@ describe("Shadowing: warnings", () => {
     expect(byPriority.message).toBe(
       "never matches: shadowed by routes[1] (id \"high\"): same host and path, higher priority (1 > 0), no method, header or query conditions"
     )
+  })
+
+  it("warnings come in config order, listener by listener, whatever the hosts of the routes", () => {
+    const routes = (listener: string) => [
+      route(`${listener}-a0`, { host: "a.example.com", ...prefix("/x") }),
+      route(`${listener}-b0`, { host: "b.example.com", ...prefix("/x") }),
+      route(`${listener}-b1`, { host: "b.example.com", ...prefix("/x") }),
+      route(`${listener}-a1`, { host: "a.example.com", ...prefix("/x") })
+    ]
+    expect(findShadowedRoutes(config(routes("s0"), routes("s1"))).map((w) => w.path)).toEqual([
+      "servers[0].routes[2]",
+      "servers[0].routes[3]",
+      "servers[1].routes[2]",
+      "servers[1].routes[3]"
+    ])
   })
 })
 
