@@ -20,7 +20,10 @@ for (const [file, { source, mutants }] of Object.entries(report.files).sort()) {
     if (detected.has(m.status)) tally.detected++
     if ((m.status === "Survived" || m.status === "NoCoverage") && file.includes(filter)) {
       const { line, column } = m.location.start
-      open.push(`${file}:${line}:${column} ${m.status} ${m.mutatorName}: ${lines[line - 1].trim().slice(0, 100)}  =>  ${JSON.stringify((m.replacement ?? "").slice(0, 80))}`)
+      const end = m.location.end
+      // The mutated span itself: a line often holds several mutants (each operand of an `||`).
+      const span = end.line === line ? lines[line - 1].slice(column - 1, end.column - 1) : `${lines[line - 1].slice(column - 1)} …`
+      open.push(`${file}:${line}:${column} ${m.status} ${m.mutatorName}: ${JSON.stringify(span.slice(0, 100))}  =>  ${JSON.stringify((m.replacement ?? "").slice(0, 80))}`)
     }
   }
   files.push([file, tally])

@@ -489,3 +489,31 @@ describe("HealthChecks service (TestClock)", () => {
       assert.strictEqual(script.made(B).length, 2)
     }))
 })
+
+describe("HealthChecks service between the two reconciles of a reload (TestClock)", () => {
+  it.effect("a probe that ends while its upstream is already gone from Upstreams (the check not yet stopped) keeps the check alive", () =>
+    Effect.gen(function*() {
+      const script = scriptedFactory()
+      const svc = yield* withService(configOf([A], check), script.factory)
+      yield* untilCalls(script, A, 1)
+      // Upstreams drop "app" (as a reload does first); the ConfigSource still has it, so the
+      // check keeps running and its next probe publishes for an endpoint that is not there.
+      yield* svc.upstreams.reconcile(decoded({
+        servers: [{ name: "web", listen: "127.0.0.1:0", routes: [{ id: "all", upstream: "other" }] }],
+        upstreams: { other: { endpoints: [{ url: B }] } }
+      }))
+      yield* untilCalls(script, A, 2)
+      yield* untilCalls(script, A, 3)
+      assert.deepStrictEqual(svc.checks.states().get(`app ${A}`), { healthy: true, streak: 0 })
+    }))
+
+  it.effect("the same while the upstream stays but the endpoint is gone", () =>
+    Effect.gen(function*() {
+      const script = scriptedFactory()
+      const svc = yield* withService(configOf([A, B], check), script.factory)
+      yield* untilCalls(script, A, 1)
+      yield* svc.upstreams.reconcile(decoded(configOf([B], check)))
+      yield* untilCalls(script, A, 2)
+      yield* untilCalls(script, A, 3)
+    }))
+})

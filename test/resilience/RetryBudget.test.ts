@@ -327,3 +327,36 @@ describe("RetryBudget: properties (TestClock)", () => {
     )
   })
 })
+
+describe("compileRetryBudget across a reload", () => {
+  it("keeps the previous budget (and what it has counted) only when every setting is the same", () => {
+    const previous = compileRetryBudget({ percent: 20, min_per_second: 10, window: 10_000 })
+    countRequest(previous, 0)
+    assert.strictEqual(compileRetryBudget({ percent: 20, min_per_second: 10, window: 10_000 }, previous), previous)
+    for (const changed of [
+      { percent: 50, min_per_second: 10, window: 10_000 },
+      { percent: 20, min_per_second: 1, window: 10_000 },
+      { percent: 20, min_per_second: 10, window: 5_000 }
+    ]) {
+      const next = compileRetryBudget(changed, previous)
+      assert.notStrictEqual(next, previous, `kept across ${JSON.stringify(changed)}`)
+      assert.deepStrictEqual([next.percent, next.minPerSecond, next.windowMs], [changed.percent, changed.min_per_second, changed.window])
+    }
+  })
+})
+
+describe("a wall clock that steps back", () => {
+  it("counts in the newest slice and forgets nothing it would not have forgotten", () => {
+    // No floor, 100%: one retry per request in the window.
+    const budget = makeRetryBudget({ percent: 100, minPerSecond: 0, windowMs: 10_000 })
+    countRequest(budget, 5_000)
+    // The clock steps back 4 s (an NTP correction): the request still counts...
+    countRequest(budget, 1_000)
+    assert.strictEqual(retriesLeft(budget, 1_000), 2)
+    // ...and when the clock is back at 5 s, both requests are still in the window.
+    assert.strictEqual(retriesLeft(budget, 5_000), 2)
+    assert.isTrue(chargeRetry(budget, 5_000))
+    assert.isTrue(chargeRetry(budget, 5_000))
+    assert.isFalse(chargeRetry(budget, 5_000))
+  })
+})

@@ -376,3 +376,12 @@ describe("retrySchedule", () => {
     )
   })
 })
+
+describe("compileRetryPolicy: buffer_bytes", () => {
+  it("takes the configured buffer_bytes, and 64 KiB without one", () => {
+    assert.strictEqual(compileRetryPolicy({ buffer_bytes: 100 })!.bufferBytes, 100)
+    assert.strictEqual(compileRetryPolicy({ buffer_bytes: 0 })!.bufferBytes, 0)
+    assert.strictEqual(compileRetryPolicy({})!.bufferBytes, 65_536)
+    assert.strictEqual(retryDefaults.buffer_bytes, 65_536)
+  })
+})
