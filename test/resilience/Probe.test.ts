@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Deferred, Effect, Fiber } from "effect"
-import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from "node:http"
+import { createServer as createHttpServer, type IncomingMessage, type Server as HttpServer, type ServerResponse } from "node:http"
 import { createServer as createTcpServer, type AddressInfo, type Server, type Socket } from "node:net"
 import type { HealthCheck } from "../../src/config/Schema.ts"
 import { httpProbe, parseStatusRange, probeFor, tcpProbe } from "../../src/resilience/Probe.ts"
@@ -19,7 +19,7 @@ interface Seen {
 /** An HTTP server answering with `answer`; every request it saw, and how many TCP connections it got. */
 const httpServer = (answer: (req: IncomingMessage, res: ServerResponse) => void) =>
   Effect.acquireRelease(
-    Effect.callback<{ readonly server: Server; readonly origin: URL; readonly seen: Array<Seen>; readonly connections: Array<Socket> }>((resume) => {
+    Effect.callback<{ readonly server: HttpServer; readonly origin: URL; readonly seen: Array<Seen>; readonly connections: Array<Socket> }>((resume) => {
       const seen: Array<Seen> = []
       const connections: Array<Socket> = []
       const server = createHttpServer((req, res) => {
