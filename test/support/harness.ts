@@ -119,10 +119,23 @@ export const simpleConfig = (
   upstreams: { app: { endpoints: upstreams.map((url) => ({ url })), ...upstream } }
 })
 
-/** fetch as an Effect that fails the test on network errors. */
+/** How long `request` waits for a complete response before it fails the test (well under the 30 s test timeout). */
+export const REQUEST_TIMEOUT_MS = 15_000
+
+/**
+ * fetch as an Effect that fails the test on network errors, and when no complete response
+ * arrived within `REQUEST_TIMEOUT_MS` (unless `init.signal` says otherwise): a gateway that hangs
+ * fails the test with the request named, instead of hanging it.
+ */
 export const request = (url: string, init?: RequestInit) =>
   Effect.promise(async () => {
-    const res = await fetch(url, init)
-    const body = await res.text()
-    return { status: res.status, headers: res.headers, body }
+    const own = init?.signal == null ? AbortSignal.timeout(REQUEST_TIMEOUT_MS) : undefined
+    try {
+      const res = await fetch(url, own === undefined ? init : { ...init, signal: own })
+      const body = await res.text()
+      return { status: res.status, headers: res.headers, body }
+    } catch (error) {
+      if (own?.aborted === true) throw new Error(`${init?.method ?? "GET"} ${url}: no complete response within ${REQUEST_TIMEOUT_MS} ms`)
+      throw error
+    }
   })
