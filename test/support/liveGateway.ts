@@ -5,13 +5,14 @@
  * fails its test in seconds, and never fixed sleeps standing in for a result.
  */
 import { assert } from "@effect/vitest"
-import { Clock, Context, Effect, Layer, Logger, Metric, Option, References, type Scope } from "effect"
+import { Clock, Context, type Duration, Effect, Layer, Logger, Metric, Option, Queue, References, type Scope } from "effect"
 import { mkdtempSync, renameSync, rmSync, writeFileSync } from "node:fs"
 import { connect } from "node:net"
 import { tmpdir } from "node:os"
 import { join } from "node:path"
 import { Admin } from "../../src/admin/Admin.ts"
 import { ConfigSource } from "../../src/config/ConfigSource.ts"
+import { debounceChanges, DEFAULT_DEBOUNCE, watchFileChanges } from "../../src/config/FileWatch.ts"
 import type { GatewayServices } from "../../src/gateway/Gateway.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { RouteTable } from "../../src/routing/RouteTable.ts"
@@ -117,6 +118,24 @@ export const get = (url: string, ms = 2_000) =>
 /** The current value of `fibergate_config_reloads_total{result}` (shared by every gateway in this test file). */
 export const reloadCount = (result: "applied" | "rejected") =>
   Metric.value(Metric.withAttributes(configReloads, { result })).pipe(Effect.map((state) => state.count))
+
+/**
+ * The test's own watch on `path`, debounced as a watching gateway's is (the same FileWatch code,
+ * the same debounce), for the life of the scope: `next` waits (at most `ms`, default 5 s) for the
+ * next moment a burst of changes has been followed by the debounce time of quiet, which is when
+ * a gateway watching the file reads it. Start it after the gateway, so that its events and timers
+ * come after the gateway's; then a sentinel (a reload, which waits for one in flight, or a later
+ * change) tells whether the gateway did something it should not have, without a fixed sleep.
+ */
+export const fileQuiet = (path: string, debounce: Duration.Input = DEFAULT_DEBOUNCE) =>
+  Effect.gen(function*() {
+    const quiet = yield* Queue.unbounded<void>()
+    const changes = yield* watchFileChanges(path)
+    yield* debounceChanges(changes, debounce, Queue.offer(quiet, undefined)).pipe(Effect.forkScoped)
+    return {
+      next: (what: string, ms = 5_000) => within(Queue.take(quiet), `${what} (a debounced change of ${path})`, ms)
+    }
+  })
 
 /** A temporary directory for the life of the scope. */
 export const tempDir: Effect.Effect<string, never, Scope.Scope> = Effect.acquireRelease(
