@@ -10,6 +10,8 @@ import { Admin } from "../../src/admin/Admin.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { RouteTable } from "../../src/routing/RouteTable.ts"
 import { ConfigSource } from "../../src/config/ConfigSource.ts"
+import type { ConfigError } from "../../src/config/ConfigError.ts"
+import type { Tracing } from "../../src/telemetry/Tracing.ts"
 
 /** What an upstream saw of one request. */
 export interface SeenRequest {
@@ -86,12 +88,19 @@ export interface TestGateway {
 
 /**
  * Builds the real gateway Layer from a config value (as written in YAML) for the life of the
- * scope. Listen on `127.0.0.1:0` in test configs.
+ * scope. Listen on `127.0.0.1:0` in test configs. `options.tracing` replaces the config's
+ * tracing (e.g. with a tracer that records every span in memory).
  */
-export const startGateway = (config: unknown): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
+export const startGateway = (
+  config: unknown,
+  options: { readonly tracing?: Layer.Layer<Tracing, never, ConfigSource> } = {}
+): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
   Effect.gen(function*() {
+    const layer = options.tracing === undefined
+      ? Gateway.layer(config)
+      : Gateway.layerWith<ConfigError>(ConfigSource.layerValue(config), { tracing: options.tracing })
     // Startup lines ("listener web on ...") are noise in test output.
-    const context = yield* Layer.build(Gateway.layer(config)).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+    const context = yield* Layer.build(layer).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
     const listeners = Context.get(context, Listeners)
     const admin = Context.get(context, Admin)
     const routes = Context.get(context, RouteTable)
