@@ -7,7 +7,7 @@
  * in for "nothing happened".
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Context, Effect, Layer, type Scope, SubscriptionRef } from "effect"
+import { Context, Effect, Layer, References, type Scope, SubscriptionRef } from "effect"
 import { spawn, type ChildProcess } from "node:child_process"
 import { join } from "node:path"
 import { fileURLToPath } from "node:url"
@@ -86,7 +86,10 @@ describe("fibergate run -c FILE and config file changes", () => {
       // The sentinel: the config source `run -c` watches its file with, on a file of its own.
       const sentinelPath = join(dir, "sentinel.yaml")
       yield* writeInPlace(sentinelPath, unwatched.config(false))
-      const sentinel = Context.get(yield* Layer.build(ConfigSource.layerFile(sentinelPath, {})), ConfigSource)
+      const sentinel = Context.get(
+        yield* Layer.build(ConfigSource.layerFile(sentinelPath, {})).pipe(Effect.provideService(References.MinimumLogLevel, "Warn")),
+        ConfigSource
+      )
       const sentinelRoutes = SubscriptionRef.get(sentinel.config).pipe(Effect.map((c) => c.servers[0].routes.length))
 
       yield* writeAndRename(unwatched.path, unwatched.config(true))
