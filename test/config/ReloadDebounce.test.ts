@@ -23,9 +23,13 @@ const setup = (reloadTakes: number = 0) =>
 describe("config file change debounce", () => {
   it.effect("no change, no reload", () =>
     Effect.gen(function*() {
-      const { advance, runs } = yield* setup()
+      const { advance, change, runs } = yield* setup()
       yield* advance(10_000)
       assert.deepStrictEqual(runs, [])
+      // The debounce was running all along: a change now reloads once, 250 ms later.
+      yield* change
+      yield* advance(250)
+      assert.deepStrictEqual(runs, [10_250])
     }))
 
   it.effect("a burst of changes makes one reload, once the file has been quiet for the debounce time", () =>

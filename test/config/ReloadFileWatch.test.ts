@@ -1,13 +1,14 @@
 /**
  * The raw change feed of a config file (before debouncing), on a real directory. Waiting for a
- * filesystem event is bounded; "no event" is checked over a short quiet time.
+ * filesystem event is bounded; "no event" is checked against a sentinel: a change to another
+ * watched file in the same directory, made afterwards, whose event arrives after theirs.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, Option, Stream } from "effect"
 import { mkdirSync, renameSync, symlinkSync, writeFileSync } from "node:fs"
 import { join } from "node:path"
 import { watchFileChanges } from "../../src/config/FileWatch.ts"
-import { tempDir } from "../support/liveGateway.ts"
+import { eventually, tempDir } from "../support/liveGateway.ts"
 
 /** Whether at least one event for `path` arrives within 2 s of `act`. */
 const notices = (path: string, act: () => void) =>
@@ -44,17 +45,23 @@ describe("config file watch", () => {
     Effect.gen(function*() {
       const dir = yield* tempDir
       const path = join(dir, "c.yaml")
+      const sentinel = join(dir, "sentinel.yaml")
       writeFileSync(path, "a: 1\n")
-      let events = 0
-      const changes = yield* watchFileChanges(path)
-      yield* Effect.forkChild(Stream.runForEach(changes, () => Effect.sync(() => void events++)))
+      writeFileSync(sentinel, "s: 1\n")
+      // Which watch saw a change, in the order the events arrived (both watch the same directory).
+      const seen: Array<string> = []
+      for (const [file, name] of [[path, "config"], [sentinel, "sentinel"]] as const) {
+        const changes = yield* watchFileChanges(file)
+        yield* Effect.forkChild(Stream.runForEach(changes, () => Effect.sync(() => void seen.push(name))))
+      }
       writeFileSync(join(dir, "other.yaml"), "b: 1\n")
       renameSync(join(dir, "other.yaml"), join(dir, "other2.yaml"))
-      yield* Effect.sleep("300 millis")
-      assert.strictEqual(events, 0)
+      writeFileSync(sentinel, "s: 2\n")
+      yield* eventually(Effect.sync(() => seen.includes("sentinel")), "the sentinel's change is seen")
+      assert.deepStrictEqual(seen, ["sentinel"], "the config's watch took another file's event for a change")
+      // It does see its own file.
       writeFileSync(path, "a: 2\n")
-      yield* Effect.sleep("300 millis")
-      assert.isAbove(events, 0)
+      yield* eventually(Effect.sync(() => seen.includes("config")), "the config's change is seen")
     }))
 
   it.live("a Kubernetes ConfigMap update (the ..data symlink swapped) is noticed", () =>

@@ -12,7 +12,7 @@ import * as Gateway from "../../src/gateway/Gateway.ts"
 import { listenerBindFailures } from "../../src/telemetry/Metrics.ts"
 import { startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
-import { eventually, get, refuses, startLiveGateway, type LiveGateway } from "../support/liveGateway.ts"
+import { eventually, get, refuses, startLiveGateway, within, type LiveGateway } from "../support/liveGateway.ts"
 import { freePort, holdPort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
@@ -35,20 +35,22 @@ const configFor = (upstream: string, servers: ReadonlyArray<ServerSpec>) => ({
   upstreams: { app: { endpoints: [{ url: upstream }] } }
 })
 
-const publish = (gateway: LiveGateway, config: unknown) => publishConfig(gateway.source, config, "test")
+/** Publishes a config as `PUT /config` does; a reload that does not complete within 5 s fails the test. */
+const publish = (gateway: LiveGateway, config: unknown) => within(publishConfig(gateway.source, config, "test"), "publishing the config")
 
 const statusOn = (port: number, path = "/") => Effect.map(get(`http://127.0.0.1:${port}${path}`), (res) => res.status)
 
-/** A GET on a keep-alive agent: status, and whether it went over a connection opened before. */
+/** A GET on a keep-alive agent: status, the answering route's `x-route`, and whether it went over a connection opened before. */
 const getOn = (agent: Agent, port: number) =>
-  Effect.callback<{ readonly status: number; readonly reused: boolean }>((resume) => {
+  Effect.callback<{ readonly status: number; readonly route: string | undefined; readonly reused: boolean }>((resume) => {
     const req = httpRequest({ host: "127.0.0.1", port, path: "/", agent }, (res) => {
       res.resume()
-      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, reused: req.reusedSocket })))
+      const route = res.headers["x-route"]
+      res.on("end", () => resume(Effect.succeed({ status: res.statusCode ?? 0, route: typeof route === "string" ? route : undefined, reused: req.reusedSocket })))
     })
     req.on("error", (e) => resume(Effect.die(e)))
     req.end()
-  })
+  }).pipe(Effect.timeout("5 seconds"))
 
 /** `fibergate_client_connections{listener}` as the registry holds it now (undefined: no such series). */
 const openConnections = (listener: string) =>
@@ -88,6 +90,8 @@ describe("listeners follow config reloads", () => {
         }
       })
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "extra" }])))
+      // Should the test fail before it releases the response, the gateway's drain must not wait for it.
+      yield* Effect.addFinalizer(() => Effect.sync(() => fire(release, undefined)))
       const extraPort = gateway.port("extra")
       const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${extraPort}/slow`))
       yield* awaitSignal(arrived)
@@ -100,7 +104,7 @@ describe("listeners follow config reloads", () => {
       assert.strictEqual(yield* statusOn(gateway.port("web")), 200, "the other listener serves")
 
       fire(release, undefined)
-      const res = yield* Fiber.join(inFlight)
+      const res = yield* within(Fiber.join(inFlight), "the request in flight")
       assert.strictEqual(res.status, 200)
       assert.strictEqual(res.body, "done")
       assert.strictEqual(res.headers.connection, "close", "the drained listener closes the connection after the response")
@@ -114,11 +118,22 @@ describe("listeners follow config reloads", () => {
       const oldPort = gateway.port("web")
       const otherPort = gateway.port("other")
       const newPort = yield* freePort
+      // An idle keep-alive connection to the old address: the old server's drain ends when it is closed.
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+      assert.strictEqual((yield* getOn(agent, oldPort)).status, 200)
+      const idle = () => Object.values(agent.freeSockets).flat()
+      yield* eventually(Effect.sync(() => idle().length === 1), "the connection is back in the agent's pool")
+      const oldConnectionClosed = signal()
+      idle()[0]!.once("close", () => fire(oldConnectionClosed, undefined))
+
       yield* publish(gateway, configFor(app.url, [{ name: "web", listen: `127.0.0.1:${newPort}` }, { name: "other" }]))
       yield* eventually(Effect.sync(() => gateway.listeners.addresses.get("web")?.port === newPort), "web moves")
       assert.strictEqual(yield* statusOn(newPort), 200)
       yield* eventually(refuses(oldPort), "the old address refuses connections")
-      yield* Effect.sleep("50 millis") // the old server's drain ends; its gauge series must not take the new one's with it
+      // The old server's drain ends with its last connection (closed as idle); its gauge series must not take the new one's with it.
+      yield* awaitSignal(oldConnectionClosed)
+      assert.strictEqual(yield* statusOn(newPort), 200)
       assert.isDefined(yield* openConnections("web"))
       assert.strictEqual(gateway.port("other"), otherPort)
       assert.strictEqual(yield* statusOn(otherPort), 200)
@@ -193,16 +208,23 @@ describe("listeners follow config reloads", () => {
       const before = gateway.listeners.addresses.get("web")
       const agent = new Agent({ keepAlive: true, maxSockets: 1 })
       yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
-      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, reused: false })
+      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, route: "web-all", reused: false })
       const idle = Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1)
       yield* eventually(idle, "the connection is back in the agent's pool")
 
-      const next = configFor(app.url, [{ name: "web", limits: { max_connections: 50, idle_timeout: "5s" } }])
-      yield* publish(gateway, { ...next, servers: [{ ...next.servers[0], routes: [{ id: "renamed", upstream: "app" }] }] })
+      // max_connections 1: with the kept connection open, the listener takes no other.
+      const next = configFor(app.url, [{ name: "web", limits: { max_connections: 1, idle_timeout: "5s" } }])
+      const renamed = { id: "renamed", upstream: "app", headers: { response: { set: { "x-route": "renamed" } } } }
+      yield* publish(gateway, { ...next, servers: [{ ...next.servers[0], routes: [renamed] }] })
       yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the reload is applied")
       assert.strictEqual(gateway.listeners.addresses.get("web"), before, "same binding")
       assert.isTrue(yield* idle)
-      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, reused: true }, "the keep-alive connection is still open")
+      assert.deepStrictEqual(
+        yield* getOn(agent, port),
+        { status: 200, route: "renamed", reused: true },
+        "the keep-alive connection is still open and the new route answers on it"
+      )
+      assert.strictEqual(yield* statusOn(port), 0, "the new max_connections applies in place: a second connection is dropped")
       assert.strictEqual(yield* statusOn(gateway.adminPort!, "/ready"), 200)
     }))
 
@@ -219,8 +241,19 @@ describe("listeners follow config reloads", () => {
         { name: "web", listen: `127.0.0.1:${moved}` },
         { name: "new", listen: `127.0.0.1:${added}` }
       ]))
-      // Close while the reconcile may still be binding: the shutdown waits for it, then drains all.
+      // Close once the reconcile has started (its first step retires "old"), while it may still be
+      // binding: the shutdown waits for it, then drains all.
+      // Polled without sleeping, so the close comes while the reconcile awaits its first bind.
+      const started = Date.now()
+      while (!gateway.logs.some((l) => l.message.startsWith("listener old removed"))) {
+        if (Date.now() - started > 5_000) return assert.fail("the reconcile did not start within 5 s")
+        yield* Effect.yieldNow
+      }
       yield* Scope.close(scope, Exit.void).pipe(Effect.timeout("10 seconds"))
       for (const port of ports) assert.isTrue(yield* refuses(port), `port ${port} still accepts after shutdown`)
+      // The reconcile did run to its end before the shutdown (so these ports were bound, then released).
+      const messages = gateway.logs.map((l) => l.message)
+      assert.include(messages, `listener new on http://127.0.0.1:${added}`)
+      assert.isTrue(messages.some((m) => m.startsWith("listener web moved from ") && m.endsWith(`to http://127.0.0.1:${moved}`)), messages.join("\n"))
     }))
 })

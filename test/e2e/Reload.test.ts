@@ -1,6 +1,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
+import { join } from "node:path"
+import * as Gateway from "../../src/gateway/Gateway.ts"
 import { request, startGateway, startUpstream } from "../support/harness.ts"
+import { startLiveGateway, tempDir, within, writeInPlace } from "../support/liveGateway.ts"
 
 const configOver = (endpoints: ReadonlyArray<string>, extraRoutes: ReadonlyArray<Record<string, unknown>> = []) => ({
   admin: { listen: "127.0.0.1:0" },
@@ -16,8 +19,12 @@ const withPorts = (config: ReturnType<typeof configOver>, port: number, adminPor
   servers: config.servers.map((s) => ({ ...s, listen: `127.0.0.1:${port}` }))
 })
 
+/** PUT /config, failing the test within 5 s when the gateway does not answer (a reload that hangs). */
 const put = (adminPort: number, body: unknown) =>
-  request(`http://127.0.0.1:${adminPort}/config`, { method: "PUT", body: JSON.stringify(body), headers: { "content-type": "application/json" } })
+  within(
+    request(`http://127.0.0.1:${adminPort}/config`, { method: "PUT", body: JSON.stringify(body), headers: { "content-type": "application/json" } }),
+    "PUT /config"
+  )
 
 describe("reload through the admin API", () => {
   it.live("PUT /config applies a valid config: a new route serves at once", () =>
@@ -71,23 +78,43 @@ describe("reload through the admin API", () => {
       const client = Effect.gen(function*() {
         for (let i = 0; i < 20; i++) statuses.push((yield* request(gateway.url(`/load/${i}`))).status)
       })
+      const generations: Array<number> = []
       const swaps = Effect.gen(function*() {
         for (let i = 0; i < 10; i++) {
           const res = yield* put(gateway.adminPort!, withPorts(i % 2 === 0 ? two : one, gateway.port, gateway.adminPort!))
           assert.strictEqual(res.status, 200)
+          generations.push(JSON.parse(res.body).generation)
         }
       })
       yield* Effect.all([swaps, ...Array.from({ length: 20 }, () => client)], { concurrency: "unbounded" })
       assert.strictEqual(statuses.length, 400)
       assert.deepStrictEqual([...new Set(statuses)], [200])
+      // Every swap was applied (each one a new route table), not just answered.
+      assert.deepStrictEqual(generations, Array.from({ length: 10 }, (_, i) => i + 2))
+      assert.strictEqual(gateway.services.routes.generation(), 11)
     }))
 
-  it.live("POST /reload re-reads the config source", () =>
+  it.live("POST /reload re-reads the config file: what changed in it is applied and reported", () =>
     Effect.gen(function*() {
       const a = yield* startUpstream("a")
-      const gateway = yield* startGateway(configOver([a.url]))
-      const res = yield* request(`http://127.0.0.1:${gateway.adminPort}/reload`, { method: "POST" })
+      const b = yield* startUpstream("b")
+      const path = join(yield* tempDir, "fibergate.yaml")
+      yield* writeInPlace(path, configOver([a.url, b.url]))
+      // Not watched: only the POST reads the file again.
+      const gateway = yield* startLiveGateway(Gateway.layerFile(path, {}, { watch: false }))
+      const port = gateway.port("web")
+      const admin = `http://127.0.0.1:${gateway.adminPort}`
+      assert.strictEqual((yield* request(`http://127.0.0.1:${port}/b/x`)).headers.get("x-upstream"), "a")
+
+      // The same listeners (their bound ports), plus a route to b.
+      yield* writeInPlace(path, withPorts(configOver([a.url, b.url], [{ id: "to-b", match: { path: { prefix: "/b" } }, upstream: "other" }]), port, gateway.adminPort!))
+      const res = yield* within(request(`${admin}/reload`, { method: "POST" }), "POST /reload")
       assert.strictEqual(res.status, 200)
-      assert.isTrue(JSON.parse(res.body).applied)
+      const body = JSON.parse(res.body)
+      assert.isTrue(body.applied)
+      assert.strictEqual(body.generation, 2)
+      assert.deepStrictEqual(body.changes.routes, { added: ["to-b"], removed: [], changed: [] })
+      assert.strictEqual((yield* request(`http://127.0.0.1:${port}/b/x`)).headers.get("x-upstream"), "b", "the new route serves")
+      assert.include((yield* request(`${admin}/routes`)).body, "to-b")
     }))
 })

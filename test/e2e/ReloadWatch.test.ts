@@ -1,8 +1,10 @@
 /**
  * Reload by file watch: a real gateway on a config file in a temporary directory, changed the
  * ways operators change it (in place, temp file renamed over it, several saves in a row, a bad
- * edit). Waiting for a filesystem event is bounded by `eventually`; the few plain waits give the
- * debounce time to pass where the assertion is that nothing happens.
+ * edit). Waiting for a filesystem event is bounded by `eventually`. Where the assertion is that
+ * nothing happens, no fixed wait stands in for it: the test's own debounced watch of the file
+ * (`fileQuiet`) says when a watching gateway reads the file, and a sentinel after it (an explicit
+ * reload, which waits for any reload in flight, or a later change) must be the next reload.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, SubscriptionRef } from "effect"
@@ -12,17 +14,16 @@ import * as Gateway from "../../src/gateway/Gateway.ts"
 import { startUpstream } from "../support/harness.ts"
 import {
   eventually,
+  fileQuiet,
   get,
   reloadCount,
   startLiveGateway,
   tempDir,
   writeAndRename,
+  within,
   writeInPlace,
   type LiveGateway
 } from "../support/liveGateway.ts"
-
-/** The default debounce is 250 ms; this is comfortably past it (and past a reload). */
-const QUIET = "800 millis"
 
 /** One listener; `/b` goes to upstream b when `withB`, everything else to a. `tag` makes each version distinct. */
 const fileConfig = (a: string, b: string, options: { readonly withB?: boolean; readonly tag?: string } = {}) => ({
@@ -119,37 +120,59 @@ describe("reload when the config file changes", () => {
   it.live("several writes in quick succession make one reload, of the last content", () =>
     Effect.gen(function*() {
       const { a, applied0, b, gateway, path } = yield* setup()
+      const quiet = yield* fileQuiet(path)
+      const gaps: Array<number> = []
+      let last = performance.now()
       for (let i = 1; i <= 5; i++) {
+        if (i > 1) {
+          // Paced so that the writes are separate events, each well within the 250 ms debounce of the one before.
+          yield* Effect.sleep("20 millis")
+          gaps.push(performance.now() - last)
+          last = performance.now()
+        }
         yield* (i % 2 === 0 ? writeAndRename : writeInPlace)(path, fileConfig(a.url, b.url, { withB: true, tag: `-${i}` }))
-        yield* Effect.sleep("20 millis")
       }
+      assert.isBelow(Math.max(...gaps), 250, "every write came within the debounce time of the one before (a premise of this test)")
+      yield* quiet.next("the burst's quiet time")
       yield* eventually(Effect.sync(() => gateway.routes.generation() > 1), "the config is reloaded")
-      yield* Effect.sleep(QUIET)
-      assert.strictEqual(gateway.routes.generation(), 2, "one reload for the burst")
-      assert.strictEqual((yield* reloadCount("applied")) - applied0, 1)
       assert.deepStrictEqual(yield* routeIds(gateway), ["to-b-5", "all"])
+      // Sentinel: one more change after the burst's quiet time. Had the burst made more than one
+      // reload, they would all have come before this one.
+      yield* writeInPlace(path, fileConfig(a.url, b.url, { withB: true, tag: "-sentinel" }))
+      yield* eventually(Effect.map(routeIds(gateway), (ids) => ids[0] === "to-b-sentinel"), "the sentinel change is applied")
+      assert.strictEqual(gateway.routes.generation(), 3, "one reload for the burst, one for the sentinel")
+      assert.strictEqual((yield* reloadCount("applied")) - applied0, 2)
     }))
 
   it.live("rewriting the file with the same content does not reload", () =>
     Effect.gen(function*() {
       const { a, applied0, b, gateway, path } = yield* setup()
+      const quiet = yield* fileQuiet(path)
       yield* writeInPlace(path, fileConfig(a.url, b.url))
       yield* writeAndRename(path, fileConfig(a.url, b.url))
-      yield* Effect.sleep(QUIET)
-      assert.strictEqual(gateway.routes.generation(), 1)
-      assert.strictEqual(yield* reloadCount("applied"), applied0)
+      // The gateway reads the file now; a reload it started runs before this explicit one (reloads
+      // run one at a time), which must therefore be the first.
+      yield* quiet.next("the rewrites' quiet time")
+      yield* within(gateway.source.reload, "an explicit reload")
+      assert.strictEqual(gateway.routes.generation(), 2, "only the explicit reload was applied")
+      assert.strictEqual((yield* reloadCount("applied")) - applied0, 1)
       // The watch is still there: a real change is applied.
       yield* writeInPlace(path, fileConfig(a.url, b.url, { withB: true }))
-      yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the change is applied")
+      yield* eventually(Effect.sync(() => gateway.routes.generation() === 3), "the change is applied")
+      assert.strictEqual(yield* upstreamOf(gateway, "/b/x"), "b")
     }))
 
   it.live("with watch: false the file is read only on reload", () =>
     Effect.gen(function*() {
-      const { a, b, gateway, path } = yield* setup({ watch: false })
+      const { a, applied0, b, gateway, path } = yield* setup({ watch: false })
+      const quiet = yield* fileQuiet(path)
       yield* writeAndRename(path, fileConfig(a.url, b.url, { withB: true }))
-      yield* Effect.sleep(QUIET)
+      // A watching gateway would read the file now, and its reload would run before this one.
+      yield* quiet.next("the change's quiet time")
       assert.strictEqual(gateway.routes.generation(), 1)
-      yield* gateway.source.reload
+      yield* within(gateway.source.reload, "an explicit reload")
+      assert.strictEqual(gateway.routes.generation(), 2, "the explicit reload is the only one")
+      assert.strictEqual((yield* reloadCount("applied")) - applied0, 1)
       assert.strictEqual(yield* upstreamOf(gateway, "/b/x"), "b")
     }))
 })

@@ -530,7 +530,8 @@ const requestArb: fc.Arbitrary<PlainRequest> = fc.record({
   path: pathArb,
   method: fc.constantFrom("GET", "POST", "PUT"),
   xh: fc.constantFrom(undefined, "1", "2"),
-  query: fc.constantFrom("", "?q=1", "?q=2")
+  // Plain, percent-encoded (`%31` is "1"), valueless and among other parameters.
+  query: fc.constantFrom("", "?q=1", "?q=2", "?q=%31", "?x=1&q=2", "?q", "?q=")
 })
 
 const toRouteRequest = (r: PlainRequest): RouteRequest => ({
@@ -541,12 +542,16 @@ const toRouteRequest = (r: PlainRequest): RouteRequest => ({
   header: (name) => (name === "x-h" ? r.xh : undefined)
 })
 
+/** application/x-www-form-urlencoded decoding of one component (`+` is a space), for well-formed escapes. */
+const formDecode = (s: string): string => decodeURIComponent(s.replace(/\+/g, " "))
+
+/** The first value of parameter `name` in `query`, URL-decoded ("" when it has no `=`). */
 const queryValue = (query: string, name: string): string | undefined => {
   for (const pair of query.replace(/^\?/, "").split("&")) {
     if (pair === "") continue
     const eq = pair.indexOf("=")
-    const key = eq === -1 ? pair : pair.slice(0, eq)
-    if (key === name) return eq === -1 ? "" : pair.slice(eq + 1)
+    const key = formDecode(eq === -1 ? pair : pair.slice(0, eq))
+    if (key === name) return eq === -1 ? "" : formDecode(pair.slice(eq + 1))
   }
   return undefined
 }
@@ -623,9 +628,115 @@ const referenceFind = (entries: ReadonlyArray<Entry>, r: PlainRequest): number |
 }
 
 describe("Router: property", () => {
-  it("the reference matcher's query reading agrees with URLSearchParams on the generated queries", () => {
-    for (const q of ["", "?q=1", "?q=2"]) {
-      expect(queryValue(q, "q")).toBe(new URLSearchParams(q).get("q") ?? undefined)
+  // The answers the README's precedence rules give, written out by hand: the router must give
+  // them, and so must the reference matcher the property below holds the router to (so the
+  // reference cannot drift into agreeing with a broken router).
+  const explicit: ReadonlyArray<{
+    readonly rule: string
+    readonly routes: ReadonlyArray<readonly [string, RouteMatchSpec, number?]>
+    readonly answers: ReadonlyArray<readonly [Partial<PlainRequest>, string | undefined]>
+  }> = [
+    {
+      rule: "exact host, then *.suffix, then no host",
+      routes: [["none", {}], ["wild", { host: "*.a.com" }], ["exact", { host: "b.a.com" }]],
+      answers: [[{ host: "b.a.com" }, "exact"], [{ host: "c.b.a.com" }, "wild"], [{ host: "a.com" }, "none"], [{ host: "x.com" }, "none"]]
+    },
+    {
+      rule: "the longest *.suffix first",
+      routes: [["short", { host: "*.com" }], ["long", { host: "*.a.com" }]],
+      answers: [[{ host: "b.a.com" }, "long"], [{ host: "c.b.a.com" }, "long"], [{ host: "a.com" }, "short"], [{ host: "" }, undefined]]
+    },
+    {
+      rule: "a route's host class comes before any priority",
+      routes: [["none", {}, 2], ["wild", { host: "*.a.com" }, -1], ["exact", { host: "b.a.com" }, -2]],
+      answers: [[{ host: "b.a.com" }, "exact"], [{ host: "c.b.a.com" }, "wild"], [{ host: "x.com" }, "none"]]
+    },
+    {
+      rule: "exact path, then regex, then prefix",
+      routes: [["prefix", { path: { prefix: "/a" } }], ["regex", { path: { regex: "^/a/" } }], ["exact", { path: { exact: "/a/b" } }]],
+      answers: [[{ path: "/a/b" }, "exact"], [{ path: "/a/ab" }, "regex"], [{ path: "/a" }, "prefix"], [{ path: "/b" }, undefined]]
+    },
+    {
+      rule: "the longest prefix, on a segment boundary; no path is prefix /",
+      routes: [["any", {}], ["short", { path: { prefix: "/a" } }], ["long", { path: { prefix: "/a/b" } }], ["slash", { path: { prefix: "/ab/" } }]],
+      answers: [
+        [{ path: "/a/b/ab" }, "long"],
+        [{ path: "/a/b" }, "long"],
+        [{ path: "/a/ab" }, "short"],
+        [{ path: "/ab" }, "any"],
+        [{ path: "/ab/" }, "slash"],
+        [{ path: "/b" }, "any"]
+      ]
+    },
+    {
+      rule: "a regex declared after a catch-all still comes first; regex routes in declaration order",
+      routes: [["rest", { path: { prefix: "/" } }], ["re-a", { path: { regex: "^/a" } }], ["re-b", { path: { regex: "b$" } }]],
+      answers: [[{ path: "/ab" }, "re-a"], [{ path: "/b" }, "re-b"], [{ path: "/x" }, "rest"]]
+    },
+    {
+      rule: "equal routes: declaration order",
+      routes: [["first", { path: { prefix: "/a" } }], ["second", { path: { prefix: "/a" } }], ["third", { path: { exact: "/a" } }], [
+        "fourth",
+        { path: { exact: "/a" } }
+      ]],
+      answers: [[{ path: "/a/b" }, "first"], [{ path: "/a" }, "third"]]
+    },
+    {
+      rule: "priority, highest first, beats path kind and prefix length; negative after the default",
+      routes: [
+        ["exact", { path: { exact: "/a/b" } }],
+        ["short-high", { path: { prefix: "/a" } }, 1],
+        ["regex-higher", { path: { regex: "b$" } }, 2],
+        ["low", { path: { exact: "/b" } }, -1],
+        ["rest", {}]
+      ],
+      answers: [[{ path: "/a/b" }, "regex-higher"], [{ path: "/a/a" }, "short-high"], [{ path: "/b" }, "regex-higher"], [{ path: "/x" }, "rest"]]
+    },
+    {
+      rule: "a candidate whose conditions fail is skipped for the next one, across kinds and host classes",
+      routes: [
+        ["exact-post", { path: { exact: "/a" }, methods: ["POST"] }],
+        ["regex-h", { path: { regex: "^/a" }, headers: { "x-h": "1" } }],
+        ["prefix-q", { path: { prefix: "/a" }, query: { q: "1" } }],
+        ["host-put", { host: "a.com", methods: ["PUT"] }],
+        ["rest", {}]
+      ],
+      answers: [
+        [{ path: "/a", method: "POST", host: "a.com" }, "exact-post"],
+        [{ path: "/a", xh: "1", host: "a.com" }, "regex-h"],
+        [{ path: "/a", query: "?q=1", host: "a.com" }, "prefix-q"],
+        [{ path: "/a", method: "PUT", host: "a.com" }, "host-put"],
+        [{ path: "/a", host: "a.com" }, "rest"]
+      ]
+    },
+    {
+      rule: "query values are URL-decoded; {present} tests presence; the header value must be exact",
+      routes: [
+        ["q1", { query: { q: "1" } }],
+        ["h-absent", { headers: { "x-h": { present: false } }, query: { q: { present: true } } }],
+        ["q2", { query: { q: { regex: "^2$" } } }]
+      ],
+      answers: [
+        [{ query: "?q=%31" }, "q1"],
+        [{ query: "?q" }, "h-absent"],
+        [{ query: "?q", xh: "2" }, undefined],
+        [{ query: "?x=1&q=2", xh: "1" }, "q2"],
+        [{ query: "" }, undefined]
+      ]
+    }
+  ]
+
+  it("gives the answers the precedence rules spell out (and so does the reference matcher)", () => {
+    for (const { answers, routes, rule } of explicit) {
+      const entries: Array<Entry> = routes.map(([, match, priority]) => ({ match, priority }))
+      const compiled = compileRouter(routes.map(([id, match, priority]) => ({ match, priority, value: id })))
+      for (const [partial, want] of answers) {
+        const r: PlainRequest = { host: "", path: "/", method: "GET", xh: undefined, query: "", ...partial }
+        const what = `${rule}: ${JSON.stringify(partial)}`
+        expect(compiled.find(toRouteRequest(r)), what).toBe(want)
+        const ref = referenceFind(entries, r)
+        expect(ref === undefined ? undefined : routes[ref][0], `reference matcher, ${what}`).toBe(want)
+      }
     }
   })
 

@@ -38,6 +38,8 @@ export interface FaultRecord {
   /** sha256 (hex) of the request body as received. */
   readonly bodyHash: string
   readonly bodyBytes: number
+  /** The request's `traceparent` header ("" when absent): with tracing on, it names the gateway's try. */
+  readonly traceparent: string
 }
 
 /** The JSON body of `ok`, `slow-body` and `reset-body` (the latter cut in half). */
@@ -202,6 +204,7 @@ export const startFaultUpstream = (
     })
     req.on("end", () => {
       const id = req.headers["x-req-id"]
+      const traceparent = req.headers["traceparent"]
       const record: FaultRecord = {
         n,
         id: typeof id === "string" ? id : "",
@@ -209,7 +212,8 @@ export const startFaultUpstream = (
         url: req.url ?? "",
         fault,
         bodyHash: hash.digest("hex"),
-        bodyBytes: bytes
+        bodyBytes: bytes,
+        traceparent: typeof traceparent === "string" ? traceparent : ""
       }
       records.push(record)
       answer(req, res, record)

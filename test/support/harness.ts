@@ -10,6 +10,8 @@ import { Admin } from "../../src/admin/Admin.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { RouteTable } from "../../src/routing/RouteTable.ts"
 import { ConfigSource } from "../../src/config/ConfigSource.ts"
+import type { ConfigError } from "../../src/config/ConfigError.ts"
+import type { Tracing } from "../../src/telemetry/Tracing.ts"
 
 /** What an upstream saw of one request. */
 export interface SeenRequest {
@@ -86,12 +88,19 @@ export interface TestGateway {
 
 /**
  * Builds the real gateway Layer from a config value (as written in YAML) for the life of the
- * scope. Listen on `127.0.0.1:0` in test configs.
+ * scope. Listen on `127.0.0.1:0` in test configs. `options.tracing` replaces the config's
+ * tracing (e.g. with a tracer that records every span in memory).
  */
-export const startGateway = (config: unknown): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
+export const startGateway = (
+  config: unknown,
+  options: { readonly tracing?: Layer.Layer<Tracing, never, ConfigSource> } = {}
+): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
   Effect.gen(function*() {
+    const layer = options.tracing === undefined
+      ? Gateway.layer(config)
+      : Gateway.layerWith<ConfigError>(ConfigSource.layerValue(config), { tracing: options.tracing })
     // Startup lines ("listener web on ...") are noise in test output.
-    const context = yield* Layer.build(Gateway.layer(config)).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
+    const context = yield* Layer.build(layer).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
     const listeners = Context.get(context, Listeners)
     const admin = Context.get(context, Admin)
     const routes = Context.get(context, RouteTable)
@@ -119,10 +128,23 @@ export const simpleConfig = (
   upstreams: { app: { endpoints: upstreams.map((url) => ({ url })), ...upstream } }
 })
 
-/** fetch as an Effect that fails the test on network errors. */
+/** How long `request` waits for a complete response before it fails the test (well under the 30 s test timeout). */
+export const REQUEST_TIMEOUT_MS = 15_000
+
+/**
+ * fetch as an Effect that fails the test on network errors, and when no complete response
+ * arrived within `REQUEST_TIMEOUT_MS` (unless `init.signal` says otherwise): a gateway that hangs
+ * fails the test with the request named, instead of hanging it.
+ */
 export const request = (url: string, init?: RequestInit) =>
   Effect.promise(async () => {
-    const res = await fetch(url, init)
-    const body = await res.text()
-    return { status: res.status, headers: res.headers, body }
+    const own = init?.signal == null ? AbortSignal.timeout(REQUEST_TIMEOUT_MS) : undefined
+    try {
+      const res = await fetch(url, own === undefined ? init : { ...init, signal: own })
+      const body = await res.text()
+      return { status: res.status, headers: res.headers, body }
+    } catch (error) {
+      if (own?.aborted === true) throw new Error(`${init?.method ?? "GET"} ${url}: no complete response within ${REQUEST_TIMEOUT_MS} ms`)
+      throw error
+    }
   })
