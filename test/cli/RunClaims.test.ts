@@ -53,7 +53,7 @@ const jsonLines = (text: string): Array<Record<string, unknown>> =>
 const SHADOWED = "[ { id: all, upstream: app }, { id: never, upstream: app } ]"
 
 describe("log defaults and formats (fibergate run)", () => {
-  it.live("without a log section: the gateway's own lines are JSON at info and up (warnings included), and no access log is written", () =>
+  it.live("without log and workers sections: one process (no primary, no workers), its own lines JSON at info and up (warnings included), and no access log", () =>
     Effect.gen(function*() {
       const upstream = yield* startUpstream("app")
       const port = yield* freePort
@@ -66,6 +66,8 @@ describe("log defaults and formats (fibergate run)", () => {
       assert.strictEqual(listening?.level, "INFO", cli.stdout())
       assert.strictEqual(lines.find((l) => String(l.message).includes("never matches"))?.level, "WARN")
       assert.isUndefined(lines.find((l) => "path" in l || "status" in l), "no access log line")
+      // workers defaults to 1: the gateway runs in this process, not under a node:cluster primary.
+      assert.isUndefined(lines.find((l) => /supervising|worker \d+ started/.test(String(l.message))), cli.stdout())
       assert.strictEqual(upstream.seen.length, 1)
     }))
 
