@@ -1,5 +1,6 @@
 /**
- * Admin API claims of the README checked at their edges on a real gateway: the 1 MiB limit of a
+ * Admin API claims of the README checked at their edges on a real gateway: `admin` is optional,
+ * the 1 MiB limit of a
  * config body at exactly 1 MiB and one byte more (declared and chunked), HEAD on every GET
  * endpoint, the redaction of every secret-like key name in what `/config` and `/routes` show,
  * and the `<redacted>` placeholder refused by `/config/validate` as by `PUT /config`.
@@ -63,6 +64,17 @@ describe("admin API: the 1 MiB limit of a config body", () => {
         assert.strictEqual(gateway.services.routes.generation(), 2, "the body over the limit is not applied")
       }))
   }
+})
+
+describe("admin API: optional", () => {
+  it.live("a config without an admin section runs the gateway with no admin listener", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const { admin: _admin, ...withoutAdmin } = simpleConfig([app.url])
+      const gateway = yield* startGateway(withoutAdmin)
+      assert.isUndefined(gateway.adminPort)
+      assert.strictEqual((yield* request(gateway.url("/served"))).status, 200)
+    }))
 })
 
 describe("admin API: HEAD", () => {
