@@ -49,6 +49,9 @@ const jsonLines = (text: string): Array<Record<string, unknown>> =>
     }
   })
 
+/** How long a process may take to answer its first request on a loaded machine (a bound, not a wait). */
+const STARTUP_MS = 15_000
+
 /** Two routes with the same matcher: the second can never match, so start logs a warning. */
 const SHADOWED = "[ { id: all, upstream: app }, { id: never, upstream: app } ]"
 
@@ -58,7 +61,7 @@ describe("log defaults and formats (fibergate run)", () => {
       const upstream = yield* startUpstream("app")
       const port = yield* freePort
       const cli = yield* spawnWith(["run", "-c", yield* tempFile("default-log.yaml", oneRouteConfig({ port, upstream: upstream.url, routes: SHADOWED }))])
-      assert.strictEqual((yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/through`)).status, 200)
+      assert.strictEqual((yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/through`, STARTUP_MS)).status, 200)
       cli.child.kill("SIGTERM")
       assert.deepStrictEqual(yield* exitOf(cli), { code: 0, signal: null }, cli.stderr())
       const lines = jsonLines(cli.stdout())
@@ -77,7 +80,7 @@ describe("log defaults and formats (fibergate run)", () => {
       const port = yield* freePort
       const config = oneRouteConfig({ port, upstream: upstream.url, routes: SHADOWED, head: ["log: { level: warn, format: text }"] })
       const cli = yield* spawnWith(["run", "-c", yield* tempFile("text-log.yaml", config)])
-      assert.strictEqual((yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/through`)).status, 200)
+      assert.strictEqual((yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/through`, STARTUP_MS)).status, 200)
       cli.child.kill("SIGTERM")
       assert.strictEqual((yield* exitOf(cli)).code, 0)
       const lines = cli.stdout().split("\n").filter((l) => l !== "")
@@ -99,7 +102,7 @@ describe("environment overrides (fibergate run)", () => {
         FIBERGATE_LOG__ACCESS_LOG: "true",
         FIBERGATE_LOG__FORMAT: "text"
       })
-      const ready = yield* fetchWhenUp(cli, `http://127.0.0.1:${envPort}/ready`)
+      const ready = yield* fetchWhenUp(cli, `http://127.0.0.1:${envPort}/ready`, STARTUP_MS)
       assert.strictEqual(ready.status, 200)
       assert.isTrue(yield* refuses(filePort), "the file's admin address is not bound")
       assert.strictEqual((yield* request(`http://127.0.0.1:${port}/logged?x=1`)).status, 200)
@@ -137,7 +140,7 @@ describe("signals and quick runs (fibergate run)", () => {
       const port = yield* freePort
       const config = oneRouteConfig({ port, upstream: upstream.url, head: ["log: { level: warn }", "shutdown: { drain_timeout: 10s }"] })
       const cli = yield* spawnWith(["run", "-c", yield* tempFile("sigint.yaml", config)])
-      yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/`)
+      yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/`, STARTUP_MS)
       const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${port}/slow`))
       yield* awaitSignal(arrived)
       cli.child.kill("SIGINT")
@@ -155,7 +158,7 @@ describe("signals and quick runs (fibergate run)", () => {
       const b = yield* startUpstream("b")
       const port = yield* freePort
       const cli = yield* spawnWith(["run", "--listen", `127.0.0.1:${port}`, "--upstream", a.url, "--upstream", b.url])
-      const answered: Array<string | null> = [(yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/0`)).headers.get("x-upstream")]
+      const answered: Array<string | null> = [(yield* fetchWhenUp(cli, `http://127.0.0.1:${port}/0`, STARTUP_MS)).headers.get("x-upstream")]
       for (let i = 1; i < 4; i++) answered.push((yield* request(`http://127.0.0.1:${port}/${i}`)).headers.get("x-upstream"))
       assert.deepStrictEqual([...answered].sort(), ["a", "a", "b", "b"])
     }))
