@@ -158,10 +158,10 @@ describe("defaults of upstreams.<name>.pool", () => {
       const gateway = yield* startGateway({ ...simpleConfig([upstream.url]), shutdown: { drain_timeout: "200ms" } })
       const clients: Array<Fiber.Fiber<{ readonly status: number }>> = []
       for (let i = 0; i < 129; i++) clients.push(yield* Effect.forkChild(send(gateway.url(`/r${i}`))))
-      yield* eventually(Effect.sync(() => arrived >= 128), "128 requests are held by the upstream")
+      yield* eventually(Effect.sync(() => arrived >= 128), "128 requests are held by the upstream", 10_000)
       // One response frees one pooled connection: the 129th request takes it.
       held.shift()!()
-      yield* eventually(Effect.sync(() => arrived === 129), "the 129th request reaches the upstream")
+      yield* eventually(Effect.sync(() => arrived === 129), "the 129th request reaches the upstream", 10_000)
       held.splice(0).forEach((release) => release())
       for (const client of clients) assert.strictEqual((yield* Fiber.join(client)).status, 200)
       assert.strictEqual(upstream.seen.length, 129)
@@ -179,7 +179,7 @@ describe("defaults of upstreams.<name>.pool", () => {
       assert.strictEqual(JSON.parse(res.body).error, "UpstreamConnectTimeout")
       // undici arms connect timeouts on its 499 ms low-resolution timer: 2 s fires within 2–2.5 s.
       assert.isAtLeast(elapsed, 1_950)
-      assert.isBelow(elapsed, 3_200)
+      assert.isBelow(elapsed, 4_500, "not a longer default (5 s would take 5–5.5 s)")
     }))
 
   it.live("keep_alive defaults to 60s: an idle upstream connection is closed 60 s after its last response, not before, also when the upstream offers longer", () =>

@@ -36,6 +36,7 @@ describe("hot reload: the file watch's default debounce", () => {
       const after = performance.now() - lastWrite
       assert.strictEqual(gateway.routes.generation(), 2, "one reload for the burst")
       assert.isAtLeast(after, 240, "not before 250 ms of quiet")
-      assert.isBelow(after, 900)
+      // A 1 s debounce would take over 1 s; a reload itself takes milliseconds.
+      assert.isBelow(after, 1_000)
     }))
 })
