@@ -126,6 +126,8 @@ describe("httpProbe", () => {
       const failing = yield* httpServer(reply(500, "ok"))
       assert.isTrue(yield* httpProbe(good.origin, { expect_body: "ok" }))
       assert.isFalse(yield* httpProbe(bad.origin, { expect_body: "ok" }))
+      // Only the body counts: nothing else is searched along with it.
+      assert.isFalse(yield* httpProbe(bad.origin, { expect_body: "here" }))
       assert.isFalse(yield* httpProbe(failing.origin, { expect_body: "ok" }))
     }))
 
