@@ -259,6 +259,7 @@ describe("Schema: routes", () => {
     rejects(path, ["GET", "get"], METHOD, [...path, 1])
     rejects(path, [""], METHOD, [...path, 0])
     rejects(path, ["GET "], METHOD, [...path, 0])
+    rejects(path, ["gET"], METHOD, [...path, 0])
   })
 
   for (const section of ["headers", "query"]) {
@@ -346,6 +347,7 @@ describe("Schema: retry", () => {
     rejects(path, [600], between(500, 599), [...path, 0])
     rejects(path, [502.5], INTEGER, [...path, 0])
     rejects(path, ["5xx"], "Expected \"connect-failure\" | \"reset\" | \"timeout\"", [...path, 0])
+    rejects(path, [true], "Expected connect-failure, reset, timeout or a 5xx status", [...path, 0])
   })
 
   it("methods: upper-case method names", () => {
