@@ -17,7 +17,10 @@ import { tempDir } from "../support/liveGateway.ts"
 import { vi } from "vitest"
 
 const reads = vi.hoisted(() => ({
+  /** Reads started. */
   count: 0,
+  /** Reads whose content has been read. */
+  done: 0,
   /** When set, the next read is held after reading the file until `release` resolves. */
   hold: undefined as undefined | { readonly read: () => void; readonly release: Promise<void> }
 }))
@@ -29,6 +32,7 @@ vi.mock("node:fs/promises", async (importOriginal) => {
     const hold = reads.hold
     reads.hold = undefined
     const content = await actual.readFile(...args)
+    reads.done++
     if (hold !== undefined) {
       hold.read()
       await hold.release
@@ -356,11 +360,11 @@ describe("ConfigSource.layerFile: following the file", () => {
       const text = configText("127.0.0.1:8080")
       const path = yield* fileWith(text)
       const started = yield* start(ConfigSource.layerFile(path, {}, { debounce: "30 millis" }))
-      const readsBefore = reads.count
+      const readsBefore = reads.done
       writeFileSync(path, text)
       yield* debouncing(started, 1)
       yield* TestClock.adjust("30 millis")
-      yield* until(() => reads.count === readsBefore + 1, "the watcher reads the file")
+      yield* until(() => reads.done === readsBefore + 1, "the watcher has read the file")
       // The debounce only sleeps again once that read is handled, so the next change comes after it.
       writeFileSync(path, configText("127.0.0.1:9090"))
       yield* debouncing(started, 2)
