@@ -259,9 +259,13 @@ describe("config file watch: polling when the directory cannot be watched", () =
       assert.strictEqual(warnings.length, 1)
       assert.include(warnings[0], `cannot watch the directory of ${path} (ENOENT`)
       mkdirSync(dir)
-      writeFileSync(path, "a: 1\n")
-      // The poll interval is 1 s: bounded wait for the notification.
-      for (let i = 0; i < 300 && changes() === 0; i++) yield* Effect.sleep("10 millis")
-      assert.isAbove(changes(), 0, "the created file was not noticed within 3 s")
+      // The poll's first stat runs in the background: a file written before it is the poll's
+      // starting point, not a change. So the file keeps changing (a new size each time) until
+      // a poll (every 1 s) notices; bounded at 5 s.
+      for (let i = 0; i < 50 && changes() === 0; i++) {
+        writeFileSync(path, `a: ${"1".repeat(i + 1)}\n`)
+        yield* Effect.sleep("100 millis")
+      }
+      assert.isAbove(changes(), 0, "the file was not noticed within 5 s")
     }))
 })
