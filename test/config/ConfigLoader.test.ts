@@ -620,6 +620,13 @@ describe("ConfigLoader: environment overrides at their edges", () => {
     )
   })
 
+  it("an empty section in the file (log: with no value) is not a section to reach into", () => {
+    assert.strictEqual(
+      failureOf(yaml("log:", ...FILE_OK.trimEnd().split("\n")), { FIBERGATE_LOG__LEVEL: "debug" }).message,
+      `${FILE}: env FIBERGATE_LOG__LEVEL: log is not a section`
+    )
+  })
+
   it("overriding a nested section names it with dots", () => {
     assert.strictEqual(
       failureOf(yaml("telemetry: { metrics: { enabled: true } }", ...FILE_OK.trimEnd().split("\n")), { FIBERGATE_TELEMETRY__METRICS: "x" }).message,

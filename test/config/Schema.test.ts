@@ -234,7 +234,7 @@ describe("Schema: routes", () => {
 
   it("match.host: a host name or *.domain", () => {
     const path = [...ROUTE, "match", "host"]
-    for (const host of ["api.example.com", "*.example.com", "a", "a-b.c9", "A1.B2"]) accepts(path, host)
+    for (const host of ["api.example.com", "*.example.com", "a", "a.b", "*.b", "a-b.c9", "A1.B2"]) accepts(path, host)
     const message = "Expected a host name such as api.example.com or *.example.com"
     for (const host of ["-a.com", "a-.com", "*.", "a..b", "a_b.com", "**.a", "a.*.com", "a.com.", ""]) rejects(path, host, message)
   })
