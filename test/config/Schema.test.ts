@@ -81,6 +81,7 @@ const positiveInt = (path: Path) => {
 const duration = (path: Path) => {
   accepts(path, "250ms", 250)
   accepts(path, "1.5s", 1500)
+  accepts(path, "1.25s", 1250)
   accepts(path, "2m", 120_000)
   accepts(path, "0ms", 0)
   rejects(path, "5x", DURATION)
