@@ -192,7 +192,7 @@ describe("Schema: servers", () => {
     fc.assert(fc.property(fc.integer({ min: 0, max: 99_999 }), (port) => {
       const result = decodeConfig(withValue([...SERVER, "listen"], `127.0.0.1:${port}`), "<test>")
       assert.strictEqual(Result.isSuccess(result), port <= 65535, `port ${port}`)
-    }))
+    }), { examples: [[0], [65535], [65536], [99_999]] })
   })
 
   it("protocol: only http", () => {
@@ -324,7 +324,7 @@ describe("Schema: retry", () => {
     fc.assert(fc.property(fc.oneof(fc.integer({ min: -5, max: 20 }), fc.double({ min: -5, max: 20, noNaN: true })), (n) => {
       const ok = Result.isSuccess(decodeConfig(withValue([...RETRY, "attempts"], n), "<test>"))
       assert.strictEqual(ok, Number.isInteger(n) && n >= 1 && n <= 10, `attempts ${n}`)
-    }))
+    }), { examples: [[0], [1], [10], [11], [0.5], [10.5]] })
   })
 
   it("per_try_timeout and backoff base/max are durations; jitter a boolean", () => {
