@@ -525,3 +525,169 @@ describe("ConfigLoader: shipped configs and round trip", () => {
     assert.deepStrictEqual(Schema.decodeUnknownSync(Config)(encoded, { onExcessProperty: "error" }), config)
   })
 })
+
+// ---- Locating problems in unusual YAML, environment overrides at their edges, loadConfigFile ----
+// (Imports are hoisted; they sit here so that this block stays self-contained at the end of the file.)
+import { Effect } from "effect"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { loadConfigFile } from "../../src/config/ConfigLoader.ts"
+
+describe("ConfigLoader: where a problem is in unusual YAML", () => {
+  it("an empty file reports both required keys, without a line", () => {
+    assert.strictEqual(failureOf("").message, `${FILE}: servers: Missing required key\n${FILE}: upstreams: Missing required key`)
+  })
+
+  it("a file whose top level is a list or a scalar reports the required keys at 1:1, and nothing of its content", () => {
+    const expected = `${FILE}:1:1: servers: Missing required key\n${FILE}:1:1: upstreams: Missing required key`
+    assert.strictEqual(failureOf(yaml("- servers", "- upstreams")).message, expected)
+    assert.strictEqual(failureOf(yaml("servers")).message, expected)
+  })
+
+  it("a problem after a complex (collection) key in the same map points at its own key", () => {
+    const text = yaml(
+      "servers:",
+      "  - { name: a, listen: \":1\", routes: [] }",
+      "upstreams:",
+      "  ? [a, b]",
+      "  : { endpoints: [ { url: \"http://127.0.0.1:1\" } ] }",
+      "  undefined:",
+      "    endpoints: []"
+    )
+    assertLine(failureOf(text), `${FILE}:7:5: upstreams.undefined.endpoints: Expected a value with a length of at least 1`)
+  })
+
+  it("a problem inside a YAML alias (*name) points at the alias", () => {
+    const text = yaml(
+      "servers:",
+      "  - &s { name: a, listen: bad, routes: [] }",
+      "  - *s",
+      ...UPSTREAMS
+    )
+    const error = failureOf(text)
+    const message = "Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080"
+    assertLine(error, `${FILE}:2:19: servers[0].listen: ${message}`)
+    assertLine(error, `${FILE}:3:5: servers[1].listen: ${message}`)
+  })
+
+  it("a problem inside an aliased list points at the key holding the alias", () => {
+    const text = yaml(
+      "servers:",
+      "  - name: a",
+      "    listen: 127.0.0.1:8080",
+      "    routes: &r [ { id: x, upstream: app } ]",
+      "  - name: b",
+      "    listen: 127.0.0.1:8081",
+      "    routes: *r",
+      ...UPSTREAMS
+    )
+    assert.strictEqual(
+      failureOf(text).message,
+      `${FILE}:7:5: servers[1].routes[0].id: Duplicate route id x (first declared at servers[0].routes[0])`
+    )
+  })
+
+  it("a YAML error is its first line only, at the error's position", () => {
+    assert.strictEqual(failureOf(yaml("servers: []", "servers: []", "upstreams: {}")).message, `${FILE}:2:1: YAML: Map keys must be unique`)
+    assert.strictEqual(
+      failureOf(yaml("servers:", "  - name: web", "    listen: [127.0.0.1:8080", "upstreams: {}")).message,
+      `${FILE}:4:1: YAML: Flow sequence in block collection must be sufficiently indented and end with a ]`
+    )
+  })
+})
+
+describe("ConfigLoader: environment overrides at their edges", () => {
+  const FILE_OK = yaml("servers:", "  - { name: a, listen: \":1\", routes: [] }", ...UPSTREAMS)
+
+  it("a variable with no value is ignored; an empty or null-looking value is kept as the string", () => {
+    const result = applyEnvOverrides({ workers: 1 }, { FIBERGATE_WORKERS: undefined, FIBERGATE_ADMIN__TOKEN: "~", FIBERGATE_X: "", FIBERGATE_Y: "null" })
+    assert.deepStrictEqual(Result.getOrThrow(result).value, { workers: 1, admin: { token: "~" }, x: "", y: "null" })
+  })
+
+  it("a key that is null in the file can be overridden", () => {
+    assert.deepStrictEqual(Result.getOrThrow(applyEnvOverrides({ workers: null }, { FIBERGATE_WORKERS: "2" })).value, { workers: 2 })
+  })
+
+  it("reaching into a scalar or a list is an error naming the variable and the key", () => {
+    assert.strictEqual(
+      failureOf(yaml("log: info", ...FILE_OK.trimEnd().split("\n")), { FIBERGATE_LOG__LEVEL: "debug" }).message,
+      `${FILE}: env FIBERGATE_LOG__LEVEL: log is not a section`
+    )
+    assert.strictEqual(
+      failureOf(FILE_OK, { FIBERGATE_SERVERS__NAME: "x" }).message,
+      `${FILE}: env FIBERGATE_SERVERS__NAME: servers is not a section`
+    )
+  })
+
+  it("an empty section in the file (log: with no value) is not a section to reach into", () => {
+    assert.strictEqual(
+      failureOf(yaml("log:", ...FILE_OK.trimEnd().split("\n")), { FIBERGATE_LOG__LEVEL: "debug" }).message,
+      `${FILE}: env FIBERGATE_LOG__LEVEL: log is not a section`
+    )
+  })
+
+  it("overriding a nested section names it with dots", () => {
+    assert.strictEqual(
+      failureOf(yaml("telemetry: { metrics: { enabled: true } }", ...FILE_OK.trimEnd().split("\n")), { FIBERGATE_TELEMETRY__METRICS: "x" }).message,
+      `${FILE}: env FIBERGATE_TELEMETRY__METRICS: telemetry.metrics is a section or list; only scalar keys can be overridden`
+    )
+  })
+
+  it("a problem inside a value set by a variable names the variable; a problem in the file keeps its line", () => {
+    const text = yaml("servers:", "  - { name: a, listen: nope, routes: [] }", ...UPSTREAMS)
+    assert.strictEqual(
+      failureOf(text, { FIBERGATE_WORKERS: "0" }).message,
+      `${FILE}: workers: Expected a value greater than or equal to 1 (set by FIBERGATE_WORKERS)\n` +
+        `${FILE}:2:16: servers[0].listen: Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080`
+    )
+    assert.strictEqual(
+      failureOf(FILE_OK, { FIBERGATE_ADMIN: "{ listen: nope }" }).message,
+      `${FILE}: admin.listen: Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080 (set by FIBERGATE_ADMIN)`
+    )
+    assert.strictEqual(
+      failureOf(yaml(...UPSTREAMS), { FIBERGATE_SERVERS: "[ { name: \"\", listen: \":1\", routes: [] } ]" }).message,
+      `${FILE}: servers[0].name: Expected a value with a length of at least 1 (set by FIBERGATE_SERVERS)`
+    )
+  })
+})
+
+describe("ConfigLoader: loadConfigFile", () => {
+  const inTempDir = <A>(f: (dir: string) => Effect.Effect<A, unknown>) =>
+    Effect.acquireUseRelease(
+      Effect.sync(() => mkdtempSync(join(tmpdir(), "fibergate-load-"))),
+      f,
+      (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+    )
+
+  it.effect("reads and decodes a file, with overrides from env", () =>
+    inTempDir((dir) =>
+      Effect.gen(function*() {
+        const path = join(dir, "gw.yaml")
+        writeFileSync(path, withRoute("        upstream: app", "        timeout: 2s"))
+        const config = yield* loadConfigFile(path, { FIBERGATE_WORKERS: "4" })
+        assert.strictEqual(config.servers[0].routes[0].timeout, 2000)
+        assert.strictEqual(config.workers, 4)
+      })
+    ))
+
+  it.effect("a problem in the file is reported with the file's path and line", () =>
+    inTempDir((dir) =>
+      Effect.gen(function*() {
+        const path = join(dir, "gw.yaml")
+        writeFileSync(path, withRoute("        upstream: app", "        timeout: 5x"))
+        const error = yield* Effect.flip(loadConfigFile(path, {}))
+        assert.strictEqual(error.message, `${path}:7:9: servers[0].routes[0].timeout: Expected a duration such as 250ms, 5s, 1m or 1h`)
+      })
+    ))
+
+  it.effect("a file that cannot be read is a ConfigError saying why", () =>
+    inTempDir((dir) =>
+      Effect.gen(function*() {
+        const path = join(dir, "absent.yaml")
+        const error = yield* Effect.flip(loadConfigFile(path, {}))
+        assert.strictEqual(error._tag, "ConfigError")
+        assert.strictEqual(error.message, `${path}: Cannot read the file: ENOENT: no such file or directory, open '${path}'`)
+      })
+    ))
+})
