@@ -129,7 +129,7 @@ describe("hash_on", () => {
   const eight = endpoints(...Array.from({ length: 8 }, (_, i) => `http://10.0.0.${i + 1}:80`))
 
   it.each([
-    ["ip", (k: string) => ctxWith(k, "/other", { "x-user": "u", cookie: "session=s" })],
+    ["ip", (k: string) => ctxWith(k, "/other", { "x-user": "u", cookie: "ip=10.9.9.9; session=s" })],
     ["path", (k: string) => ctxWith("10.1.1.1", k, { "x-user": "u", cookie: "session=s" })],
     ["header:X-User", (k: string) => ctxWith("10.1.1.1", "/other", { "x-user": k, cookie: "session=s" })],
     ["cookie:Session", (k: string) => ctxWith("10.1.1.1", "/other", { "x-user": "u", cookie: `session=s; Session=${k}` })]
