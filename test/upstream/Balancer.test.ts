@@ -778,3 +778,15 @@ describe("consistent_hash: cookie values with whitespace", () => {
     )
   })
 })
+
+describe("no endpoints", () => {
+  it.each(["round_robin", "weighted", "random", "least_request", "ewma", "consistent_hash"] as const)(
+    "%s with no endpoints returns undefined under the gateway's filter too, never handing it a non-endpoint",
+    (algorithm) => {
+      const seen: Array<unknown> = []
+      const b = makeBalancer({ algorithm, endpoints: [], random: lcg(1) })
+      expect(b.pick(CTX, (e) => (seen.push(e), isUp(e)))).toBeUndefined()
+      expect(seen).toEqual([])
+    }
+  )
+})
