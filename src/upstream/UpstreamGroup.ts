@@ -108,7 +108,9 @@ export const buildUpstreamGroup = (
     if (old !== undefined && old.poolKey === poolKey) {
       reusable.delete(origin)
       if (old.weight === weight) return old
-      return { ...old, ...makeEndpointState(origin, weight), active: old.active, ewma: old.ewma, healthy: old.healthy, ejected: old.ejected, pool: old.pool }
+      // Requests and half-open probes in flight started on `old` and end on it (the proxy counts
+      // them down there), so the copy starts with none: copied, they would stay counted for ever.
+      return { ...old, ...makeEndpointState(origin, weight), active: 0, circuitProbes: 0, ewma: old.ewma, healthy: old.healthy, ejected: old.ejected, pool: old.pool }
     }
     // New pool settings mean a new pool, but the endpoint's health is still what checks found.
     if (old !== undefined) reusable.delete(origin)
@@ -123,7 +125,7 @@ export const buildUpstreamGroup = (
         circuit: old.circuit,
         circuitFailures: old.circuitFailures,
         circuitOpens: old.circuitOpens,
-        circuitProbes: old.circuitProbes,
+        circuitProbes: 0, // probes in flight end on `old`, as above
         circuitPeriod: old.circuitPeriod,
         circuitOpenId: old.circuitOpenId
       }),
