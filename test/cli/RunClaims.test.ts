@@ -6,8 +6,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, Fiber, type Scope } from "effect"
-import { spawn } from "node:child_process"
-import { cliEnv, exitOf, fetchWhenUp, oneRouteConfig, ROOT, tempFile, type Cli, type Exit } from "../support/cli.ts"
+import { exitOf, fetchWhenUp, oneRouteConfig, spawnCli, tempFile, type Cli } from "../support/cli.ts"
 import { request, startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { eventually, refuses } from "../support/liveGateway.ts"
@@ -16,28 +15,7 @@ import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 /** `node bin/fibergate.js ...args` with `env` added to the CLI's environment; SIGKILLed if left running. */
 const spawnWith = (args: ReadonlyArray<string>, env: Record<string, string> = {}): Effect.Effect<Cli, never, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.sync((): Cli => {
-      const child = spawn(process.execPath, ["bin/fibergate.js", ...args], { cwd: ROOT, env: { ...cliEnv(), ...env }, stdio: ["ignore", "pipe", "pipe"] })
-      let stdout = ""
-      let stderr = ""
-      let done = false
-      child.stdout!.setEncoding("utf8").on("data", (s: string) => void (stdout += s))
-      child.stderr!.setEncoding("utf8").on("data", (s: string) => void (stderr += s))
-      const exited = new Promise<Exit>((resolve) =>
-        child.once("close", (code, signal) => {
-          done = true
-          resolve({ code, signal })
-        })
-      )
-      return { child, stdout: () => stdout, stderr: () => stderr, exited, hasExited: () => done }
-    }),
-    (cli) =>
-      Effect.promise(async () => {
-        if (!cli.hasExited()) cli.child.kill("SIGKILL")
-        await cli.exited
-      })
-  )
+  spawnCli(args, { env })
 
 /** The JSON lines of `text` (every other line is a test failure: the format is JSON). */
 const jsonLines = (text: string): Array<Record<string, unknown>> =>
