@@ -13,6 +13,7 @@ import type { Socket } from "node:net"
 import { vi } from "vitest"
 import { unansweredPort } from "../support/blackhole.ts"
 import { request, simpleConfig, startGateway, startUpstream, type TestGateway, type TestUpstream } from "../support/harness.ts"
+import { resetThenEcho } from "../support/replay.ts"
 import { send } from "../support/http.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { raw } from "../support/net.ts"
@@ -309,20 +310,9 @@ describe("default of routes[].retry.buffer_bytes", () => {
    */
   const putThrough = (bytes: number) =>
     Effect.gen(function*() {
-      let resets = 0
-      const a = yield* startUpstream("a", {
-        rawHandler: (req) => {
-          req.resume()
-          req.on("end", () => {
-            resets++
-            req.socket.destroy()
-          })
-        }
-      })
-      const b = yield* startUpstream("b")
-      const gateway = yield* startGateway(simpleConfig([a.url, b.url], { retry: {} }, { balance: "round_robin" }))
+      const { gateway, b, resets } = yield* resetThenEcho
       const res = yield* request(gateway.url("/put"), { method: "PUT", body: "x".repeat(bytes) })
-      return { status: res.status, body: res.body, resets, b }
+      return { status: res.status, body: res.body, resets: resets(), b }
     })
 
   it.live("65536 bytes: a PUT with a body of exactly 65536 bytes is buffered and replayed on the other endpoint", () =>

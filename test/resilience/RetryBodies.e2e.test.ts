@@ -7,7 +7,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request as httpRequest } from "node:http"
-import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { resetThenEcho } from "../support/replay.ts"
 
 /** A PUT of `body` to `url`, chunked or with a Content-Length; the status and body. */
 const put = (url: string, body: string, chunked: boolean) =>
@@ -25,23 +25,11 @@ const put = (url: string, body: string, chunked: boolean) =>
     return Effect.sync(() => req.destroy())
   }).pipe(Effect.timeout("3 seconds"))
 
-/** A gateway over [a, b] with `retry: {}`: `a` resets once it has read a body, `b` echoes. */
 const putThrough = (chunked: boolean) =>
   Effect.gen(function*() {
-    let resets = 0
-    const a = yield* startUpstream("a", {
-      rawHandler: (req) => {
-        req.resume()
-        req.on("end", () => {
-          resets++
-          req.socket.destroy()
-        })
-      }
-    })
-    const b = yield* startUpstream("b")
-    const gateway = yield* startGateway(simpleConfig([a.url, b.url], { retry: {} }, { balance: "round_robin" }))
+    const { gateway, b, resets } = yield* resetThenEcho
     const res = yield* put(gateway.url("/put"), "hello body", chunked)
-    return { ...res, resets: () => resets, b }
+    return { ...res, resets, b }
   })
 
 describe("retries: chunked request bodies", () => {
