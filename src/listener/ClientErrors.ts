@@ -4,7 +4,7 @@
  * reaches the router or an upstream; the connection is closed after the answer because its
  * framing can no longer be trusted.
  */
-import type { ServerResponse } from "node:http"
+import { STATUS_CODES, type ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { sendError } from "../proxy/Exchange.ts"
@@ -12,14 +12,12 @@ import type { Rejections } from "../telemetry/Metrics.ts"
 import { connectionOf, type ClientConnection } from "../proxy/ClientConnection.ts"
 import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, RequestTimeout, type GatewayError } from "../proxy/GatewayError.ts"
 
-const reasons: Record<number, string> = { 400: "Bad Request", 405: "Method Not Allowed", 408: "Request Timeout", 431: "Request Header Fields Too Large" }
-
 const writeAndClose = (socket: Duplex, error: GatewayError) => {
   if (socket.writable) {
     const response = errorResponse(error)
     const code = response.status
     socket.end(
-      `HTTP/1.1 ${code} ${reasons[code] ?? "Error"}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\n\r\n${response.body}`
+      `HTTP/1.1 ${code} ${STATUS_CODES[code]}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\n\r\n${response.body}`
     )
   } else socket.destroy()
 }
@@ -62,8 +60,9 @@ export const onClientError = (error: Error & { code?: string }, socket: Duplex, 
     case "HPE_HEADER_OVERFLOW":
       refuse(connection, socket, rejections, new HeadersTooLarge({ message: "Request headers are too large" }))
       return
+    // node:http's own check of header_timeout and request_timeout (Node 24 has no parser-level
+    // HPE_HEADERS_TIMEOUT any more).
     case "ERR_HTTP_REQUEST_TIMEOUT":
-    case "HPE_HEADERS_TIMEOUT":
       refuse(connection, socket, rejections, new RequestTimeout({ message: "The request did not arrive in time" }))
       return
     default:

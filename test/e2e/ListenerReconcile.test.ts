@@ -13,6 +13,7 @@ import { listenerBindFailures } from "../../src/telemetry/Metrics.ts"
 import { startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { eventually, get, refuses, startLiveGateway, within, type LiveGateway } from "../support/liveGateway.ts"
+import { getRequest, openConnection } from "../support/connection.ts"
 import { freePort, holdPort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
@@ -255,5 +256,35 @@ describe("listeners follow config reloads", () => {
       const messages = gateway.logs.map((l) => l.message)
       assert.include(messages, `listener new on http://127.0.0.1:${added}`)
       assert.isTrue(messages.some((m) => m.startsWith("listener web moved from ") && m.endsWith(`to http://127.0.0.1:${moved}`)), messages.join("\n"))
+    }))
+
+  it.live("a connection left on a removed listener still has bad bytes refused once its response is done", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const app = yield* startUpstream("app", {
+        rawHandler: (_req, res) => {
+          res.writeHead(200, { "content-type": "text/plain", "content-length": "9" })
+          res.write("first")
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("last"))
+        }
+      })
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "keep" }])))
+      const connection = yield* openConnection(gateway.port("web"))
+      yield* connection.write(getRequest("/"))
+      yield* awaitSignal(arrived)
+      yield* eventually(Effect.sync(() => connection.text().includes("first")), "the response's head and first bytes")
+      yield* publish(gateway, configFor(app.url, [{ name: "keep" }]))
+      yield* eventually(Effect.sync(() => !gateway.listeners.addresses.has("web")), "web is removed")
+      // The listener's table is gone; the refusal is still answered after the response in flight.
+      yield* connection.write("GET / HTTP/1.1\nHost: x\n\n")
+      fire(release, undefined)
+      const [ok, refused] = yield* connection.responses(2)
+      assert.strictEqual(ok.status, 200)
+      assert.strictEqual(ok.body, "firstlast")
+      assert.strictEqual(refused.status, 400)
+      yield* connection.closed()
+      assert.strictEqual(yield* statusOn(gateway.port("keep")), 200)
     }))
 })

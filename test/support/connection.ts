@@ -23,11 +23,18 @@ export interface Connection {
   readonly closed: (ms?: number) => Effect.Effect<number>
 }
 
-/** Opens a connection to 127.0.0.1:port for the life of the scope; resolves once it is connected. */
-export const openConnection = (port: number): Effect.Effect<Connection, never, Scope.Scope> =>
+/**
+ * Opens a connection to 127.0.0.1:port for the life of the scope; resolves once it is connected.
+ * With `allowHalfOpen` the client keeps its side open after the gateway ends its own (to send
+ * more, or to end it with `socket.end()` later), and `closed` waits for both.
+ */
+export const openConnection = (
+  port: number,
+  options: { readonly allowHalfOpen?: boolean } = {}
+): Effect.Effect<Connection, never, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.callback<Connection>((resume) => {
-      const socket = connect(port, "127.0.0.1")
+      const socket = connect({ port, host: "127.0.0.1", allowHalfOpen: options.allowHalfOpen ?? false })
       let text = ""
       let closed = false
       const waiters = new Set<() => void>()
