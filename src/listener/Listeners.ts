@@ -109,20 +109,17 @@ export class Listeners extends Context.Service<Listeners, {
       const retiring = yield* FiberSet.make()
 
       const makeServer = (server: Server, drain: DrainState): HttpServer => {
-        const limits = server.limits ?? {}
         const http = createServer({
           // node:http refuses a head once its counted bytes (target, names, values) reach
           // maxHeaderSize; max_header_bytes is the largest head that passes.
-          maxHeaderSize: (limits.max_header_bytes ?? limitDefaults.max_header_bytes) + 1,
+          maxHeaderSize: (server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes) + 1,
           insecureHTTPParser: false,
           requireHostHeader: false, // checked by the handler, which answers with the JSON error body
-          keepAliveTimeout: limits.idle_timeout ?? limitDefaults.idle_timeout,
-          keepAliveTimeoutBuffer: 0,
-          headersTimeout: timeouts(server).header,
-          requestTimeout: timeouts(server).request,
           connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
           shouldUpgradeCallback: declineUpgrade
         })
+        // The timeouts and limits a running server can change, set as a reload sets them
+        // (node:http reads them per connection or per check).
         applyLimits(http, server)
         const name = server.name
         http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))

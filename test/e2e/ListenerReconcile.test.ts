@@ -103,6 +103,7 @@ describe("listeners follow config reloads", () => {
       assert.isFalse(gateway.listeners.addresses.has("extra"))
       assert.isUndefined(inFlight.pollUnsafe(), "the request in flight is still running")
       assert.strictEqual(yield* statusOn(gateway.port("web")), 200, "the other listener serves")
+      assert.include(gateway.logs.map((l) => l.message), `listener extra removed: stopped accepting on http://127.0.0.1:${extraPort}, draining`)
 
       fire(release, undefined)
       const res = yield* within(Fiber.join(inFlight), "the request in flight")
@@ -131,6 +132,7 @@ describe("listeners follow config reloads", () => {
       yield* publish(gateway, configFor(app.url, [{ name: "web", listen: `127.0.0.1:${newPort}` }, { name: "other" }]))
       yield* eventually(Effect.sync(() => gateway.listeners.addresses.get("web")?.port === newPort), "web moves")
       assert.strictEqual(yield* statusOn(newPort), 200)
+      assert.include(gateway.logs.map((l) => l.message), `listener web moved from http://127.0.0.1:${oldPort} to http://127.0.0.1:${newPort}`)
       yield* eventually(refuses(oldPort), "the old address refuses connections")
       // The old server's drain ends with its last connection (closed as idle); its gauge series must not take the new one's with it.
       yield* awaitSignal(oldConnectionClosed)
@@ -150,6 +152,7 @@ describe("listeners follow config reloads", () => {
       yield* publish(gateway, configFor(app.url, [{ name: "web", limits: { max_header_bytes: 4096 } }]))
       yield* eventually(Effect.map(send(`http://127.0.0.1:${port}/slow`, { headers: big }), (r) => r.status === 431), "the new limit applies")
       assert.strictEqual(gateway.port("web"), port, "same port")
+      assert.include(gateway.logs.map((l) => l.message), `listener web re-bound on http://127.0.0.1:${port} with new settings`)
       assert.strictEqual((yield* send(`http://127.0.0.1:${port}/slow`)).status, 200)
     }))
 
@@ -176,11 +179,18 @@ describe("listeners follow config reloads", () => {
       const errors = gateway.logs.filter((l) => l.level === "Error").map((l) => l.message)
       assert.isTrue(
         errors.some((m) =>
-          m.startsWith(`listener web cannot listen on 127.0.0.1:${taken.port}: `) && m.includes(`keeps listening on http://127.0.0.1:${webPort}`)
+          m.startsWith(`listener web cannot listen on 127.0.0.1:${taken.port}: `) &&
+          m.endsWith(`; it keeps listening on http://127.0.0.1:${webPort}; the next config change retries`)
         ),
         errors.join("\n")
       )
-      assert.isTrue(errors.some((m) => m.startsWith(`listener extra cannot listen on 127.0.0.1:${takenToo.port}: `)), errors.join("\n"))
+      assert.isTrue(
+        errors.some((m) =>
+          m.startsWith(`listener extra cannot listen on 127.0.0.1:${takenToo.port}: `) &&
+          m.endsWith("; the listener is not bound; the next config change retries")
+        ),
+        errors.join("\n")
+      )
       // The config is applied; web keeps its old address, extra is not bound, api is untouched.
       assert.strictEqual(gateway.routes.generation(), 2)
       assert.strictEqual(gateway.port("web"), webPort)
