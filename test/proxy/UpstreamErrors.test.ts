@@ -27,3 +27,55 @@ describe("undici and OS errors map to gateway errors once, at the boundary", () 
     assert.strictEqual(fromUpstreamError(wrapped)._tag, "UpstreamConnectError")
   })
 })
+
+describe("each mapped error says what happened, in the words the client's JSON body carries", () => {
+  it.each([
+    [BODY_TOO_LARGE, "PayloadTooLarge", "The request body is too large"],
+    ["UND_ERR_CONNECT_TIMEOUT", "UpstreamConnectTimeout", "Timed out connecting to the upstream"],
+    ["UND_ERR_HEADERS_TIMEOUT", "UpstreamResponseTimeout", "Timed out waiting for the upstream response"],
+    ["UND_ERR_BODY_TIMEOUT", "UpstreamBodyTimeout", "Timed out waiting for the upstream response body"],
+    ["UND_ERR_SOCKET", "UpstreamReset", "The upstream closed the connection"],
+    ["ECONNRESET", "UpstreamReset", "The upstream closed the connection"],
+    ["EPIPE", "UpstreamReset", "The upstream closed the connection"],
+    ["UND_ERR_CLOSED", "UpstreamReset", "The upstream closed the connection"],
+    ["UND_ERR_DESTROYED", "UpstreamReset", "The upstream closed the connection"],
+    ["UND_ERR_RES_CONTENT_LENGTH_MISMATCH", "UpstreamReset", "The upstream sent an invalid response"],
+    ["UND_ERR_INFO", "UpstreamReset", "The upstream sent an invalid response"],
+    ["ECONNREFUSED", "UpstreamConnectError", "Cannot connect to the upstream (ECONNREFUSED)"],
+    ["EHOSTUNREACH", "UpstreamConnectError", "Cannot connect to the upstream (EHOSTUNREACH)"],
+    ["ENETUNREACH", "UpstreamConnectError", "Cannot connect to the upstream (ENETUNREACH)"],
+    ["EAI_AGAIN", "UpstreamConnectError", "Cannot connect to the upstream (EAI_AGAIN)"],
+    ["EADDRNOTAVAIL", "UpstreamConnectError", "Cannot connect to the upstream (EADDRNOTAVAIL)"],
+    ["HPE_INVALID_CONSTANT", "UpstreamProtocolError", "The upstream sent an invalid response"],
+    ["SOMETHING_ELSE", "InternalError", "Unexpected error while forwarding"]
+  ] as const)("%s -> %s: %s", (code, tag, message) => {
+    const error = fromUpstreamError(withCode(code))
+    assert.strictEqual(error._tag, tag)
+    assert.strictEqual(error.message, message)
+    assert.deepStrictEqual(JSON.parse(errorResponse(error).body), { error: tag, message })
+  })
+
+  it("a parser error names what was wrong when its message ends with it in parentheses", () => {
+    const parser = (message: string, code?: string) =>
+      Object.assign(new Error(message), { name: "HTTPParserError" }, code === undefined ? {} : { code })
+    assert.strictEqual(
+      fromUpstreamError(parser("Parse Error: (Missing expected CR after response line)")).message,
+      "The upstream sent an invalid response (Missing expected CR after response line)"
+    )
+    assert.strictEqual(fromUpstreamError(parser("Parse Error: (x)")).message, "The upstream sent an invalid response (x)")
+    // Parentheses that do not end the message are not the parser's reason.
+    assert.strictEqual(fromUpstreamError(parser("Parse Error (inner) then more")).message, "The upstream sent an invalid response")
+    assert.strictEqual(fromUpstreamError(parser("Parse Error")).message, "The upstream sent an invalid response")
+    assert.strictEqual(
+      fromUpstreamError(Object.assign(new Error("Response does not match the HTTP/1.1 protocol (Invalid header value char)"), { code: "HPE_INVALID_HEADER_TOKEN" }))
+        .message,
+      "The upstream sent an invalid response (Invalid header value char)"
+    )
+  })
+
+  it("an error with no code anywhere (no cause, or a code that is not a string) is an InternalError", () => {
+    assert.strictEqual(fromUpstreamError(new Error("plain")).message, "Unexpected error while forwarding")
+    assert.strictEqual(fromUpstreamError(Object.assign(new Error("numeric"), { code: 42 }))._tag, "InternalError")
+    assert.strictEqual(fromUpstreamError(new Error("wrapped", { cause: new Error("no code") }))._tag, "InternalError")
+  })
+})
