@@ -118,4 +118,27 @@ describe("access log lines (in process)", () => {
       connection.socket.destroy()
       assert.deepInclude(yield* next(1), { route: "all", status: 499, error: "ClientClosed", upstream: upstream.url, attempts: 1 })
     }))
+
+  it.live("an upstream that cannot be reached: 502 with the error's tag, the endpoint tried, and the bytes of the error body", () =>
+    Effect.gen(function*() {
+      const capture = yield* captureAccessLog
+      const config = simpleConfig(["http://127.0.0.1:1"])
+      const gateway = yield* startGateway({ ...config, log: { level: "none", access_log: true, format: "json" } })
+      const res = yield* send(gateway.url("/x"))
+      assert.strictEqual(res.status, 502)
+      yield* eventually(Effect.sync(() => capture.lines.length >= 1), "the access-log line")
+      assert.deepInclude(capture.lines[0], { route: "all", status: 502, error: "UpstreamConnectError", upstream: "http://127.0.0.1:1", attempts: 1 })
+      assert.strictEqual(capture.lines[0].bytes_out, Buffer.byteLength(res.body))
+    }))
+
+  it.live("duration_ms is the time the request took: at least the upstream's delay, not more than the test's bounds", () =>
+    Effect.gen(function*() {
+      const { gateway, next } = yield* setup({ handler: (_req, res) => void setTimeout(() => res.end("late"), 60) })
+      const started = performance.now()
+      assert.strictEqual((yield* send(gateway.url("/items/late"))).status, 200)
+      const took = performance.now() - started
+      const duration = (yield* next(1)).duration_ms as number
+      assert.isAtLeast(duration, 55)
+      assert.isAtMost(duration, took + 1)
+    }))
 })

@@ -1,0 +1,67 @@
+/**
+ * The admin API's refusals word for word, as an operator with curl reads them: 404 with the
+ * endpoint list, 405 with what the path answers, 401 telling a missing token from a wrong one,
+ * and the `<redacted>` placeholder refused with its reason.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { send } from "../support/http.ts"
+
+const setup = (admin: Record<string, unknown> = {}) =>
+  Effect.gen(function*() {
+    const app = yield* startUpstream("app")
+    const base = simpleConfig([app.url])
+    const config = { ...base, admin: { ...base.admin, ...admin } }
+    const gateway = yield* startGateway(config)
+    return { config, url: (path: string) => `http://127.0.0.1:${gateway.adminPort}${path}` }
+  })
+
+const json = (body: string) => JSON.parse(body) as Record<string, unknown>
+
+describe("admin API replies", () => {
+  it.live("an unknown path: 404 naming it, with every endpoint listed", () =>
+    Effect.gen(function*() {
+      const { url } = yield* setup()
+      const res = yield* send(url("/nope?x=1"))
+      assert.strictEqual(res.status, 404)
+      const body = json(res.body)
+      assert.strictEqual(body.error, "RouteNotFound")
+      assert.strictEqual(body.message, "No admin endpoint at /nope")
+      assert.includeMembers(body.endpoints as Array<string>, ["GET /health", "GET /ready", "GET /config", "PUT /config", "POST /config/validate", "POST /reload", "GET /routes", "GET /upstreams", "GET /stats", "GET /metrics"])
+    }))
+
+  it.live("a known path with another method: 405 with what it answers, in the body and in Allow", () =>
+    Effect.gen(function*() {
+      const { url } = yield* setup()
+      const res = yield* send(url("/config"), { method: "DELETE" })
+      assert.strictEqual(res.status, 405)
+      assert.strictEqual(res.headers.allow, "GET, HEAD, PUT")
+      assert.deepStrictEqual(json(res.body), { error: "MethodNotAllowed", message: "/config answers GET, HEAD, PUT", allow: ["GET", "HEAD", "PUT"] })
+    }))
+
+  it.live("with admin.token: a missing token and a wrong one are told apart", () =>
+    Effect.gen(function*() {
+      const { url } = yield* setup({ token: "s3cret-token" })
+      const missing = yield* send(url("/config"))
+      assert.strictEqual(missing.status, 401)
+      assert.deepStrictEqual(json(missing.body), { error: "Unauthorized", message: "This admin API needs Authorization: Bearer <admin.token>" })
+      const wrong = yield* send(url("/config"), { headers: { authorization: "Bearer nope" } })
+      assert.strictEqual(wrong.status, 401)
+      assert.deepStrictEqual(json(wrong.body), { error: "Unauthorized", message: "The bearer token does not match" })
+      assert.notStrictEqual(missing.headers["www-authenticate"], wrong.headers["www-authenticate"])
+      assert.strictEqual((yield* send(url("/config"), { headers: { authorization: "Bearer s3cret-token" } })).status, 200)
+    }))
+
+  it.live("PUT /config with the <redacted> placeholder: 400 naming where it is and why", () =>
+    Effect.gen(function*() {
+      const { config, url } = yield* setup({ token: "s3cret-token" })
+      const auth = { authorization: "Bearer s3cret-token", "content-type": "application/json" }
+      const sent = JSON.stringify({ ...config, admin: { ...config.admin, token: "<redacted>" } })
+      const res = yield* request(url("/config"), { method: "PUT", headers: auth, body: sent })
+      assert.strictEqual(res.status, 400)
+      const body = json(res.body)
+      assert.strictEqual(body.error, "ConfigError")
+      assert.deepInclude(body.problems as Array<unknown>, { path: "admin.token", message: "<redacted> is what GET /config shows for a secret; send the real value" })
+    }))
+})
