@@ -206,6 +206,18 @@ describe("a client connection", () => {
       assert.isAtLeast(stats.maxInFlight, 2)
     }))
 
+  for (const method of ["OPTIONS", "TRACE"]) {
+    it.live(`pipelined ${method} requests are forwarded together too (${method} is a safe method)`, () =>
+      Effect.gen(function*() {
+        const { upstream, stats } = yield* pacedUpstream(() => 40)
+        const gateway = yield* startGateway(simpleConfig([upstream.url]))
+        const request = (n: number) => `${method} /${n} HTTP/1.1\r\nHost: x\r\n\r\n`
+        const conversation = yield* converse(gateway.port, sendAll(request(1) + request(2) + request(3)), { responses: 3 })
+        assert.deepStrictEqual(conversation.responses.map((r) => r.body), [`${method} /1`, `${method} /2`, `${method} /3`])
+        assert.isAtLeast(stats.maxInFlight, 2)
+      }))
+  }
+
   it.live("413 on a chunked body over max_body_bytes says Connection: close, reaches the client, and closes", () =>
     Effect.gen(function*() {
       const upstream = yield* startUpstream("a", { rawHandler: (req) => void req.resume() })
