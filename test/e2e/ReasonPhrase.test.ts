@@ -4,30 +4,9 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
-import { createServer, type AddressInfo } from "node:net"
 import { simpleConfig, startGateway } from "../support/harness.ts"
 import { raw } from "../support/net.ts"
-
-/** An upstream that answers every request head with `response`, byte for byte. */
-const rawUpstream = (response: string) =>
-  Effect.acquireRelease(
-    Effect.callback<{ readonly url: string; readonly close: () => void }>((resume) => {
-      const server = createServer((socket) => {
-        let head = ""
-        socket.on("data", (chunk) => {
-          head += chunk.toString("latin1")
-          if (head.includes("\r\n\r\n")) {
-            head = ""
-            socket.write(response)
-          }
-        })
-        socket.on("error", () => undefined)
-      })
-      server.listen(0, "127.0.0.1", () =>
-        resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() })))
-    }),
-    (u) => Effect.sync(u.close)
-  )
+import { rawUpstream } from "../support/rawUpstream.ts"
 
 describe("reason phrases", () => {
   for (const [sent, seen] of [
