@@ -37,7 +37,7 @@ export interface DrainState {
  * honest signal left is to cut the connection, so the client sees a truncated response
  * rather than a complete-looking wrong one.
  */
-export const sendError = (res: ServerResponse, error: GatewayError, close = false): number => {
+export const sendError = (res: ServerResponse, error: GatewayError, close: boolean): number => {
   if (res.headersSent) {
     // A response still queued behind others (pipelining) has no socket yet: destroying it
     // alone would leave its half-written head to be flushed later, and the connection hung.
@@ -341,7 +341,7 @@ export class Exchange implements Receiving {
     if (this.done || this.current !== attempt) return
     this.endTry(attempt)
     this.head = undefined
-    if (attempt.span !== undefined) this.endTrySpan(attempt, 0, error._tag)
+    this.endTrySpan(attempt, 0, error._tag)
     const failure = failureOf(error)
     this.route.group.metrics.attempt(
       failure === "connect-failure"
@@ -396,7 +396,7 @@ export class Exchange implements Receiving {
     // must see a finished exchange rather than answer with a generic error of its own.
     if (attempt !== undefined) {
       this.endTry(attempt)
-      if (attempt.span !== undefined) this.endTrySpan(attempt, 0, error?._tag ?? "ClientClosed")
+      this.endTrySpan(attempt, 0, error?._tag ?? "ClientClosed")
       // An abandoned half-open probe frees its slot without counting as an outcome.
       if (attempt.probe !== 0) {
         abandonProbe(attempt.endpoint, attempt.probe)
@@ -470,7 +470,7 @@ export class Exchange implements Receiving {
     if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
       // The retry replaced this try; drop its response without sending any of it.
       this.endTry(attempt)
-      if (attempt.span !== undefined) this.endTrySpan(attempt, statusCode, undefined)
+      this.endTrySpan(attempt, statusCode, undefined)
       controller.abort(new TryAbandoned("retrying"))
       return
     }
@@ -547,7 +547,7 @@ export class Exchange implements Receiving {
     const attempt = this.current
     if (attempt !== undefined) {
       this.endTry(attempt)
-      if (attempt.span !== undefined) this.endTrySpan(attempt, this.status, undefined)
+      this.endTrySpan(attempt, this.status, undefined)
     }
     this.writeHead()
     this.res.end()

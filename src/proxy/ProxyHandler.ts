@@ -103,7 +103,7 @@ const reject = (
  * Makes the node:http `request` listener for one listener. `current` returns the table of the
  * config in force; a request keeps the snapshot it started with.
  */
-export const makeRequestHandler = (current: () => ListenerTable, drain: DrainState = { draining: false }) =>
+export const makeRequestHandler = (current: () => ListenerTable, drain: DrainState) =>
 (req: IncomingMessage, res: ServerResponse): void => {
   const connection = connectionOf(req.socket)
   // A request behind one whose response closes the connection is never run: nobody would

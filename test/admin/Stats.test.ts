@@ -37,6 +37,16 @@ describe("requestTotals", () => {
     expect(totals.by_listener).toEqual({ web: 1 })
   })
 
+  it("a request counter without status_class or listener counts as other and under the empty listener", () => {
+    const context = freshRegistry()
+    Metric.counter(REQUESTS_METRIC).updateUnsafe(2, context)
+    expect(requestTotals(Metric.snapshotUnsafe(context))).toEqual({
+      total: 2,
+      by_status_class: { "1xx": 0, "2xx": 0, "3xx": 0, "4xx": 0, "5xx": 0, other: 2 },
+      by_listener: { "": 2 }
+    })
+  })
+
   it("is all zeros with nothing recorded, every status class present", () => {
     expect(requestTotals(Metric.snapshotUnsafe(freshRegistry()))).toEqual({
       total: 0,

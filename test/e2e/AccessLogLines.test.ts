@@ -119,6 +119,44 @@ describe("access log lines (in process)", () => {
       assert.deepInclude(yield* next(1), { route: "all", status: 499, error: "ClientClosed", upstream: upstream.url, attempts: 1 })
     }))
 
+  it.live("a client that leaves while its retry waits out the backoff: 499, the endpoint it last tried, the tries so far", () =>
+    Effect.gen(function*() {
+      const capture = yield* captureAccessLog
+      const firstTry = signal()
+      const upstream = yield* startUpstream("app", {
+        handler: (_req, res) => {
+          fire(firstTry, undefined)
+          res.writeHead(503, { "content-length": "0" })
+          res.end()
+        }
+      })
+      const config = simpleConfig([upstream.url], { retry: { attempts: 2, on: [503], backoff: { base: "5s", max: "5s", jitter: false } } })
+      const gateway = yield* startGateway({ ...config, log: { level: "none", access_log: true, format: "json" } })
+      const connection = yield* openConnection(gateway.port)
+      yield* connection.write(getRequest("/backoff"))
+      yield* awaitSignal(firstTry)
+      connection.socket.destroy()
+      yield* eventually(Effect.sync(() => capture.lines.length >= 1), "the access-log line")
+      assert.deepInclude(capture.lines[0], { route: "all", status: 499, error: "ClientClosed", upstream: upstream.url, attempts: 1 })
+      assert.strictEqual(upstream.seen.length, 1)
+    }))
+
+  it.live("a client that leaves while its body is buffered for retries: 499 with no upstream (\"-\") and no try", () =>
+    Effect.gen(function*() {
+      const capture = yield* captureAccessLog
+      const upstream = yield* startUpstream("app")
+      const config = simpleConfig([upstream.url], { retry: { methods: ["PUT"], buffer_bytes: 4096 } })
+      const gateway = yield* startGateway({ ...config, log: { level: "none", access_log: true, format: "json" } })
+      const connection = yield* openConnection(gateway.port)
+      yield* connection.write("PUT /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 1000\r\n\r\n0123456789")
+      const inFlight = Effect.map(send(`http://127.0.0.1:${gateway.adminPort}/upstreams`), (r) => JSON.parse(r.body).upstreams.app.in_flight === 1)
+      yield* eventually(inFlight, "the exchange has started")
+      connection.socket.destroy()
+      yield* eventually(Effect.sync(() => capture.lines.length >= 1), "the access-log line")
+      assert.deepInclude(capture.lines[0], { route: "all", status: 499, error: "ClientClosed", upstream: "-", attempts: 0 })
+      assert.strictEqual(upstream.seen.length, 0)
+    }))
+
   it.live("an upstream that cannot be reached: 502 with the error's tag, the endpoint tried, and the bytes of the error body", () =>
     Effect.gen(function*() {
       const capture = yield* captureAccessLog

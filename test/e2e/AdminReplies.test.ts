@@ -7,6 +7,8 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request, simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
+import * as Gateway from "../../src/gateway/Gateway.ts"
+import { startLiveGateway } from "../support/liveGateway.ts"
 
 const setup = (admin: Record<string, unknown> = {}) =>
   Effect.gen(function*() {
@@ -63,5 +65,29 @@ describe("admin API replies", () => {
       const body = json(res.body)
       assert.strictEqual(body.error, "ConfigError")
       assert.deepInclude(body.problems as Array<unknown>, { path: "admin.token", message: "<redacted> is what GET /config shows for a secret; send the real value" })
+    }))
+
+  it.live("PUT /config that drops admin.token: applied with a warning, and the API stops asking for one", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const base = simpleConfig([app.url])
+      const config = { ...base, admin: { ...base.admin, token: "s3cret-token" } }
+      const gateway = yield* startLiveGateway(Gateway.layer(config))
+      const url = (path: string) => `http://127.0.0.1:${gateway.adminPort}${path}`
+      const warning = "the new config has no admin.token: the admin API no longer asks for one"
+      const auth = { authorization: "Bearer s3cret-token", "content-type": "application/json" }
+      // A change that keeps the token says nothing.
+      const kept = yield* request(url("/config"), { method: "PUT", headers: auth, body: JSON.stringify({ ...config, log: { level: "warn" } }) })
+      assert.strictEqual(kept.status, 200)
+      assert.notInclude(gateway.logs.map((l) => l.message), warning)
+      const dropped = yield* request(url("/config"), { method: "PUT", headers: auth, body: JSON.stringify(base) })
+      assert.strictEqual(dropped.status, 200)
+      assert.deepInclude(gateway.logs, { level: "Warn", message: warning })
+      assert.strictEqual((yield* send(url("/config"))).status, 200)
+      // Adding a token back is no warning either.
+      const before = gateway.logs.length
+      assert.strictEqual((yield* request(url("/config"), { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(config) })).status, 200)
+      assert.notInclude(gateway.logs.slice(before).map((l) => l.message), warning)
+      assert.strictEqual((yield* send(url("/config"))).status, 401)
     }))
 })

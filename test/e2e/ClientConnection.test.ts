@@ -44,11 +44,11 @@ const streamingUpstream = () => {
  * A client that sends a whole upload of `bytes` before it reads anything (and waits a while
  * more): a close without lingering resets the connection and the response is lost.
  */
-const uploadThenRead = (port: number, bytes: number) => {
+const uploadThenRead = (port: number, bytes: number, before = "") => {
   const body = Buffer.alloc(bytes, 0x79)
   return converse(port, (socket) => {
     socket.pause()
-    socket.write(`POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
+    socket.write(`${before}POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length}\r\n\r\n`)
     socket.write(body, () => setTimeout(() => socket.resume(), 300))
   }, { responses: 1, maxMs: 8_000 })
 }
@@ -359,5 +359,16 @@ describe("a client connection", () => {
       assert.isFalse(conversation.reset, "no reset")
       assert.strictEqual(conversation.responses[0]?.status, 401)
       assert.deepStrictEqual(conversation.responses[0].headers.get("connection"), ["close"])
+    }))
+
+  it.live("a refusal that closes the connection lingers past a large upload pipelined behind it, which never runs", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      // Two Host headers: a 400 that closes the connection, answered before the upload is read.
+      const conversation = yield* uploadThenRead(gateway.port, 16 * 1024 * 1024, "GET /first HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n")
+      assert.isFalse(conversation.reset, "no reset")
+      assert.deepStrictEqual(conversation.responses.map((r) => r.status), [400])
+      assert.strictEqual(upstream.seen.length, 0)
     }))
 })

@@ -8,6 +8,9 @@ import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { raw } from "../support/net.ts"
+import { getRequest, openConnection } from "../support/connection.ts"
+import { send } from "../support/http.ts"
+import { eventually } from "../support/liveGateway.ts"
 
 const setup = Effect.gen(function*() {
   const upstream = yield* startUpstream("app")
@@ -55,5 +58,39 @@ describe("the gateway's own answers", () => {
       assert.deepStrictEqual(res.headers.get("content-length"), ["0"])
       assert.strictEqual(res.body, "")
       assert.strictEqual(upstream.seen.length, 0)
+    }))
+
+  it.live("refusals that say nothing about the connection leave it open: a GET * (400), no route (404) and no healthy endpoint (503), each followed on the same connection", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("app", { handler: (_req, res) => void res.writeHead(200, { "content-length": "2" }).end("ok") })
+      const config = simpleConfig([upstream.url], { match: { host: "t" } })
+      const gateway = yield* startGateway({
+        ...config,
+        servers: [{ ...config.servers[0], routes: [...config.servers[0].routes, { id: "dead", match: { host: "dead" }, upstream: "none" }] }],
+        upstreams: {
+          ...config.upstreams,
+          // An endpoint marked down by its first failed health check: nothing is eligible.
+          none: {
+            endpoints: [{ url: "http://127.0.0.1:1" }],
+            health_check: { path: "/health", interval: "50ms", timeout: "200ms", unhealthy_threshold: 1, healthy_threshold: 1 }
+          }
+        }
+      })
+      const admin = `http://127.0.0.1:${gateway.adminPort}/upstreams`
+      yield* eventually(Effect.map(send(admin), (r) => JSON.parse(r.body).upstreams.none.endpoints[0].healthy === false), "the dead endpoint is down")
+      const connection = yield* openConnection(gateway.port)
+      let expected = 0
+      for (const [request, status] of [
+        ["GET * HTTP/1.1\r\nHost: t\r\n\r\n", 400],
+        [getRequest("/nothing").replace("Host: t", "Host: nowhere"), 404],
+        [getRequest("/dead").replace("Host: t", "Host: dead"), 503],
+        [getRequest("/alive"), 200]
+      ] as const) {
+        yield* connection.write(request)
+        const responses = yield* connection.responses(++expected)
+        assert.strictEqual(responses[expected - 1].status, status)
+        assert.isFalse(connection.isClosed(), `still open after the ${status}`)
+      }
+      assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/alive"])
     }))
 })

@@ -10,6 +10,7 @@ import { Effect } from "effect"
 import { vi } from "vitest"
 import { eventually, startOtlpReceiver, type OtlpReceiver, type ReceivedSpan } from "../support/otlp.ts"
 import { request, simpleConfig, startGateway, startUpstream, type SeenRequest } from "../support/harness.ts"
+import { raw } from "../support/net.ts"
 
 const CLIENT_TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 const CLIENT_SPAN = "00f067aa0ba902b7"
@@ -85,6 +86,87 @@ describe("tracing: attributes and errors", () => {
       assert.notStrictEqual(server.status, ERROR)
       assert.strictEqual(server.attributes["http.response.status_code"], 404)
       assert.isUndefined(server.attributes["error.type"])
+    }))
+})
+
+describe("tracing: attributes a request may not have", () => {
+  it.live("an HTTP/1.0 request with neither Host nor User-Agent: no server.address, no user_agent.original, protocol version 1.0", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("bare")
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      assert.strictEqual((yield* raw(gateway.port, "GET /bare HTTP/1.0\r\n\r\n", { untilClose: true })).status, 200)
+      assert.strictEqual((yield* request(gateway.url("/full"), { headers: { "user-agent": "probe/2" } })).status, 200)
+      const bare = (yield* exported(receiver, "/bare")).server
+      assert.notProperty(bare.attributes, "server.address")
+      assert.notProperty(bare.attributes, "user_agent.original")
+      assert.strictEqual(bare.attributes["network.protocol.version"], "1.0")
+      const full = (yield* exported(receiver, "/full")).server
+      assert.strictEqual(full.attributes["server.address"], "127.0.0.1")
+      assert.strictEqual(full.attributes["user_agent.original"], "probe/2")
+      assert.strictEqual(full.attributes["network.protocol.version"], "1.1")
+    }))
+})
+
+describe("tracing: which spans are errors, at the status boundaries", () => {
+  it.live("a try answered 400 is an error client span (error.type 400); a 500 makes the server span an error too, without an error.type", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("statuses", {
+        handler: (req, res) => {
+          res.writeHead(Number(req.url?.slice(1)), { "content-length": "0" })
+          res.end()
+        }
+      })
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      assert.strictEqual((yield* request(gateway.url("/400"))).status, 400)
+      assert.strictEqual((yield* request(gateway.url("/500"))).status, 500)
+      const bad = yield* exported(receiver, "/400")
+      assert.strictEqual(bad.tries[0].status, ERROR)
+      assert.strictEqual(bad.tries[0].attributes["error.type"], "400")
+      assert.notStrictEqual(bad.server.status, ERROR)
+      const failed = yield* exported(receiver, "/500")
+      assert.strictEqual(failed.tries[0].status, ERROR)
+      assert.strictEqual(failed.tries[0].attributes["error.type"], "500")
+      assert.strictEqual(failed.server.status, ERROR)
+      assert.strictEqual(failed.server.attributes["http.response.status_code"], 500)
+      assert.notProperty(failed.server.attributes, "error.type")
+    }))
+
+  it.live("a response cut after its head (the upstream reset mid-body): the server span is an error, with no status code 0", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("cut", {
+        rawHandler: (req, res) => {
+          req.resume()
+          res.writeHead(200, { "content-length": "100" })
+          res.write("0123456789")
+          setTimeout(() => res.socket?.destroy(), 20)
+        }
+      })
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      yield* Effect.promise(() => fetch(gateway.url("/cut")).then((r) => r.text()).catch(() => "cut"))
+      const { server } = yield* exported(receiver, "/cut")
+      assert.strictEqual(server.status, ERROR)
+      assert.strictEqual(server.attributes["error.type"], "UpstreamReset")
+      assert.notStrictEqual(server.attributes["http.response.status_code"], 0)
+    }))
+
+  it.live("a client that leaves while its try waits: the try's span ends as ClientClosed", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      let arrived: () => void = () => {}
+      const reached = new Promise<void>((resolve) => (arrived = resolve))
+      const upstream = yield* startUpstream("hold", { rawHandler: () => arrived() })
+      const gateway = yield* startGateway(tracedConfig([upstream.url], receiver.url))
+      const controller = new AbortController()
+      const pending = fetch(gateway.url("/left"), { signal: controller.signal }).catch(() => undefined)
+      yield* Effect.promise(() => reached)
+      controller.abort()
+      yield* Effect.promise(() => pending)
+      const { server, tries } = yield* exported(receiver, "/left")
+      assert.strictEqual(tries[0].attributes["error.type"], "ClientClosed")
+      assert.strictEqual(server.attributes["error.type"], "ClientClosed")
     }))
 })
 

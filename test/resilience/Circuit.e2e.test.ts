@@ -277,4 +277,33 @@ describe("circuit breaker: CircuitOpen versus NoHealthyUpstream", () => {
       assert.strictEqual(endpoint.circuit, "closed")
       assert.strictEqual(served, 0)
     }))
+
+  it.live("one endpoint unhealthy and the other's circuit open: 503 CircuitOpen, since a circuit is what keeps traffic out", () =>
+    Effect.gen(function*() {
+      const served: Array<string> = []
+      const endpoint = (name: string, health: number, status: number) =>
+        startUpstream(name, {
+          handler: (req, res) => {
+            if (req.url !== "/health") served.push(name)
+            const code = req.url === "/health" ? health : status
+            res.writeHead(code, { "content-length": "0" })
+            res.end()
+          }
+        })
+      const a = yield* endpoint("a", 503, 200)
+      const b = yield* endpoint("b", 200, 500)
+      const gateway = yield* gatewayWithAdmin([a.url, b.url], {
+        health_check: { path: "/health", interval: "50ms", timeout: "1s", unhealthy_threshold: 1, healthy_threshold: 1 },
+        circuit_breaker: { consecutive_failures: 2, open_for: "10s" }
+      })
+      yield* eventually(Effect.map(endpointsOf(gateway), (es) => es[0].healthy === false && es[1].healthy), "a is unhealthy, b healthy")
+      assert.deepStrictEqual(yield* sequential((i) => gateway.url(`/fail/${i}`), 2), [500, 500])
+      assert.deepStrictEqual(served, ["b", "b"])
+      const es = yield* endpointsOf(gateway)
+      assert.deepStrictEqual(es.map((e) => [e.healthy, e.circuit]), [[false, "closed"], [true, "open"]])
+      const reply = yield* send(gateway.url("/refused"))
+      assert.strictEqual(reply.status, 503)
+      assert.match(reply.body, CIRCUIT_OPEN)
+      assert.deepStrictEqual(served, ["b", "b"])
+    }))
 })
