@@ -338,7 +338,7 @@ export class Exchange implements Receiving {
    * there is one.
    */
   onTryError(attempt: Try, error: GatewayError): void {
-    if (this.done || this.current !== attempt) return
+    // Only for the current try of a running exchange (Try and onTryTimeout check).
     this.endTry(attempt)
     this.head = undefined
     this.endTrySpan(attempt, 0, error._tag)

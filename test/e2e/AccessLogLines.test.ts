@@ -157,6 +157,21 @@ describe("access log lines (in process)", () => {
       assert.strictEqual(upstream.seen.length, 0)
     }))
 
+  it.live("a response the upstream cuts mid-body: the bytes that were sent, not an error body that never was", () =>
+    Effect.gen(function*() {
+      const { gateway, next } = yield* setup({
+        rawHandler: (req, res) => {
+          req.resume()
+          res.writeHead(200, { "content-length": "100" })
+          res.write("0123456789")
+          setTimeout(() => res.socket?.destroy(), 20)
+        }
+      })
+      yield* raw(gateway.port, "GET /items/cut HTTP/1.1\r\nHost: t\r\n\r\n", { untilClose: true }).pipe(Effect.ignore)
+      const line = yield* next(1)
+      assert.deepInclude(line, { error: "UpstreamReset", bytes_out: 10 })
+    }))
+
   it.live("an upstream that cannot be reached: 502 with the error's tag, the endpoint tried, and the bytes of the error body", () =>
     Effect.gen(function*() {
       const capture = yield* captureAccessLog

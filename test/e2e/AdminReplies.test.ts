@@ -90,4 +90,19 @@ describe("admin API replies", () => {
       assert.notInclude(gateway.logs.slice(before).map((l) => l.message), warning)
       assert.strictEqual((yield* send(url("/config"))).status, 401)
     }))
+
+  it.live("a config applied without an admin section: the admin API bound at start still answers, asking for no token", () =>
+    Effect.gen(function*() {
+      const { config, url } = yield* setup({ token: "s3cret-token" })
+      const { admin: _admin, ...withoutAdmin } = config
+      const put = yield* request(url("/config"), {
+        method: "PUT",
+        headers: { authorization: "Bearer s3cret-token", "content-type": "application/json" },
+        body: JSON.stringify(withoutAdmin)
+      })
+      assert.strictEqual(put.status, 200)
+      const res = yield* send(url("/config"))
+      assert.strictEqual(res.status, 200)
+      assert.notProperty(json(res.body), "admin")
+    }))
 })

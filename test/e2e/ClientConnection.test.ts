@@ -4,10 +4,12 @@
  * answered with `Connection: close`. Raw sockets on both sides where framing matters.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Effect, Metric } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { converse, sendAll } from "../support/wire.ts"
+import { openConnection } from "../support/connection.ts"
+import { eventually } from "../support/liveGateway.ts"
 
 const tagOf = (body: string): unknown => JSON.parse(body).error
 
@@ -371,4 +373,29 @@ describe("a client connection", () => {
       assert.deepStrictEqual(conversation.responses.map((r) => r.status), [400])
       assert.strictEqual(upstream.seen.length, 0)
     }))
+
+  it.live("a lingering close ends once the client is idle for 5 s (nginx's lingering_timeout), long before its 30 s cap", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const config = simpleConfig([upstream.url])
+      const gateway = yield* startGateway({ ...config, servers: config.servers.map((s) => ({ ...s, limits: { max_body_bytes: 16 } })) })
+      // A body far over the limit, of which only a part is sent: the 413 goes out, then the
+      // connection lingers for the rest, which never comes.
+      const client = yield* openConnection(gateway.port, { allowHalfOpen: true })
+      yield* client.write("POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 100000\r\n\r\n" + "y".repeat(1000))
+      const [refused] = yield* client.responses(1)
+      const answered = performance.now()
+      assert.strictEqual(refused.status, 413)
+      // The gateway's side: the client keeps its half open, so only the gateway's count of its
+      // connections shows when it let go.
+      const open = Effect.map(Metric.snapshot, (all) => {
+        const series = all.find((m) => m.id === "fibergate_client_connections" && m.attributes?.listener === "web")
+        return series === undefined ? assert.fail("no fibergate_client_connections{listener=web}") : Number((series.state as { readonly value: number }).value)
+      })
+      assert.strictEqual(yield* open, 1)
+      yield* eventually(Effect.map(open, (n) => n === 0), "the gateway closes the idle lingering connection", 20_000)
+      const took = performance.now() - answered
+      assert.isAtLeast(took, 4_500)
+      assert.isBelow(took, 20_000)
+    }), 30_000)
 })

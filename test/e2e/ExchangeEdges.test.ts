@@ -213,4 +213,58 @@ describe("an exchange at its edges", () => {
       assert.strictEqual((yield* request(gateway.url("/after"))).status, 200)
       console.error("SEEN", upstream.seen.map((r) => r.url)); assert.deepStrictEqual(upstream.seen.map((r) => r.url), ["/after"])
     }))
+
+  it.live("a chunked upload cut at max_body_bytes is the client's fault: counted as result error, never against the endpoint's circuit", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("app", { rawHandler: (req, res) => void req.on("end", () => answer(res, 200, "ok")).resume() })
+      const gateway = yield* startGateway({
+        admin: { listen: "127.0.0.1:0" },
+        log: { level: "none", access_log: false },
+        servers: [{ name: "web", listen: "127.0.0.1:0", limits: { max_body_bytes: 16 }, routes: [{ id: "all", upstream: "cut" }] }],
+        upstreams: { cut: { endpoints: [{ url: upstream.url }], circuit_breaker: { consecutive_failures: 1, open_for: "10s" } } }
+      })
+      const client = yield* openConnection(gateway.port)
+      yield* client.write("POST /big HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n8\r\n01234567\r\n")
+      yield* client.write("10\r\n0123456789abcdef\r\n0\r\n\r\n")
+      const [refused] = yield* client.responses(1)
+      assert.strictEqual(refused.status, 413)
+      assert.strictEqual(yield* counter("fibergate_upstream_attempts_total", { upstream: "cut", result: "error" }), 1)
+      const all = yield* Metric.snapshot
+      assert.isUndefined(all.find((m) => m.id === "fibergate_upstream_attempts_total" && m.attributes?.upstream === "cut" && m.attributes?.result === "protocol_error"))
+      const status = JSON.parse((yield* request(`http://127.0.0.1:${gateway.adminPort}/upstreams`)).body)
+      assert.strictEqual(status.upstreams.cut.endpoints[0].circuit, "closed")
+      assert.strictEqual((yield* request(gateway.url("/next"))).status, 200)
+    }))
+
+  it.live("a client that leaves mid-try releases the endpoint it was waiting on: nothing stays in flight", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const upstream = yield* startUpstream("hold", { rawHandler: () => fire(arrived, undefined) })
+      const gateway = yield* gatewayOver([upstream.url], {})
+      const client = yield* openConnection(gateway.port)
+      yield* client.write(getRequest("/held"))
+      yield* awaitSignal(arrived)
+      client.socket.destroy()
+      const inFlight = Effect.map(request(`http://127.0.0.1:${gateway.adminPort}/upstreams`), (r) => {
+        const app = JSON.parse(r.body).upstreams.app
+        return [app.in_flight, app.endpoints[0].in_flight] as const
+      })
+      yield* eventually(Effect.map(inFlight, ([group]) => group === 0), "the exchange has ended")
+      assert.deepStrictEqual(yield* inFlight, [0, 0])
+    }))
+
+  it.live("an upstream failure answered with 502 leaves the client's connection open for its next request", () =>
+    Effect.gen(function*() {
+      const closed = `http://127.0.0.1:${yield* freePort}`
+      const gateway = yield* gatewayOver([closed], {})
+      const client = yield* openConnection(gateway.port)
+      yield* client.write(getRequest("/one"))
+      const [first] = yield* client.responses(1)
+      assert.strictEqual(first.status, 502)
+      assert.notInclude(first.headers.get("connection") ?? [], "close")
+      yield* client.write(getRequest("/two"))
+      const responses = yield* client.responses(2)
+      assert.strictEqual(responses[1].status, 502)
+      assert.isFalse(client.isClosed())
+    }))
 })

@@ -36,6 +36,8 @@ describe("the gateway's own answers", () => {
         const res = yield* raw(gateway.port, request, { untilClose: status !== 404 })
         assert.strictEqual(res.status, status)
         assert.deepStrictEqual(JSON.parse(res.body), body)
+        assert.deepStrictEqual(res.headers.get("content-type"), ["application/json"])
+        assert.deepStrictEqual(res.headers.get("cache-control"), ["no-store"])
         assert.strictEqual(upstream.seen.length, 0)
       }))
   }

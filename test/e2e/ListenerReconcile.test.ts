@@ -14,6 +14,7 @@ import { startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { eventually, get, refuses, startLiveGateway, within, type LiveGateway } from "../support/liveGateway.ts"
 import { getRequest, openConnection } from "../support/connection.ts"
+import { parseResponses } from "../support/wire.ts"
 import { freePort, holdPort } from "../support/net.ts"
 import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
@@ -111,6 +112,36 @@ describe("listeners follow config reloads", () => {
       assert.strictEqual(res.body, "done")
       assert.strictEqual(res.headers.connection, "close", "the drained listener closes the connection after the response")
       yield* eventually(Effect.map(openConnections("extra"), (n) => n === undefined), "its connection gauge is removed once drained")
+    }))
+
+  it.live("a removed server's pipelined connection: the request running when the drain starts is the last, the one held behind it never runs", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const seen: Array<string> = []
+      const app = yield* startUpstream("app", {
+        rawHandler: (req, res) => {
+          seen.push(`${req.method} ${req.url}`)
+          req.resume()
+          if (req.url !== "/slow") return res.end("fast")
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("done"))
+        }
+      })
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "extra" }])))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fire(release, undefined)))
+      const connection = yield* openConnection(gateway.port("extra"))
+      // An unsafe request runs alone: the GET behind it is held until it is answered.
+      yield* connection.write("POST /slow HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nhi" + getRequest("/held"))
+      yield* awaitSignal(arrived)
+      yield* publish(gateway, configFor(app.url, [{ name: "web" }]))
+      fire(release, undefined)
+      const [last] = yield* connection.responses(1)
+      assert.strictEqual(last.body, "done")
+      assert.deepStrictEqual(last.headers.get("connection"), ["close"])
+      yield* connection.closed()
+      assert.deepStrictEqual(seen, ["POST /slow"])
+      assert.strictEqual(parseResponses(connection.text()).responses.length, 1)
     }))
 
   it.live("a changed listen address re-binds: the new address serves, the old one refuses", () =>

@@ -70,4 +70,34 @@ describe("upstream timeouts", () => {
       assert.deepStrictEqual(JSON.parse(res.body), { error: "UpstreamBodyTimeout", message: "Timed out waiting for the upstream response body" })
       assert.strictEqual(held.length, 1)
     }))
+
+  it.live("a body timeout before any body byte is a timeout like any other: retried on `timeout`, on the next endpoint", () =>
+    Effect.gen(function*() {
+      const held: Array<ServerResponse> = []
+      const stalls = yield* startUpstream("stalls", {
+        rawHandler: (_req, res) => {
+          res.writeHead(200, { "content-type": "text/plain", "content-length": "10" })
+          res.flushHeaders()
+          held.push(res)
+        }
+      })
+      const ok = yield* startUpstream("ok")
+      const base = simpleConfig([stalls.url, ok.url], { retry: { attempts: 2, on: ["timeout"], backoff: { base: "1ms", max: "1ms" } } }, { balance: "round_robin" })
+      const gateway = yield* startGateway({ ...base, shutdown: { drain_timeout: "200ms" } })
+      const headSeen = Deferred.makeUnsafe<number>()
+      const onHeaders = (message: unknown) => {
+        const { request: req, response } = message as { request: { origin: string }; response: { statusCode: number } }
+        if (req.origin === stalls.url) Deferred.doneUnsafe(headSeen, Effect.succeed(response.statusCode))
+      }
+      diagnosticsChannel.subscribe("undici:request:headers", onHeaders)
+      yield* Effect.addFinalizer(() => Effect.sync(() => diagnosticsChannel.unsubscribe("undici:request:headers", onHeaders)))
+      const reply = yield* Effect.forkChild(request(gateway.url("/stall")))
+      assert.strictEqual(yield* Deferred.await(headSeen).pipe(Effect.timeout("2 seconds")), 200)
+      undiciTimers.tick(0)
+      undiciTimers.tick(READ_TIMEOUT_MS)
+      const res = yield* Fiber.join(reply).pipe(Effect.timeout("2 seconds"))
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(JSON.parse(res.body).upstream, "ok")
+      assert.strictEqual(held.length, 1)
+    }))
 })
