@@ -10,6 +10,8 @@ import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts
 import { converse, sendAll } from "../support/wire.ts"
 import { openConnection } from "../support/connection.ts"
 import { eventually } from "../support/liveGateway.ts"
+import { send } from "../support/http.ts"
+import { awaitSignal, fire, signal } from "../support/signals.ts"
 
 const tagOf = (body: string): unknown => JSON.parse(body).error
 
@@ -398,4 +400,59 @@ describe("a client connection", () => {
       assert.isAtLeast(took, 4_500)
       assert.isBelow(took, 20_000)
     }), 30_000)
+
+  it.live("GETs held behind a POST run together once it is answered (only an unsafe request runs alone)", () =>
+    Effect.gen(function*() {
+      const events: Array<string> = []
+      const waiting: Array<() => void> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          const line = `${req.method} ${req.url}`
+          events.push(`arrived ${line}`)
+          req.resume()
+          const answer = () => {
+            events.push(`answered ${line}`)
+            res.writeHead(200, { "content-length": Buffer.byteLength(line) })
+            res.end(line)
+          }
+          if (req.method === "POST") return void req.on("end", answer)
+          // Each GET waits for the other (at most 1.5 s, so that a serial run still ends).
+          waiting.push(answer)
+          if (waiting.length === 2) for (const w of waiting.splice(0)) w()
+          else setTimeout(() => waiting.splice(0).forEach((w) => w()), 1_500)
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const conversation = yield* converse(
+        gateway.port,
+        sendAll("POST /w HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nxGET /b HTTP/1.1\r\nHost: x\r\n\r\nGET /c HTTP/1.1\r\nHost: x\r\n\r\n"),
+        { responses: 3, maxMs: 5_000 }
+      )
+      assert.deepStrictEqual(conversation.responses.map((r) => r.body), ["POST /w", "GET /b", "GET /c"])
+      assert.deepStrictEqual(events.slice(0, 4), ["arrived POST /w", "answered POST /w", "arrived GET /b", "arrived GET /c"])
+    }))
+
+  it.live("a client that leaves while requests are held: the held ones never run", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const seen: Array<string> = []
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          seen.push(req.url ?? "")
+          req.resume()
+          if (req.url === "/slow") return fire(arrived, undefined) // never answered
+          res.writeHead(200, { "content-length": "2" })
+          res.end("ok")
+        }
+      })
+      const base = simpleConfig([upstream.url])
+      // One upstream connection: a held request started by mistake would reach it before /after.
+      const gateway = yield* startGateway({ ...base, upstreams: { app: { ...base.upstreams.app, pool: { connections: 1 } } } })
+      const client = yield* openConnection(gateway.port)
+      yield* client.write("POST /slow HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\n\r\nxGET /held HTTP/1.1\r\nHost: x\r\n\r\n")
+      yield* awaitSignal(arrived)
+      client.socket.destroy()
+      assert.strictEqual((yield* send(gateway.url("/after"))).status, 200)
+      assert.deepStrictEqual(seen, ["/slow", "/after"])
+    }))
 })
