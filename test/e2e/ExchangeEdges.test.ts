@@ -267,4 +267,27 @@ describe("an exchange at its edges", () => {
       assert.strictEqual(responses[1].status, 502)
       assert.isFalse(client.isClosed())
     }))
+
+  it.live("every request earns its share of the retry budget: at 50% and no floor, the 2nd request's retry is granted and the 3rd's refused", () =>
+    Effect.gen(function*() {
+      const tries: Record<string, number> = {}
+      const upstream = yield* startUpstream("flaky", {
+        handler: (req, res) => {
+          const n = tries[req.url ?? ""] = (tries[req.url ?? ""] ?? 0) + 1
+          answer(res, n === 1 ? 503 : 200, `try ${n}`)
+        }
+      })
+      const gateway = yield* gatewayOver(
+        [upstream.url],
+        { retry: { attempts: 2, on: [503], backoff: { base: "1ms", max: "1ms" } } },
+        { retry_budget: { percent: 50, min_per_second: 0 } }
+      )
+      // 1 request counted: 50% of 1 is half a retry, none granted.
+      assert.strictEqual((yield* request(gateway.url("/1"))).status, 503)
+      // 2 requests: one retry.
+      assert.strictEqual((yield* request(gateway.url("/2"))).status, 200)
+      // 3 requests, one retry spent: 1.5, so no second one.
+      assert.strictEqual((yield* request(gateway.url("/3"))).status, 503)
+      assert.deepStrictEqual(tries, { "/1": 1, "/2": 2, "/3": 1 })
+    }))
 })
