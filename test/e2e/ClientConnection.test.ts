@@ -455,4 +455,25 @@ describe("a client connection", () => {
       assert.strictEqual((yield* send(gateway.url("/after"))).status, 200)
       assert.deepStrictEqual(seen, ["/slow", "/after"])
     }))
+
+  it.live("a bad chunk in the body of a request running beside an earlier one that has finished is still that request's 400", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a", {
+        rawHandler: (req, res) => {
+          req.resume()
+          if (req.url === "/a") return void setTimeout(() => res.writeHead(200, { "content-length": "1" }).end("a"), 100)
+          req.on("end", () => res.writeHead(200, { "content-length": "1" }).end("b"))
+        }
+      })
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const client = yield* openConnection(gateway.port)
+      // Two safe requests run together; the second one's chunked body is still coming.
+      yield* client.write("GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /b HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n")
+      const [first] = yield* client.responses(1)
+      assert.strictEqual(first.body, "a")
+      yield* client.write("zz\r\n")
+      const responses = yield* client.responses(2)
+      assert.strictEqual(responses[1].status, 400)
+      yield* client.closed()
+    }))
 })
