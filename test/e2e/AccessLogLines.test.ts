@@ -95,7 +95,7 @@ describe("access log lines (in process)", () => {
       assert.deepInclude(line, { route: "-", status: 404, upstream: "-", attempts: 0, bytes_in: 0, error: "RouteNotFound" })
       assert.strictEqual(line.bytes_out, Buffer.byteLength(res.body))
       assert.strictEqual((yield* raw(gateway.port, "GET /items HTTP/1.1\r\n\r\n", { untilClose: true })).status, 400)
-      assert.deepInclude(yield* next(2), { route: "-", status: 400, error: "BadRequest", attempts: 0 })
+      assert.deepInclude(yield* next(2), { route: "-", path: "-", status: 400, error: "BadRequest", attempts: 0 })
     }))
 
   it.live("refused by the matched route (body over max_body_bytes): the route's id, 413, no attempt", () =>
@@ -170,6 +170,15 @@ describe("access log lines (in process)", () => {
       yield* raw(gateway.port, "GET /items/cut HTTP/1.1\r\nHost: t\r\n\r\n", { untilClose: true }).pipe(Effect.ignore)
       const line = yield* next(1)
       assert.deepInclude(line, { error: "UpstreamReset", bytes_out: 10 })
+    }))
+
+  it.live("a malformed traceparent with tracing off: proxied as it came, and no trace id in the log", () =>
+    Effect.gen(function*() {
+      const { gateway, upstream, next } = yield* setup()
+      const res = yield* send(gateway.url("/items/tp"), { headers: { traceparent: "00-not-a-trace-01" } })
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(upstream.seen[0].headers.traceparent, "00-not-a-trace-01")
+      assert.deepInclude(yield* next(1), { path: "/items/tp", status: 200, trace_id: null })
     }))
 
   it.live("an upstream that cannot be reached: 502 with the error's tag, the endpoint tried, and the bytes of the error body", () =>

@@ -6,7 +6,7 @@
  * leaves, and a 304's Content-Length.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Metric } from "effect"
+import { Effect, Fiber, Metric } from "effect"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { unansweredPort } from "../support/blackhole.ts"
 import { getRequest, openConnection } from "../support/connection.ts"
@@ -14,7 +14,7 @@ import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { freePort } from "../support/net.ts"
-import { awaitSignal, fire, signal } from "../support/signals.ts"
+import { awaitSignal, fire, onSignal, signal } from "../support/signals.ts"
 
 /** One route `all` over upstream `app` (`urls`, round robin, in order), with an admin API. */
 const gatewayOver = (urls: ReadonlyArray<string>, route: Record<string, unknown>, upstream: Record<string, unknown> = {}) =>
@@ -289,5 +289,47 @@ describe("an exchange at its edges", () => {
       // 3 requests, one retry spent: 1.5, so no second one.
       assert.strictEqual((yield* request(gateway.url("/3"))).status, 503)
       assert.deepStrictEqual(tries, { "/1": 1, "/2": 2, "/3": 1 })
+    }))
+
+  it.live("a per-try timeout while the try still waits for a pool connection: 504, and the queued try never reaches the upstream", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const seen: Array<string> = []
+      const upstream = yield* startUpstream("busy", {
+        rawHandler: (req, res) => {
+          seen.push(req.url ?? "")
+          req.resume()
+          if (req.url === "/hold") {
+            fire(arrived, undefined)
+            return onSignal(release, () => answer(res, 200, "held"))
+          }
+          answer(res, 200, "ok")
+        }
+      })
+      // /hold has no per-try timeout of its own, so it keeps the one pool connection busy.
+      const gateway = yield* startGateway({
+        log: { level: "none", access_log: false },
+        shutdown: { drain_timeout: "200ms" },
+        servers: [{
+          name: "web",
+          listen: "127.0.0.1:0",
+          routes: [
+            { id: "hold", match: { path: { exact: "/hold" } }, upstream: "app" },
+            { id: "timed", upstream: "app", retry: { attempts: 1, per_try_timeout: "150ms" } }
+          ]
+        }],
+        upstreams: { app: { endpoints: [{ url: upstream.url }], pool: { connections: 1 } } }
+      })
+      yield* Effect.addFinalizer(() => Effect.sync(() => fire(release, undefined)))
+      const hold = yield* Effect.forkChild(send(gateway.url("/hold")))
+      yield* awaitSignal(arrived)
+      // The one connection is busy: this try waits in undici's queue until its timeout.
+      const queued = yield* request(gateway.url("/queued"))
+      assert.strictEqual(queued.status, 504)
+      fire(release, undefined)
+      assert.strictEqual((yield* Fiber.join(hold)).status, 200)
+      assert.strictEqual((yield* request(gateway.url("/after"))).status, 200)
+      assert.deepStrictEqual(seen, ["/hold", "/after"])
     }))
 })

@@ -49,6 +49,9 @@ describe("the gateway's own answers", () => {
       const res = yield* raw(gateway.port, "GET /old HTTP/1.0\r\n\r\n", { untilClose: true })
       assert.strictEqual(res.status, 200)
       assert.strictEqual(upstream.seen.length, 1)
+      // No Host came, so none goes on: an empty one, as HTTP/1.1 allows for a request without an authority.
+      assert.strictEqual(upstream.seen[0].headers.host, "")
+      assert.strictEqual(upstream.seen[0].headers["x-forwarded-host"], "")
     }))
 
   it.live("OPTIONS * is answered by the gateway: 200, Allow, an empty body", () =>

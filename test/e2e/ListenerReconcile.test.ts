@@ -144,6 +144,38 @@ describe("listeners follow config reloads", () => {
       assert.strictEqual(parseResponses(connection.text()).responses.length, 1)
     }))
 
+  it.live("a request that comes on a removed server's open connection after the reload is never forwarded, and the connection closes after the response in flight", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const seen: Array<string> = []
+      const app = yield* startUpstream("app", {
+        rawHandler: (req, res) => {
+          seen.push(req.url ?? "")
+          req.resume()
+          if (req.url !== "/slow") return res.end("fast")
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("done"))
+        }
+      })
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }, { name: "extra" }])))
+      yield* Effect.addFinalizer(() => Effect.sync(() => fire(release, undefined)))
+      const connection = yield* openConnection(gateway.port("extra"))
+      yield* connection.write(getRequest("/slow"))
+      yield* awaitSignal(arrived)
+      yield* publish(gateway, configFor(app.url, [{ name: "web" }]))
+      yield* connection.write(getRequest("/late"))
+      fire(release, undefined)
+      // The response in flight is the last on the connection: it closes, and the late request
+      // (refused with the removed listener's empty table) is never answered nor forwarded.
+      const [last] = yield* connection.responses(1)
+      assert.strictEqual(last.body, "done")
+      assert.deepStrictEqual(last.headers.get("connection"), ["close"])
+      yield* connection.closed()
+      assert.strictEqual(parseResponses(connection.text()).responses.length, 1)
+      assert.deepStrictEqual(seen, ["/slow"])
+    }))
+
   it.live("a changed listen address re-binds: the new address serves, the old one refuses", () =>
     Effect.gen(function*() {
       const app = yield* startUpstream("app")
