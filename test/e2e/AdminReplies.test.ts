@@ -104,5 +104,31 @@ describe("admin API replies", () => {
       const res = yield* send(url("/config"))
       assert.strictEqual(res.status, 200)
       assert.notProperty(json(res.body), "admin")
+      // The config in force now has no admin section at all: a further change still applies.
+      const again = yield* request(url("/config"), { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(withoutAdmin) })
+      assert.strictEqual(again.status, 200)
+    }))
+
+  it.live("PUT /config without a token on a gateway that never had one: applied, no warning", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const config = simpleConfig([app.url])
+      const gateway = yield* startLiveGateway(Gateway.layer(config))
+      const put = yield* request(`http://127.0.0.1:${gateway.adminPort}/config`, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify({ ...config, log: { level: "warn" } }) })
+      assert.strictEqual(put.status, 200)
+      assert.isFalse(gateway.logs.some((l) => l.message.includes("admin.token")), "no warning about the token")
+    }))
+
+  it.live("a config refused by PUT /config or POST /config/validate names where it came from in every problem", () =>
+    Effect.gen(function*() {
+      const { config, url } = yield* setup()
+      const bad = JSON.stringify({ ...config, servers: [{ ...config.servers[0], listen: "nowhere" }] })
+      const headers = { "content-type": "application/json" }
+      const put = json((yield* request(url("/config"), { method: "PUT", headers, body: bad })).body)
+      assert.strictEqual(put.error, "ConfigError")
+      assert.match(put.message as string, /^admin PUT \/config: /)
+      const validate = json((yield* request(url("/config/validate"), { method: "POST", headers, body: bad })).body)
+      assert.strictEqual(validate.valid, false)
+      assert.match(validate.message as string, /^admin POST \/config\/validate: /)
     }))
 })

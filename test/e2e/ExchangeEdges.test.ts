@@ -332,4 +332,19 @@ describe("an exchange at its edges", () => {
       assert.strictEqual((yield* request(gateway.url("/after"))).status, 200)
       assert.deepStrictEqual(seen, ["/hold", "/after"])
     }))
+
+  it.live("a try answered 500 counts as result 5xx, one answered 499 as success (5xx starts at 500)", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("codes", { handler: (req, res) => answer(res, Number(req.url?.slice(1)), "") })
+      const g = yield* startGateway({
+        log: { level: "none", access_log: false },
+        servers: [{ name: "web", listen: "127.0.0.1:0", routes: [{ id: "all", upstream: "codes" }] }],
+        upstreams: { codes: { endpoints: [{ url: upstream.url }] } }
+      })
+      assert.strictEqual((yield* request(g.url("/500"))).status, 500)
+      assert.strictEqual(yield* counter("fibergate_upstream_attempts_total", { upstream: "codes", result: "5xx" }), 1)
+      assert.strictEqual((yield* request(g.url("/499"))).status, 499)
+      assert.strictEqual(yield* counter("fibergate_upstream_attempts_total", { upstream: "codes", result: "success" }), 1)
+      assert.strictEqual(yield* counter("fibergate_upstream_attempts_total", { upstream: "codes", result: "5xx" }), 1)
+    }))
 })
