@@ -9,6 +9,8 @@ import { request, simpleConfig, startGateway, startUpstream } from "../support/h
 import { send } from "../support/http.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
 import { startLiveGateway } from "../support/liveGateway.ts"
+import { holdPort, raw } from "../support/net.ts"
+import { Exit, Layer } from "effect"
 
 const setup = (admin: Record<string, unknown> = {}) =>
   Effect.gen(function*() {
@@ -130,5 +132,40 @@ describe("admin API replies", () => {
       const validate = json((yield* request(url("/config/validate"), { method: "POST", headers, body: bad })).body)
       assert.strictEqual(validate.valid, false)
       assert.match(validate.message as string, /^admin POST \/config\/validate: /)
+    }))
+
+  it.live("replies are pretty JSON ending in a newline (curl-friendly); a 413 closes the connection", () =>
+    Effect.gen(function*() {
+      const { url } = yield* setup()
+      const health = yield* send(url("/health"))
+      assert.strictEqual(health.body, "{\n  \"status\": \"ok\"\n}\n")
+      const port = Number(new URL(url("/")).port)
+      const tooLarge = yield* raw(port, "PUT /config HTTP/1.1\r\nHost: a\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n", { untilClose: true })
+      assert.strictEqual(tooLarge.status, 413)
+      assert.deepStrictEqual(tooLarge.headers.get("connection"), ["close"])
+      assert.deepStrictEqual(JSON.parse(tooLarge.body), { error: "PayloadTooLarge", message: "The body is larger than 1048576 bytes", limit: 1048576 })
+    }))
+
+  it.live("GET /stats: uptime_seconds counts from the start, never more than the time since", () =>
+    Effect.gen(function*() {
+      const before = Date.now()
+      const { url } = yield* setup()
+      const stats = json((yield* send(url("/stats"))).body)
+      const uptime = stats.uptime_seconds as number
+      assert.isAtLeast(uptime, 0)
+      assert.isAtMost(uptime * 1000, Date.now() - before + 1)
+    }))
+
+  it.live("the start is logged with the admin API's address; an admin address that is taken fails the start naming the admin listener", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const config = simpleConfig([app.url])
+      const gateway = yield* startLiveGateway(Gateway.layer(config))
+      assert.include(gateway.logs.map((l) => l.message), `admin API on http://127.0.0.1:${gateway.adminPort}`)
+      const taken = yield* holdPort
+      const exit = yield* Effect.exit(Effect.scoped(Layer.build(Gateway.layer({ ...config, admin: { listen: `127.0.0.1:${taken.port}` } }))))
+      assert.isTrue(Exit.isFailure(exit))
+      const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
+      assert.deepInclude((error as { error: unknown } | undefined)?.error, { _tag: "ListenError", listener: "admin", address: `127.0.0.1:${taken.port}` })
     }))
 })
