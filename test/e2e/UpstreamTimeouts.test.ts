@@ -20,6 +20,19 @@ const undiciTimers = createRequire(import.meta.url)("undici/lib/util/timers.js")
 /** The read timeout of upstream responses (head and body), as documented in UpstreamGroup.ts. */
 const READ_TIMEOUT_MS = 60_000
 
+/** Resolves with the status once the gateway's undici has parsed a response head from `origin` (its body timer is armed then). */
+const headParsedFrom = (origin: string) =>
+  Effect.gen(function*() {
+    const headSeen = Deferred.makeUnsafe<number>()
+    const onHeaders = (message: unknown) => {
+      const { request: req, response } = message as { request: { origin: string }; response: { statusCode: number } }
+      if (req.origin === origin) Deferred.doneUnsafe(headSeen, Effect.succeed(response.statusCode))
+    }
+    diagnosticsChannel.subscribe("undici:request:headers", onHeaders)
+    yield* Effect.addFinalizer(() => Effect.sync(() => diagnosticsChannel.unsubscribe("undici:request:headers", onHeaders)))
+    return headSeen
+  })
+
 describe("upstream timeouts", () => {
   it.live("pool.connect_timeout: an endpoint that never answers the SYN gets 504 UpstreamConnectTimeout after the configured time", () =>
     Effect.gen(function*() {
@@ -51,13 +64,7 @@ describe("upstream timeouts", () => {
       // A short drain, so that a failing run does not wait 30 s at shutdown for the stalled response.
       const gateway = yield* startGateway({ ...simpleConfig([upstream.url]), shutdown: { drain_timeout: "200ms" } })
       // The gateway's undici has parsed the upstream's head (its body timer is armed then).
-      const headSeen = Deferred.makeUnsafe<number>()
-      const onHeaders = (message: unknown) => {
-        const { request: req, response } = message as { request: { origin: string }; response: { statusCode: number } }
-        if (req.origin === upstream.url) Deferred.doneUnsafe(headSeen, Effect.succeed(response.statusCode))
-      }
-      diagnosticsChannel.subscribe("undici:request:headers", onHeaders)
-      yield* Effect.addFinalizer(() => Effect.sync(() => diagnosticsChannel.unsubscribe("undici:request:headers", onHeaders)))
+      const headSeen = yield* headParsedFrom(upstream.url)
 
       const reply = yield* Effect.forkChild(request(gateway.url("/stall")))
       assert.strictEqual(yield* Deferred.await(headSeen).pipe(Effect.timeout("2 seconds")), 200)
@@ -84,13 +91,7 @@ describe("upstream timeouts", () => {
       const ok = yield* startUpstream("ok")
       const base = simpleConfig([stalls.url, ok.url], { retry: { attempts: 2, on: ["timeout"], backoff: { base: "1ms", max: "1ms" } } }, { balance: "round_robin" })
       const gateway = yield* startGateway({ ...base, shutdown: { drain_timeout: "200ms" } })
-      const headSeen = Deferred.makeUnsafe<number>()
-      const onHeaders = (message: unknown) => {
-        const { request: req, response } = message as { request: { origin: string }; response: { statusCode: number } }
-        if (req.origin === stalls.url) Deferred.doneUnsafe(headSeen, Effect.succeed(response.statusCode))
-      }
-      diagnosticsChannel.subscribe("undici:request:headers", onHeaders)
-      yield* Effect.addFinalizer(() => Effect.sync(() => diagnosticsChannel.unsubscribe("undici:request:headers", onHeaders)))
+      const headSeen = yield* headParsedFrom(stalls.url)
       const reply = yield* Effect.forkChild(request(gateway.url("/stall")))
       assert.strictEqual(yield* Deferred.await(headSeen).pipe(Effect.timeout("2 seconds")), 200)
       undiciTimers.tick(0)
