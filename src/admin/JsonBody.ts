@@ -32,27 +32,19 @@ export const readJsonBody = (
 ): Effect.Effect<unknown, BadRequest | PayloadTooLarge> =>
   Effect.callback<unknown, BadRequest | PayloadTooLarge>((resume) => {
     const declared = Number(req.headers["content-length"] ?? 0)
-    if (declared > limit) {
-      req.resume()
-      return resume(Effect.fail(tooLarge(limit)))
-    }
+    // node:http discards a body nobody read once the reply is out.
+    if (declared > limit) return resume(Effect.fail(tooLarge(limit)))
     // With a `checkContinue` listener node leaves the interim response to us.
     if (req.headers.expect?.toLowerCase() === "100-continue") res.writeContinue()
     const chunks: Array<Buffer> = []
     let size = 0
-    let settled = false
-    const settle = (outcome: Effect.Effect<unknown, BadRequest | PayloadTooLarge>) => {
-      if (settled) return
-      settled = true
-      resume(outcome)
-    }
+    // Only the first `resume` counts (Effect.callback): the end or close after a refusal is ignored.
     req.on("data", (chunk: Buffer) => {
-      if (settled) return
       size += chunk.length
-      if (size > limit) settle(Effect.fail(tooLarge(limit)))
+      if (size > limit) resume(Effect.fail(tooLarge(limit)))
       else chunks.push(chunk)
     })
-    req.on("end", () => settle(parse(Buffer.concat(chunks))))
-    req.on("error", (e) => settle(Effect.fail(new BadRequest({ message: `The body could not be read: ${e.message}` }))))
-    req.on("close", () => settle(Effect.fail(new BadRequest({ message: "The connection closed before the body ended" }))))
+    req.on("end", () => resume(parse(Buffer.concat(chunks))))
+    req.on("error", (e) => resume(Effect.fail(new BadRequest({ message: `The body could not be read: ${e.message}` }))))
+    req.on("close", () => resume(Effect.fail(new BadRequest({ message: "The connection closed before the body ended" }))))
   })

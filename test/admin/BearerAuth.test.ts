@@ -16,6 +16,12 @@ describe("checkBearer", () => {
     expect(checkBearer("BEARER   s3cret", "s3cret")).toBeUndefined()
   })
 
+  it("ignores whitespace around the credentials, as a caller that did not strip the header's value passes them", () => {
+    expect(checkBearer("  Bearer s3cret", "s3cret")).toBeUndefined()
+    expect(checkBearer("Bearer s3cret \t", "s3cret")).toBeUndefined()
+    expect(checkBearer("\tBearer s3cre ", "s3cret")).toBe("invalid")
+  })
+
   it("says missing without bearer credentials", () => {
     expect(checkBearer(undefined, "s3cret")).toBe("missing")
     expect(checkBearer("", "s3cret")).toBe("missing")

@@ -52,6 +52,12 @@ describe("redactSecrets: examples", () => {
     expect(redactSecrets(route)).toEqual({ id: "r", headers: { request: { set: { "x-api-key": REDACTED, "x-team": "blue" } } } })
   })
 
+  it("leaves an undefined secret undefined: nothing to hide, and JSON still omits the key", () => {
+    const out = redactSecrets({ admin: { token: undefined, listen: ":9901" } }) as { admin: Record<string, unknown> }
+    expect(out.admin.token).toBeUndefined()
+    expect(JSON.stringify(out)).toBe(`{"admin":{"listen":":9901"}}`)
+  })
+
   it("keeps a `__proto__` key as a key", () => {
     const value = JSON.parse(`{"__proto__": {"token": "t"}, "a": 1}`)
     const out = redactSecrets(value) as Record<string, unknown>

@@ -10,7 +10,9 @@ import { send } from "../support/http.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
 import { startLiveGateway } from "../support/liveGateway.ts"
 import { holdPort, raw } from "../support/net.ts"
-import { Exit, Layer } from "effect"
+import { Exit, Layer, SubscriptionRef } from "effect"
+import { ConfigSource } from "../../src/config/ConfigSource.ts"
+import { decoded } from "../support/effects.ts"
 
 const setup = (admin: Record<string, unknown> = {}) =>
   Effect.gen(function*() {
@@ -167,5 +169,27 @@ describe("admin API replies", () => {
       assert.isTrue(Exit.isFailure(exit))
       const error = Exit.isFailure(exit) ? exit.cause.reasons.find((r) => r._tag === "Fail") : undefined
       assert.deepInclude((error as { error: unknown } | undefined)?.error, { _tag: "ListenError", listener: "admin", address: `127.0.0.1:${taken.port}` })
+    }))
+
+  it.live("a defect in a handler (a custom config source whose reload dies): 500 InternalError with its first line, logged, and the API keeps answering", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const config = decoded(simpleConfig([app.url]))
+      // A library user's source, e.g. fed by a service registry, with a bug in its reload.
+      const source = Layer.effect(
+        ConfigSource,
+        Effect.map(SubscriptionRef.make(config), (ref) =>
+          ConfigSource.of({ config: ref, source: "registry", reload: Effect.die(new Error("registry client crashed")) }))
+      )
+      const gateway = yield* startLiveGateway(Gateway.layerWith(source))
+      const url = (path: string) => `http://127.0.0.1:${gateway.adminPort}${path}`
+      const res = yield* send(url("/reload"), { method: "POST" })
+      assert.strictEqual(res.status, 500)
+      const body = json(res.body)
+      assert.strictEqual(body.error, "InternalError")
+      assert.include(String(body.message), "registry client crashed")
+      assert.notInclude(String(body.message), "\n")
+      assert.isTrue(gateway.logs.some((l) => l.level === "Error" && l.message.includes("admin request failed")))
+      assert.strictEqual((yield* send(url("/health"))).status, 200)
     }))
 })
