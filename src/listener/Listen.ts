@@ -56,10 +56,14 @@ export const listen = (
  */
 export const drain = (server: Server, drainTimeoutMs: number): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
-    server.close(() => resume(Effect.void))
-    server.closeIdleConnections()
+    // Cleared once the drain is over, so no timer outlives the server (a library user's
+    // program ends when its gateway's scope closes, not a drain timeout later).
     const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs)
-    deadline.unref()
+    server.close(() => {
+      clearTimeout(deadline)
+      resume(Effect.void)
+    })
+    server.closeIdleConnections()
   })
 
 /**
