@@ -9,6 +9,7 @@ import { Effect, Exit, Fiber, Metric, Scope } from "effect"
 import { Agent, request as httpRequest } from "node:http"
 import { publishConfig } from "../../src/config/ConfigSource.ts"
 import * as Gateway from "../../src/gateway/Gateway.ts"
+import { limitDefaults } from "../../src/routing/RouteTable.ts"
 import { listenerBindFailures } from "../../src/telemetry/Metrics.ts"
 import { startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
@@ -300,6 +301,24 @@ describe("listeners follow config reloads", () => {
       )
       assert.strictEqual(yield* statusOn(port), 0, "the new max_connections applies in place: a second connection is dropped")
       assert.strictEqual(yield* statusOn(gateway.adminPort!, "/ready"), 200)
+    }))
+
+  it.live("a reload that spells out the defaults (protocol: http, the default max_header_bytes) keeps the binding and its open connection", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
+      const port = gateway.port("web")
+      const before = gateway.listeners.addresses.get("web")
+      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+      assert.isFalse((yield* getOn(agent, port)).reused)
+      yield* eventually(Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1), "the connection is back in the agent's pool")
+      const next = configFor(app.url, [{ name: "web", limits: { max_header_bytes: limitDefaults.max_header_bytes } }])
+      yield* publish(gateway, { ...next, servers: [{ ...next.servers[0], protocol: "http" }] })
+      yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the reload is applied")
+      assert.strictEqual(gateway.listeners.addresses.get("web"), before, "same binding")
+      assert.isFalse(gateway.logs.some((l) => l.message.includes("re-bound")))
+      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, route: "web-all", reused: true })
     }))
 
   it.live("shutting down right after a reload that adds and moves listeners leaves no port bound", () =>
