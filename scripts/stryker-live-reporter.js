@@ -2,11 +2,16 @@
  * A Stryker reporter that appends each surviving or uncovered mutant to
  * reports/mutants-live.txt as soon as it is tested, so that a long whole-suite run can be worked
  * on (tests written for its survivors) before it ends. Lines read like `npm run mutants`:
- * `file:line:col Status Mutator: "original" => "replacement"`.
+ * `file:line:col Status Mutator: "original" => "replacement"`. It also keeps
+ * reports/mutants-tally.json: each file's count of mutants by status so far.
  */
 import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from "node:fs"
 
 const OUT = "reports/mutants-live.txt"
+// Every tested mutant's status counted per file, rewritten after each one: a run stopped before
+// its end (and its JSON report) still gives each file's score so far.
+const TALLY = "reports/mutants-tally.json"
+const tally = {}
 const sources = new Map()
 
 const originalOf = (fileName, location) => {
@@ -23,6 +28,10 @@ class LiveReporter {
     writeFileSync(OUT, "")
   }
   onMutantTested(result) {
+    const name = result.fileName.startsWith(process.cwd()) ? result.fileName.slice(process.cwd().length + 1) : result.fileName
+    const counts = tally[name] ??= {}
+    counts[result.status] = (counts[result.status] ?? 0) + 1
+    writeFileSync(TALLY, JSON.stringify(tally, null, 2))
     if (result.status !== "Survived" && result.status !== "NoCoverage") return
     const { start } = result.location
     const file = result.fileName.startsWith(process.cwd()) ? result.fileName.slice(process.cwd().length + 1) : result.fileName
