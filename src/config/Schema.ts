@@ -2,6 +2,7 @@
  * The configuration contract (DESIGN.md §3) as Effect Schemas. Decoding is the only place
  * that validates the shape of the input: once a `Config` exists, the rest of the gateway trusts it.
  */
+import { CidrText } from "./Cidr.ts"
 import * as Schema from "effect/Schema"
 import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
@@ -181,6 +182,11 @@ export const Server = Schema.Struct({
     message: "Expected \"http\" (https, http2, h2c and tcp listeners are not supported yet)"
   })),
   limits: Schema.optionalKey(Limits),
+  /**
+   * Peers whose X-Forwarded-For is believed: the client's address is the rightmost entry not
+   * in these ranges (see proxy/ClientAddress.ts). Without it, the client is the peer.
+   */
+  trusted_proxies: Schema.optionalKey(Schema.Array(CidrText)),
   routes: Schema.Array(Route)
 })
 export type Server = typeof Server.Type

@@ -3,6 +3,8 @@
  * dispatch. Everything it consults was compiled when the config was loaded; per request it
  * reads the current snapshot synchronously and allocates little.
  */
+import type { CidrMatcher } from "../config/Cidr.ts"
+import { clientAddress } from "./ClientAddress.ts"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Transform, type TransformCallback } from "node:stream"
 import type { Router } from "../routing/Router.ts"
@@ -32,6 +34,8 @@ export interface CompiledRoute extends ExchangeRoute {
 export interface ListenerTable {
   readonly router: Router<CompiledRoute>
   readonly maxBodyBytes: number
+  /** The listener's `trusted_proxies`; undefined: the client is the peer. */
+  readonly trustedProxies?: CidrMatcher | undefined
   readonly accessLog: AccessLog | undefined
   /** Present when spans are exported; requests are then sampled by its ratio. */
   readonly tracing?: RequestTracing | undefined
@@ -84,7 +88,9 @@ const reject = (
   if (log !== undefined) {
     log.write({
       req,
-      clientIp: req.socket?.remoteAddress ?? "",
+      clientIp: table.trustedProxies === undefined
+        ? req.socket?.remoteAddress ?? ""
+        : clientAddress(req.socket?.remoteAddress ?? "", scanRequestHeaders(req.rawHeaders).forwardedFor, table.trustedProxies),
       route: route?.id ?? "-",
       path,
       status,
@@ -160,7 +166,8 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
     reject(table, req, res, tooLarge, true, target.path, route)
     return
   }
-  const ip = req.socket.remoteAddress ?? ""
+  const peer = req.socket.remoteAddress ?? ""
+  const ip = clientAddress(peer, scan.forwardedFor, table.trustedProxies)
   const group = route.group
   const pickContext = { clientIp: ip, path: target.path, header }
   let endpoint = group.balancer.pick(pickContext, group.eligible) as Endpoint | undefined
@@ -180,7 +187,7 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   const host = url.charCodeAt(0) === 47 ? scan.host ?? "" : target.host
   headers.push(
     "host", host,
-    "x-forwarded-for", scan.forwardedFor === undefined ? ip : `${scan.forwardedFor}, ${ip}`,
+    "x-forwarded-for", scan.forwardedFor === undefined ? peer : `${scan.forwardedFor}, ${peer}`,
     "x-forwarded-proto", "http",
     "x-forwarded-host", host,
     "via", scan.via === undefined ? VIA : `${scan.via}, ${VIA}`

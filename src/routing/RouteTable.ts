@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
+import { compileCidrs } from "../config/Cidr.ts"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, Server } from "../config/Schema.ts"
 import { compileHeaderRules } from "../proxy/HeaderRules.ts"
@@ -58,6 +59,7 @@ const compileListener = (
     } satisfies CompiledRoute
   }))),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
+  trustedProxies: server.trusted_proxies === undefined || server.trusted_proxies.length === 0 ? undefined : compileCidrs(server.trusted_proxies),
   accessLog: accessLog?.(server.name),
   tracing: tracer === undefined ? undefined : { tracer, sampleRatio, listener: server.name },
   rejections
