@@ -148,12 +148,12 @@ export class Listeners extends Context.Service<Listeners, {
       }
       // The listening socket closes before `FiberSet.run` returns (the fiber starts at once and
       // runs up to the drain's wait), so its address is free for what the reconcile binds next.
+      // A retired listener is always the one in force under its name (a move binds the new one
+      // first but keeps it only after this).
       const retire = (live: Live) => {
         live.drain.draining = true
-        if (lives.get(live.name) === live) {
-          lives.delete(live.name)
-          addresses.delete(live.name)
-        }
+        lives.delete(live.name)
+        addresses.delete(live.name)
         return FiberSet.run(retiring, Scope.close(live.scope, Exit.void))
       }
       const reportBindFailure = (error: ListenError, outcome: string) =>

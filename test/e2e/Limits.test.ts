@@ -87,6 +87,16 @@ describe("listener limits", () => {
       assert.deepStrictEqual(upstream.seen, [])
     }))
 
+  it.live("header_timeout still holds with request_timeout 0 (off): a stalled head gets 408", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("a")
+      const gateway = yield* startGateway(withLimits(upstream.url, { header_timeout: "300ms", request_timeout: "0s" }))
+      const conversation = yield* converse(gateway.port, (socket) => void socket.write("GET / HTTP/1.1\r\nHost: t\r\nX-Slow: "), { maxMs: 5_000 })
+      assert.strictEqual(conversation.responses[0]?.status, 408)
+      assert.isTrue(conversation.closed)
+      assert.deepStrictEqual(upstream.seen, [])
+    }))
+
   it.live("request_timeout: a body that does not finish in time gets 408 RequestTimeout and the upstream request is cut", () =>
     Effect.gen(function*() {
       const upstreamAborted = signal<boolean>()
