@@ -44,6 +44,36 @@ describe("graceful drain", () => {
       assert.strictEqual(res.headers.connection, "close")
       yield* Fiber.join(closing)
     }))
+  it.live("every listener stops accepting at once: one still draining a request does not keep another open, and the live address view empties", () =>
+    Effect.gen(function*() {
+      const arrived = signal()
+      const release = signal()
+      const upstream = yield* startUpstream("slow", {
+        rawHandler: (_req, res) => {
+          fire(arrived, undefined)
+          onSignal(release, () => res.end("done"))
+        }
+      })
+      const base = simpleConfig([upstream.url])
+      const config = { ...base, servers: [base.servers[0], { ...base.servers[0], name: "second", routes: [{ id: "second", upstream: "app" }] }] }
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Gateway.layer(config), scope)
+      const addresses = Context.get(context, Listeners).addresses
+      const [first, second] = [addresses.get("web")!.port, addresses.get("second")!.port]
+      // The request in flight is on the first listener: were the drains one after another, the
+      // second would go on accepting until that request ends.
+      const inFlight = yield* Effect.forkChild(send(`http://127.0.0.1:${first}/slow`))
+      yield* awaitSignal(arrived)
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      yield* eventually(refuses(first), "the first listener refuses new connections")
+      yield* eventually(refuses(second), "the second listener refuses new connections while the first drains")
+      assert.isUndefined(closing.pollUnsafe(), "the drain waits for the request in flight")
+      assert.strictEqual(addresses.size, 0)
+      fire(release, undefined)
+      assert.strictEqual((yield* Fiber.join(inFlight)).status, 200)
+      yield* Fiber.join(closing)
+    }))
+
   it.live("while draining, a response the gateway answers itself (404) also says Connection: close, and the connection ends", () =>
     Effect.gen(function*() {
       const arrived = signal()
