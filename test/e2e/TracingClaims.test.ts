@@ -69,6 +69,17 @@ describe("tracing: attributes and errors", () => {
       assert.deepStrictEqual([server.status === ERROR, tries[0].status === ERROR], [false, false])
     }))
 
+  it.live("behind a trusted proxy, client.address is the client X-Forwarded-For names", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const upstream = yield* startUpstream("behind")
+      const config = tracedConfig([upstream.url], receiver.url)
+      const gateway = yield* startGateway({ ...config, servers: [{ ...config.servers[0], trusted_proxies: ["127.0.0.1"] }] })
+      assert.strictEqual((yield* request(gateway.url("/behind"), { headers: { "x-forwarded-for": "203.0.113.7" } })).status, 200)
+      const { server } = yield* exported(receiver, "/behind")
+      assert.strictEqual(server.attributes["client.address"], "203.0.113.7")
+    }))
+
   it.live("a try answered 404 is an error client span (error.type 404); its server span is not an error, being below 500", () =>
     Effect.gen(function*() {
       const receiver = yield* startOtlpReceiver
