@@ -12,17 +12,23 @@ import { connect } from "node:net"
 const readyStatus = (port: number) =>
   Effect.promise(() => fetch(`http://127.0.0.1:${port}/ready`).then((r) => r.status, () => 0))
 
+/** An upstream that holds each request until `release` fires, then answers "done". */
+const heldUpstream = Effect.gen(function*() {
+  const arrived = signal()
+  const release = signal()
+  const upstream = yield* startUpstream("slow", {
+    rawHandler: (_req, res) => {
+      fire(arrived, undefined)
+      onSignal(release, () => res.end("done"))
+    }
+  })
+  return { upstream, arrived, release }
+})
+
 describe("graceful drain", () => {
   it.live("closing the gateway: /ready turns 503, new connections are refused, a request in flight completes with Connection: close", () =>
     Effect.gen(function*() {
-      const arrived = signal()
-      const release = signal()
-      const upstream = yield* startUpstream("slow", {
-        rawHandler: (_req, res) => {
-          fire(arrived, undefined)
-          onSignal(release, () => res.end("done"))
-        }
-      })
+      const { upstream, arrived, release } = yield* heldUpstream
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(Gateway.layer(simpleConfig([upstream.url])), scope)
       const port = Context.get(context, Listeners).addresses.get("web")!.port
@@ -46,14 +52,7 @@ describe("graceful drain", () => {
     }))
   it.live("every listener stops accepting at once: one still draining a request does not keep another open, and the live address view empties", () =>
     Effect.gen(function*() {
-      const arrived = signal()
-      const release = signal()
-      const upstream = yield* startUpstream("slow", {
-        rawHandler: (_req, res) => {
-          fire(arrived, undefined)
-          onSignal(release, () => res.end("done"))
-        }
-      })
+      const { upstream, arrived, release } = yield* heldUpstream
       const base = simpleConfig([upstream.url])
       const config = { ...base, servers: [base.servers[0], { ...base.servers[0], name: "second", routes: [{ id: "second", upstream: "app" }] }] }
       const scope = yield* Scope.make()
@@ -76,14 +75,7 @@ describe("graceful drain", () => {
 
   it.live("while draining, a response the gateway answers itself (404) also says Connection: close, and the connection ends", () =>
     Effect.gen(function*() {
-      const arrived = signal()
-      const release = signal()
-      const upstream = yield* startUpstream("slow", {
-        rawHandler: (_req, res) => {
-          fire(arrived, undefined)
-          onSignal(release, () => res.end("done"))
-        }
-      })
+      const { upstream, arrived, release } = yield* heldUpstream
       const config = simpleConfig([upstream.url], { match: { path: { prefix: "/slow" } } })
       const scope = yield* Scope.make()
       const context = yield* Layer.buildWithScope(Gateway.layer(config), scope)

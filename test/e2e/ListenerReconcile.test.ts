@@ -55,6 +55,20 @@ const getOn = (agent: Agent, port: number) =>
     req.end()
   }).pipe(Effect.timeout("5 seconds"))
 
+/**
+ * A keep-alive agent with one connection to `port`, opened by a first GET and back idle in its
+ * pool; `idle` tells whether it still is. Destroyed with the test's scope.
+ */
+const keptConnection = (port: number) =>
+  Effect.gen(function*() {
+    const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
+    assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, route: "web-all", reused: false })
+    const idle = Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1)
+    yield* eventually(idle, "the connection is back in the agent's pool")
+    return { agent, idle }
+  })
+
 /** `fibergate_client_connections{listener}` as the registry holds it now (undefined: no such series). */
 const openConnections = (listener: string) =>
   Metric.snapshot.pipe(Effect.map((all) => {
@@ -281,11 +295,7 @@ describe("listeners follow config reloads", () => {
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
       const port = gateway.port("web")
       const before = gateway.listeners.addresses.get("web")
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
-      assert.deepStrictEqual(yield* getOn(agent, port), { status: 200, route: "web-all", reused: false })
-      const idle = Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1)
-      yield* eventually(idle, "the connection is back in the agent's pool")
+      const { agent, idle } = yield* keptConnection(port)
 
       // max_connections 1: with the kept connection open, the listener takes no other.
       const next = configFor(app.url, [{ name: "web", limits: { max_connections: 1, idle_timeout: "5s" } }])
@@ -309,10 +319,7 @@ describe("listeners follow config reloads", () => {
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web" }])))
       const port = gateway.port("web")
       const before = gateway.listeners.addresses.get("web")
-      const agent = new Agent({ keepAlive: true, maxSockets: 1 })
-      yield* Effect.addFinalizer(() => Effect.sync(() => agent.destroy()))
-      assert.isFalse((yield* getOn(agent, port)).reused)
-      yield* eventually(Effect.sync(() => Object.values(agent.freeSockets).flat().length === 1), "the connection is back in the agent's pool")
+      const { agent } = yield* keptConnection(port)
       const next = configFor(app.url, [{ name: "web", limits: { max_header_bytes: limitDefaults.max_header_bytes } }])
       yield* publish(gateway, { ...next, servers: [{ ...next.servers[0], protocol: "http" }] })
       yield* eventually(Effect.sync(() => gateway.routes.generation() === 2), "the reload is applied")
