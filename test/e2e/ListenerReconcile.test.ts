@@ -408,6 +408,7 @@ describe("listeners follow config reloads", () => {
       const app = yield* startUpstream("app")
       const port = yield* freePort
       const gateway = yield* startLiveGateway(Gateway.layer(configFor(app.url, [{ name: "web", listen: `127.0.0.1:${port}` }])))
+      assert.include(gateway.logs.map((l) => l.message), `listener web on http://127.0.0.1:${port}`)
       const before = gateway.listeners.addresses.get("web")
       // "probe", added after web in the same reload, is logged once the reconcile has passed web.
       const next = configFor(app.url, [{ name: "web", listen: `127.0.0.1:${port}`, limits: { idle_timeout: "5s" } }, { name: "probe" }])
