@@ -22,13 +22,12 @@ export const clientAddress = (peer: string, forwardedFor: string | undefined, tr
   if (trusted === undefined || forwardedFor === undefined || !trusted(peer)) return peer
   let client = peer
   let end = forwardedFor.length
-  while (end >= 0) {
+  for (;;) {
     const comma = forwardedFor.lastIndexOf(",", end - 1)
     const entry = forwardedFor.slice(comma + 1, end).trim()
     if (!isIpAddress(entry)) return client
+    if (comma === -1 || !trusted(entry)) return entry
     client = entry
-    if (!trusted(entry)) return entry
     end = comma
   }
-  return client
 }

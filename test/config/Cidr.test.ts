@@ -19,17 +19,18 @@ const sameLeading = (a: bigint, b: bigint, bits: number, width: number) =>
 
 describe("CidrText", () => {
   it("accepts addresses and ranges of both families", () => {
-    for (const text of ["10.0.0.0/8", "192.0.2.1", "0.0.0.0/0", "2001:db8::/32", "::1", "::/0", "::ffff:10.0.0.0/104", "10.1.2.3/32"]) {
+    for (const text of ["10.0.0.0/8", "192.0.2.1", "0.0.0.0/0", "2001:db8::/32", "::1", "::/0", "::ffff:10.0.0.0/104", "10.1.2.3/32", "2001:db8::1/128"]) {
       expect(valid(text), text).toBe(true)
     }
   })
 
   it("refuses what is not one, with a message saying what is expected", () => {
-    for (const text of ["", "10", "10.0.0", "0x0a.0.0.1", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "10.0.0.0/8/8", "10.0.0.0/-1", "example.com", "10.0.0.256"]) {
+    for (const text of ["", "10", "10.0.0", "0x0a.0.0.1", "10.0.0.0/33", "2001:db8::/129", "10.0.0.0/", "10.0.0.0/8/8", "10.0.0.0/-1", "example.com", "10.0.0.256", "10.0.0.0/8 ", "10.0.0.0/1e1"]) {
       expect(valid(text), text).toBe(false)
     }
-    const exit = Schema.decodeUnknownExit(CidrText)("10.0.0.0/33")
-    expect(String(exit)).toContain("Expected an IP address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
+    for (const text of ["10.0.0.0/33", "example.com"]) {
+      expect(String(Schema.decodeUnknownExit(CidrText)(text))).toContain("Expected an IP address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32")
+    }
   })
 })
 
@@ -49,6 +50,18 @@ describe("compileCidrs", () => {
     expect(m("10")).toBe(false)
     expect(m("not an address")).toBe(false)
     expect(compileCidrs([])("10.0.0.1")).toBe(false)
+  })
+
+  it("a bare IPv6 address is one host; a mapped-looking range shorter than /96 stays an IPv6 range", () => {
+    expect(compileCidrs(["::1"])("::1")).toBe(true)
+    expect(compileCidrs(["::1"])("::2")).toBe(false)
+    const wide = compileCidrs(["::ffff:10.0.0.0/80"])
+    expect(wide("::1")).toBe(true)
+    expect(wide("2001:db8::1")).toBe(false)
+  })
+
+  it("skips what is not a range (the config decoder refuses it first)", () => {
+    expect(compileCidrs(["garbage", "10.0.0.0/8"])("10.1.1.1")).toBe(true)
   })
 
   it("property: an IPv4 address is in a range exactly when its leading bits equal the range's", () => {
