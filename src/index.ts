@@ -21,7 +21,7 @@ export { Upstreams } from "./upstream/Upstreams.ts"
 export { makeBalancer, type Balancer, type BalanceAlgorithm, type HashOn } from "./upstream/Balancer.ts"
 export { HealthChecks, runHealthCheck, type ProbeFactory } from "./resilience/HealthChecks.ts"
 export { initialHealth, observeProbe, type HealthState } from "./resilience/HealthState.ts"
-export { RouteTable } from "./routing/RouteTable.ts"
+export { RouteTable } from "./proxy/RouteTable.ts"
 export { compileRouter, type Router, type RouteRequest } from "./routing/Router.ts"
 export { Listeners } from "./listener/Listeners.ts"
 export { Readiness } from "./listener/Readiness.ts"
@@ -45,4 +45,4 @@ export {
   UpstreamResponseTimeout,
   UpstreamTimeout,
   type GatewayError
-} from "./proxy/GatewayError.ts"
+} from "./middleware/GatewayError.ts"

@@ -10,7 +10,7 @@ import type { Duplex } from "node:stream"
 import { sendError } from "../proxy/Exchange.ts"
 import type { Rejections } from "../telemetry/Metrics.ts"
 import { connectionOf, type ClientConnection } from "../proxy/ClientConnection.ts"
-import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, RequestTimeout, type GatewayError } from "../proxy/GatewayError.ts"
+import { errorResponse, BadRequest, HeadersTooLarge, MethodNotAllowed, RequestTimeout, type GatewayError } from "../middleware/GatewayError.ts"
 
 const writeAndClose = (socket: Duplex, error: GatewayError) => {
   if (socket.writable) {

@@ -18,7 +18,7 @@
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
-import type { GatewayError } from "./GatewayError.ts"
+import type { GatewayError } from "../middleware/GatewayError.ts"
 
 const state = Symbol("fibergate.clientConnection")
 

@@ -17,7 +17,7 @@ import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
-import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "./GatewayError.ts"
+import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "../middleware/GatewayError.ts"
 import { closeAfterResponse, connectionOf, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"

@@ -12,7 +12,7 @@ import {
   UpstreamReset,
   UpstreamResponseTimeout,
   type GatewayError
-} from "./GatewayError.ts"
+} from "../middleware/GatewayError.ts"
 
 const connectCodes = new Set([
   "ECONNREFUSED",

@@ -9,7 +9,7 @@ import { EventEmitter } from "node:events"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Socket } from "node:net"
 import { ClientConnection } from "../../src/proxy/ClientConnection.ts"
-import { BadRequest } from "../../src/proxy/GatewayError.ts"
+import { BadRequest } from "../../src/middleware/GatewayError.ts"
 
 const SAFE = new Set(["GET", "HEAD", "OPTIONS", "TRACE"])
 const fakeReq = { complete: true, resume: () => undefined } as unknown as IncomingMessage

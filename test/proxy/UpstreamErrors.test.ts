@@ -1,5 +1,5 @@
 import { assert, describe, it } from "@effect/vitest"
-import { errorResponse } from "../../src/proxy/GatewayError.ts"
+import { errorResponse } from "../../src/middleware/GatewayError.ts"
 import { BODY_TOO_LARGE, fromUpstreamError } from "../../src/proxy/UpstreamErrors.ts"
 
 const withCode = (code: string) => Object.assign(new Error(code), { code })

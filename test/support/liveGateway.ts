@@ -15,7 +15,7 @@ import { ConfigSource } from "../../src/config/ConfigSource.ts"
 import { debounceChanges, DEFAULT_DEBOUNCE, watchFileChanges } from "../../src/config/FileWatch.ts"
 import type { GatewayServices } from "../../src/gateway/Gateway.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
-import { RouteTable } from "../../src/routing/RouteTable.ts"
+import { RouteTable } from "../../src/proxy/RouteTable.ts"
 import { configReloads } from "../../src/telemetry/Metrics.ts"
 
 export interface LogLine {

@@ -3,7 +3,7 @@
  * maps to its one status; `errorResponse` is the only place that turns one into a response.
  */
 import { assert, describe, it } from "@effect/vitest"
-import * as E from "../../src/proxy/GatewayError.ts"
+import * as E from "../../src/middleware/GatewayError.ts"
 
 describe("gateway errors", () => {
   it.each([

@@ -12,8 +12,8 @@ import * as SubscriptionRef from "effect/SubscriptionRef"
 import { compileCidrs } from "../config/Cidr.ts"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, Server } from "../config/Schema.ts"
-import { compileHeaderRules } from "../proxy/HeaderRules.ts"
-import type { CompiledRoute, ListenerTable } from "../proxy/ProxyHandler.ts"
+import { compileHeaderRules } from "./HeaderRules.ts"
+import type { CompiledRoute, ListenerTable } from "./ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
 import type * as Tracer from "effect/Tracer"
@@ -21,9 +21,9 @@ import { makeRejections, makeRouteMetrics, noRejections, noRouteMetrics, type Re
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
-import { compilePathRewrite } from "./Rewrite.ts"
-import { compileRouter } from "./Router.ts"
-import { findShadowedRoutes, formatShadowWarning } from "./Shadowing.ts"
+import { compilePathRewrite } from "../routing/Rewrite.ts"
+import { compileRouter } from "../routing/Router.ts"
+import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
 export const limitDefaults = {
@@ -94,7 +94,7 @@ export class RouteTable extends Context.Service<RouteTable, {
   readonly current: (listener: string) => ListenerTable | undefined
   /** How many configs have been applied (1 after start); for tests and the admin API. */
   readonly generation: () => number
-}>()("fibergate/routing/RouteTable") {
+}>()("fibergate/proxy/RouteTable") {
   static readonly layer: Layer.Layer<RouteTable, never, ConfigSource | Upstreams | Tracing> = Layer.effect(
     RouteTable,
     Effect.gen(function*() {
