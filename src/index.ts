@@ -31,6 +31,11 @@ export { Tracing, parseTraceParent, type TraceParent } from "./telemetry/Tracing
 export {
   BadRequest,
   CircuitOpen,
+  ConcurrencyLimited,
+  Forbidden,
+  RateLimited,
+  RateLimiterUnavailable,
+  Unauthorized,
   errorResponse,
   HeadersTooLarge,
   InternalError,
@@ -46,3 +51,6 @@ export {
   UpstreamTimeout,
   type GatewayError
 } from "./middleware/GatewayError.ts"
+export type { Middleware, Reply, RequestView } from "./middleware/Middleware.ts"
+export { CustomMiddlewares } from "./middleware/CustomMiddlewares.ts"
+export { Limiters } from "./middleware/Limiters.ts"

@@ -6,6 +6,8 @@ import { CidrText } from "./Cidr.ts"
 import * as Schema from "effect/Schema"
 import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
+import { HeaderName, Method } from "./HttpText.ts"
+import { MiddlewareList, NamedMiddlewares, type MiddlewareItem } from "./MiddlewareSchema.ts"
 
 const validRegex = (source: string): true | string => {
   try {
@@ -55,9 +57,6 @@ const endpointUrl = (s: string): true | string => {
   return true
 }
 
-const Method = Schema.String.pipe(
-  Schema.check(Schema.isPattern(/^[A-Z]+$/, { message: "Expected an upper-case HTTP method such as GET" }))
-)
 
 const exactlyOne = (keys: ReadonlyArray<string>) => (o: object): true | string =>
   keys.filter((k) => Object.hasOwn(o, k)).length === 1 || `Expected exactly one of ${keys.join(", ")}`
@@ -111,9 +110,6 @@ export const Rewrite = Schema.Struct({
 })))
 export type Rewrite = typeof Rewrite.Type
 
-const HeaderName = Schema.String.pipe(
-  Schema.check(Schema.isPattern(/^[!#$%&'*+.^_`|~0-9A-Za-z-]+$/, { message: "Expected an HTTP header name" }))
-)
 const HeaderValue = Schema.String.pipe(
   Schema.check(Schema.isPattern(/^[\t\x20-\x7e\x80-\xff]*$/, { message: "Expected a header value without control characters" }))
 )
@@ -157,7 +153,9 @@ export const Route = Schema.Struct({
     response: Schema.optionalKey(HeaderOps)
   })),
   timeout: Schema.optionalKey(DurationMs),
-  retry: Schema.optionalKey(Retry)
+  retry: Schema.optionalKey(Retry),
+  /** Run in order after the server's own; see MiddlewareSchema.ts. */
+  middlewares: Schema.optionalKey(MiddlewareList)
 })
 export type Route = typeof Route.Type
 
@@ -187,6 +185,8 @@ export const Server = Schema.Struct({
    * in these ranges (see proxy/ClientAddress.ts). Without it, the client is the peer.
    */
   trusted_proxies: Schema.optionalKey(Schema.Array(CidrText)),
+  /** Run before every route's own middlewares. */
+  middlewares: Schema.optionalKey(MiddlewareList),
   routes: Schema.Array(Route)
 })
 export type Server = typeof Server.Type
@@ -316,7 +316,19 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
     else listens.set(key, formatPath(where))
   }
   if (c.admin !== undefined) claimListen(c.admin.listen, ["admin", "listen"])
+  const named = c.middlewares ?? {}
+  const checkNames = (list: ReadonlyArray<MiddlewareItem> | undefined, where: ReadonlyArray<PropertyKey>) =>
+    list?.forEach((item, k) => {
+      if (typeof item === "string" && !Object.hasOwn(named, item)) {
+        issues.push({
+          path: [...where, k],
+          issue: `Unknown middleware ${JSON.stringify(item)} (defined in middlewares: ${Object.keys(named).join(", ") || "none"})`
+        })
+      }
+    })
   c.servers.forEach((server, i) => {
+    checkNames(server.middlewares, ["servers", i, "middlewares"])
+    server.routes.forEach((route, j) => checkNames(route.middlewares, ["servers", i, "routes", j, "middlewares"]))
     if (names.has(server.name)) issues.push({ path: ["servers", i, "name"], issue: `Duplicate server name ${server.name}` })
     names.add(server.name)
     claimListen(server.listen, ["servers", i, "listen"])
@@ -370,6 +382,7 @@ const ConfigFields = {
   workers: Schema.optionalKey(Schema.Union([PositiveInt, Schema.Literal("auto")])),
   shutdown: Schema.optionalKey(Shutdown),
   telemetry: Schema.optionalKey(Telemetry),
+  middlewares: Schema.optionalKey(NamedMiddlewares),
   servers: Schema.Array(Server).pipe(Schema.check(Schema.isMinLength(1))),
   upstreams: Schema.Record(Schema.String, Upstream)
 }

@@ -14,6 +14,9 @@ import { HealthChecks } from "../resilience/HealthChecks.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
 import * as ProcessMetrics from "../telemetry/ProcessMetrics.ts"
+import { CustomMiddlewares } from "../middleware/CustomMiddlewares.ts"
+import { Limiters } from "../middleware/Limiters.ts"
+import type { Middleware } from "../middleware/Middleware.ts"
 
 export type GatewayServices = ConfigSource | Tracing | Upstreams | HealthChecks | RouteTable | Readiness | Listeners | Admin
 
@@ -31,6 +34,11 @@ export const layerWith = <E, RT = never>(
      * Tracer instead (e.g. `@effect/opentelemetry`'s NodeSdk layer).
      */
     readonly tracing?: Layer.Layer<Tracing, never, ConfigSource | RT>
+    /**
+     * Middlewares by the name `custom: <name>` refers to; the Layer then requires what they
+     * require (provide it with your own Layers).
+     */
+    readonly middlewares?: Readonly<Record<string, Middleware<RT>>>
   }
 ): Layer.Layer<GatewayServices, E | ListenError, RT> =>
   Listeners.layer.pipe(
@@ -39,7 +47,12 @@ export const layerWith = <E, RT = never>(
     Layer.provideMerge(RouteTable.layer),
     Layer.provideMerge(HealthChecks.layer),
     Layer.provideMerge(Upstreams.layer),
-    Layer.provideMerge(Layer.merge(options?.tracing ?? Tracing.layer, ProcessMetrics.layer)),
+    Layer.provideMerge(Layer.mergeAll(
+      options?.tracing ?? Tracing.layer,
+      ProcessMetrics.layer,
+      Limiters.layerMemory,
+      options?.middlewares === undefined ? CustomMiddlewares.layerNone : CustomMiddlewares.layer(options.middlewares)
+    )),
     Layer.provideMerge(config)
   )
 

@@ -73,6 +73,40 @@ export class UpstreamReset extends Schema.TaggedError<UpstreamReset>()("Upstream
 export class UpstreamProtocolError extends Schema.TaggedError<UpstreamProtocolError>()("UpstreamProtocolError", fields) {
   readonly source = "upstream"
 }
+/**
+ * The request lacks valid credentials (401). `challenge` is the `WWW-Authenticate` value that
+ * tells the client how to authenticate (`Basic realm="api"`, `Bearer error="invalid_token"`).
+ */
+export class Unauthorized extends Schema.TaggedError<Unauthorized>()("Unauthorized", {
+  message: Schema.String,
+  challenge: Schema.optional(Schema.String)
+}) {
+  readonly source = "client"
+}
+/** The client may not make this request: an IP filter, a policy (403). */
+export class Forbidden extends Schema.TaggedError<Forbidden>()("Forbidden", fields) {
+  readonly source = "client"
+}
+/**
+ * A rate limit refused the request (429). `retryAfter` is in whole seconds; `policy` and
+ * `rate` are the IETF `RateLimit-Policy` and `RateLimit` header values.
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  message: Schema.String,
+  retryAfter: Schema.Number,
+  policy: Schema.optional(Schema.String),
+  rate: Schema.optional(Schema.String)
+}) {
+  readonly source = "client"
+}
+/** A route's `concurrency_limit` has every slot taken (503). */
+export class ConcurrencyLimited extends Schema.TaggedError<ConcurrencyLimited>()("ConcurrencyLimited", fields) {
+  readonly source = "internal"
+}
+/** A rate limit's shared store (Redis) did not answer and its `on_error` is `deny` (503). */
+export class RateLimiterUnavailable extends Schema.TaggedError<RateLimiterUnavailable>()("RateLimiterUnavailable", fields) {
+  readonly source = "internal"
+}
 /** A bug or an unexpected failure inside the gateway (500). */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", fields) {
   readonly source = "internal"
@@ -95,6 +129,11 @@ export type GatewayError =
   | UpstreamBodyTimeout
   | UpstreamReset
   | UpstreamProtocolError
+  | Unauthorized
+  | Forbidden
+  | RateLimited
+  | ConcurrencyLimited
+  | RateLimiterUnavailable
   | InternalError
 
 const statusByTag: Record<GatewayError["_tag"], number> = {
@@ -114,12 +153,36 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   UpstreamBodyTimeout: 504,
   UpstreamReset: 502,
   UpstreamProtocolError: 502,
+  Unauthorized: 401,
+  Forbidden: 403,
+  RateLimited: 429,
+  ConcurrencyLimited: 503,
+  RateLimiterUnavailable: 503,
   InternalError: 500
 }
 
 export interface ErrorResponse {
   readonly status: number
   readonly body: string
+  /** Headers the error's status calls for (`WWW-Authenticate`, `Retry-After`), as name/value pairs. */
+  readonly headers: ReadonlyArray<string>
+}
+
+const none: ReadonlyArray<string> = []
+
+const headersOf = (error: GatewayError): ReadonlyArray<string> => {
+  switch (error._tag) {
+    case "Unauthorized":
+      return error.challenge === undefined ? none : ["www-authenticate", error.challenge]
+    case "RateLimited": {
+      const headers = ["retry-after", String(error.retryAfter)]
+      if (error.policy !== undefined) headers.push("ratelimit-policy", error.policy)
+      if (error.rate !== undefined) headers.push("ratelimit", error.rate)
+      return headers
+    }
+    default:
+      return none
+  }
 }
 
 /**
@@ -127,9 +190,10 @@ export interface ErrorResponse {
  * echoes request data back, so it is safe to show to any client.
  *
  * @example
- * errorResponse(new RouteNotFound({ message: "no route" })) // => { status: 404, body: '{"error":"RouteNotFound","message":"no route"}' }
+ * errorResponse(new RouteNotFound({ message: "no route" })) // => { status: 404, body: '{"error":"RouteNotFound","message":"no route"}', headers: [] }
  */
 export const errorResponse = (error: GatewayError): ErrorResponse => ({
   status: statusByTag[error._tag],
-  body: `{"error":"${error._tag}","message":${JSON.stringify(error.message)}}`
+  body: `{"error":"${error._tag}","message":${JSON.stringify(error.message)}}`,
+  headers: headersOf(error)
 })

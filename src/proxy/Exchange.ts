@@ -37,7 +37,7 @@ export interface DrainState {
  * honest signal left is to cut the connection, so the client sees a truncated response
  * rather than a complete-looking wrong one.
  */
-export const sendError = (res: ServerResponse, error: GatewayError, close: boolean): number => {
+export const sendError = (res: ServerResponse, error: GatewayError, close: boolean, extra?: ReadonlyArray<string>): number => {
   if (res.headersSent) {
     // A response still queued behind others (pipelining) has no socket yet: destroying it
     // alone would leave its half-written head to be flushed later, and the connection hung.
@@ -46,9 +46,12 @@ export const sendError = (res: ServerResponse, error: GatewayError, close: boole
     else res.destroy()
     return 0
   }
-  const { body, status } = errorResponse(error)
+  const { body, headers, status } = errorResponse(error)
   if (close) closeAfterResponse(res.req, res)
-  res.writeHead(status, ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"])
+  const head = ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"]
+  for (let i = 0; i < headers.length; i++) head.push(headers[i])
+  if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])
+  res.writeHead(status, head)
   res.end(body)
   return status
 }
@@ -83,6 +86,16 @@ export interface UpstreamRequest {
   body: Readable | Buffer | null
   /** The declared Content-Length, -1 when none (a counted stream then says how much came). */
   readonly contentLength: number
+}
+
+/** What a route's middlewares add to the exchange they hand a request to. */
+export interface ExchangeHooks {
+  /** The identity an auth middleware established, for the access log. */
+  readonly consumer: string | undefined
+  /** Headers added to the response, whether the upstream's or the gateway's error. */
+  readonly responseHeaders: ReadonlyArray<string> | undefined
+  /** Called once the exchange has finished (the request's fiber resumes). */
+  finished(): void
 }
 
 /** A request body stream that counts the bytes that went through it. */
@@ -191,6 +204,8 @@ export class Exchange implements Receiving {
   private span: Tracer.Span | undefined = undefined
   /** The trace this request belongs to, for the access log (also when it is not sampled). */
   private traceId: string | undefined = undefined
+  /** Set when the request came through middlewares. */
+  pipeline: ExchangeHooks | undefined = undefined
   readonly onClientClose: () => void
   /** The client connection (node:http detaches `req.socket` once the body is read). */
   private readonly connection: ClientConnection | undefined
@@ -412,7 +427,7 @@ export class Exchange implements Receiving {
     const headersSent = this.res.headersSent
     // A request whose body is still coming cannot leave the connection reusable: the rest of
     // the body would have to be read first, and nothing reads it any more.
-    const status = sendError(this.res, error, this.drain.draining || !this.req.complete)
+    const status = sendError(this.res, error, this.drain.draining || !this.req.complete, this.pipeline?.responseHeaders)
     if (!headersSent && this.accessLog !== undefined) this.bytes += Buffer.byteLength(errorResponse(error).body)
     return status
   }
@@ -450,10 +465,12 @@ export class Exchange implements Receiving {
         upstream: this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-",
         attempts: this.attempts,
         traceId: this.traceId,
-        error
+        error,
+        consumer: this.pipeline?.consumer
       })
     }
     this.current = undefined
+    this.pipeline?.finished()
   }
 
   onResponseStart(
@@ -511,6 +528,8 @@ export class Exchange implements Receiving {
     }
     const append = this.route.responseHeaders.append
     for (let i = 0; i < append.length; i++) out.push(append[i])
+    const extra = this.pipeline?.responseHeaders
+    if (extra !== undefined) for (let i = 0; i < extra.length; i++) out.push(extra[i])
     this.status = statusCode
     this.statusMessage = statusMessage
     // The head is written with the first body chunk (or the end), in the same write: until then

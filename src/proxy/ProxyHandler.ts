@@ -23,11 +23,19 @@ import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "./HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
+import * as Cause from "effect/Cause"
+import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
+import type { Next, PipelineRequest, Reply } from "../middleware/Middleware.ts"
+import { InternalError } from "../middleware/GatewayError.ts"
+import type { RequestTarget } from "../routing/RequestTarget.ts"
 
 /** A route compiled for the request path. */
 export interface CompiledRoute extends ExchangeRoute {
   readonly rewrite: PathRewrite
   readonly requestHeaders: HeaderRules
+  /** The route's middlewares around the forwarder; undefined when it has none (no fiber then). */
+  readonly pipeline?: Next | undefined
 }
 
 /** Everything one listener needs per request, swapped atomically on reload. */
@@ -79,10 +87,12 @@ const reject = (
   error: GatewayError,
   close = false,
   path = "-",
-  route?: CompiledRoute
+  route?: CompiledRoute,
+  request?: ProxiedRequest
 ): void => {
-  table.rejections?.count(error._tag)
-  const status = sendError(res, error, close)
+  if (request === undefined) table.rejections?.count(error._tag)
+  else table.rejections?.count(error._tag, route?.id)
+  const status = sendError(res, error, close, request?.responseHeaders)
   route?.metrics.record(req.method ?? "GET", status, 0)
   const log = table.accessLog
   if (log !== undefined) {
@@ -100,7 +110,8 @@ const reject = (
       upstream: "-",
       attempts: 0,
       traceId: undefined,
-      error: error._tag
+      error: error._tag,
+      consumer: request?.consumer
     })
   }
 }
@@ -168,6 +179,32 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   }
   const peer = req.socket.remoteAddress ?? ""
   const ip = clientAddress(peer, scan.forwardedFor, table.trustedProxies)
+  if (route.pipeline === undefined) {
+    forward(table, req, res, method, url, scan, target, route, peer, ip, header, drain, undefined)
+    return
+  }
+  const request = new ProxiedRequest(table, req, res, method, url, scan, target, route, peer, ip, header, drain)
+  request.run(route.pipeline)
+}
+
+type Scan = ReturnType<typeof scanRequestHeaders>
+
+/** Picks an endpoint and starts the exchange; `request` carries what the middlewares changed. */
+const forward = (
+  table: ListenerTable,
+  req: IncomingMessage,
+  res: ServerResponse,
+  method: string,
+  url: string,
+  scan: Scan,
+  target: RequestTarget,
+  route: CompiledRoute,
+  peer: string,
+  ip: string,
+  header: (name: string) => string | undefined,
+  drain: DrainState,
+  request: ProxiedRequest | undefined
+): void => {
   const group = route.group
   const pickContext = { clientIp: ip, path: target.path, header }
   let endpoint = group.balancer.pick(pickContext, group.eligible) as Endpoint | undefined
@@ -175,7 +212,8 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   // traffic to unhealthy endpoints while some healthy ones remain).
   if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
-    reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path, route)
+    reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path, route, request)
+    request?.finished()
     return
   }
 
@@ -194,6 +232,11 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   )
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
+  if (request !== undefined) {
+    if (request.removed !== undefined) headers = dropHeaders(headers, request.removed)
+    const added = request.added
+    if (added !== undefined) for (let i = 0; i < added.length; i++) headers.push(added[i])
+  }
 
   // W3C Trace Context. A sampled request continues the client's trace (or starts one) and each
   // try sends its own client span as the upstream's parent. A request that is not sampled
@@ -220,7 +263,7 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
     if (table.accessLog !== undefined) traceId = parseTraceParent(traceparent)?.traceId
   }
 
-  const upstreamPath = route.rewrite(target.path) + target.query
+  const upstreamPath = route.rewrite(target.path) + (request === undefined ? target.query : request.query)
   const retry = route.retry
   // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
   // send it again; any other body streams and its request is never retried. The exchange
@@ -228,6 +271,7 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   if (scan.hasBody && retry !== undefined && !scan.chunked && scan.contentLength <= retry.bufferBytes && retry.methods.has(method)) {
     const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body: null, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
     exchange.trace(tracing?.tracer, span, traceId)
+    exchange.pipeline = request
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
     req.once("end", () => {
@@ -246,7 +290,181 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   }
   const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
   if (traceId !== undefined) exchange.trace(tracing?.tracer, span, traceId)
+  exchange.pipeline = request
   exchange.start(endpoint)
+}
+
+/**
+ * A request of a route with middlewares: one fiber runs the route's pipeline over this view
+ * (started synchronously, so a pipeline of synchronous checks finishes before `run` returns);
+ * the forwarder, its last step, resumes the fiber when the exchange has finished.
+ */
+class ProxiedRequest implements PipelineRequest {
+  consumer: string | undefined = undefined
+  query: string
+  /** Request headers the middlewares removed or replaced. */
+  removed: Set<string> | undefined = undefined
+  /** Request headers the middlewares set, as name/value pairs. */
+  added: Array<string> | undefined = undefined
+  /** Response headers the middlewares add, as name/value pairs. */
+  responseHeaders: Array<string> | undefined = undefined
+  private done: (() => void) | undefined = undefined
+  /** Whether the request has been answered or handed to the forwarder. */
+  private settled = false
+  private interrupt: ((id?: number) => void) | undefined = undefined
+  private readonly started = performance.now()
+  readonly table: ListenerTable
+  readonly req: IncomingMessage
+  readonly res: ServerResponse
+  readonly method: string
+  readonly url: string
+  readonly scan: Scan
+  readonly target: RequestTarget
+  readonly compiled: CompiledRoute
+  readonly peer: string
+  readonly clientIp: string
+  readonly header: (name: string) => string | undefined
+  readonly drain: DrainState
+  constructor(
+    table: ListenerTable,
+    req: IncomingMessage,
+    res: ServerResponse,
+    method: string,
+    url: string,
+    scan: Scan,
+    target: RequestTarget,
+    compiled: CompiledRoute,
+    peer: string,
+    clientIp: string,
+    header: (name: string) => string | undefined,
+    drain: DrainState
+  ) {
+    this.table = table
+    this.req = req
+    this.res = res
+    this.method = method
+    this.url = url
+    this.scan = scan
+    this.target = target
+    this.compiled = compiled
+    this.peer = peer
+    this.clientIp = clientIp
+    this.header = header
+    this.drain = drain
+    this.query = target.query
+  }
+  get path(): string {
+    return this.target.path
+  }
+  get host(): string {
+    return this.target.host
+  }
+  get route(): string {
+    return this.compiled.id
+  }
+  readonly setConsumer = (name: string): void => {
+    this.consumer = name
+  }
+  readonly setQuery = (query: string): void => {
+    this.query = query
+  }
+  readonly setHeader = (name: string, value: string): void => {
+    const lower = name.toLowerCase()
+    this.removeHeader(lower)
+    ;(this.added ??= []).push(lower, value)
+  }
+  readonly removeHeader = (name: string): void => {
+    const lower = name.toLowerCase()
+    ;(this.removed ??= new Set()).add(lower)
+    const added = this.added
+    if (added !== undefined) {
+      for (let i = added.length - 2; i >= 0; i -= 2) if (added[i] === lower) added.splice(i, 2)
+    }
+  }
+  readonly addResponseHeader = (name: string, value: string): void => {
+    ;(this.responseHeaders ??= []).push(name.toLowerCase(), value)
+  }
+
+  run(pipeline: Next): void {
+    const onClose = () => {
+      // The client left while a middleware was still deciding: stop it, nobody reads the answer.
+      if (!this.settled) this.interrupt?.()
+    }
+    this.res.once("close", onClose)
+    this.interrupt = Effect.runCallback(pipeline(this), {
+      onExit: (exit) => {
+        this.res.removeListener("close", onClose)
+        this.onExit(exit)
+      }
+    })
+    if (this.settled) this.interrupt = undefined
+  }
+
+  private onExit(exit: Exit.Exit<void, GatewayError>): void {
+    if (exit._tag === "Success") return
+    if (this.settled) return
+    this.settled = true
+    const cause = exit.cause
+    if (Cause.hasInterruptsOnly(cause)) {
+      this.log(499, 0, "ClientClosed")
+      this.compiled.metrics.record(this.method, 499, performance.now() - this.started)
+      return
+    }
+    const found = Cause.findError(cause)
+    const error = found._tag === "Success" ? found.success : new InternalError({ message: "A middleware failed unexpectedly" })
+    reject(this.table, this.req, this.res, error, false, this.target.path, this.compiled, this)
+  }
+
+  readonly respond = (reply: Reply): void => {
+    if (this.settled) return
+    this.settled = true
+    const head: Array<string> = []
+    const headers = reply.headers
+    if (headers !== undefined) for (const name in headers) head.push(name, headers[name])
+    const extra = this.responseHeaders
+    if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])
+    const body = reply.body ?? ""
+    const bytes = Buffer.byteLength(body)
+    // RFC 9110 §8.6: no Content-Length on a 204 or a 1xx.
+    if (reply.status !== 204 && reply.status >= 200) head.push("content-length", String(bytes))
+    this.res.writeHead(reply.status, head)
+    this.res.end(reply.status === 204 || this.method === "HEAD" ? undefined : body)
+    const elapsed = performance.now() - this.started
+    this.compiled.metrics.record(this.method, reply.status, elapsed)
+    this.log(reply.status, bytes, undefined, elapsed)
+  }
+
+  readonly forward = (done: () => void): void => {
+    if (this.settled) return done()
+    this.settled = true
+    this.done = done
+    forward(this.table, this.req, this.res, this.method, this.url, this.scan, this.target, this.compiled, this.peer, this.clientIp, this.header, this.drain, this)
+  }
+
+  /** Called by the exchange (or the forwarder's own refusal) once the response has ended. */
+  finished(): void {
+    const done = this.done
+    this.done = undefined
+    done?.()
+  }
+
+  private log(status: number, bytesOut: number, error: string | undefined, elapsed = performance.now() - this.started): void {
+    this.table.accessLog?.write({
+      req: this.req,
+      clientIp: this.clientIp,
+      route: this.compiled.id,
+      path: this.target.path,
+      status,
+      bytesIn: 0,
+      bytesOut,
+      durationMs: elapsed,
+      upstream: "-",
+      attempts: 0,
+      traceId: undefined,
+      error,
+      consumer: this.consumer
+    })
+  }
 }
 
 /** The server span of a sampled request, with the attributes known before the upstream answers. */

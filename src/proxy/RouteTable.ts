@@ -7,6 +7,7 @@ import * as Context from "effect/Context"
 import * as Deferred from "effect/Deferred"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { compileCidrs } from "../config/Cidr.ts"
@@ -24,6 +25,10 @@ import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
 import { compilePathRewrite } from "../routing/Rewrite.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts"
+import { CustomMiddlewares } from "../middleware/CustomMiddlewares.ts"
+import { Limiters } from "../middleware/Limiters.ts"
+import { composeSteps, forwarder } from "../middleware/Middleware.ts"
+import { compileChain, type ChainServices } from "../middleware/MiddlewareChain.ts"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
 export const limitDefaults = {
@@ -36,6 +41,8 @@ export const limitDefaults = {
 } as const
 
 const compileListener = (
+  config: Config,
+  chain: ChainServices,
   server: Server,
   groups: ReadonlyMap<string, UpstreamGroup>,
   accessLog: ((listener: string) => AccessLog) | undefined,
@@ -44,7 +51,9 @@ const compileListener = (
   sampleRatio: number,
   rejections: Rejections
 ): ListenerTable => ({
-  router: compileRouter(server.routes.map((route) => ({
+  router: compileRouter(server.routes.map((route) => {
+    const steps = compileChain(config, server, route, chain)
+    return {
     match: route.match ?? {},
     priority: route.priority,
     value: {
@@ -55,9 +64,11 @@ const compileListener = (
       responseHeaders: compileHeaderRules(route.headers?.response),
       timeoutMs: route.timeout,
       retry: compileRetryPolicy(route.retry),
-      metrics: metricsFor(server.name, route.id)
+      metrics: metricsFor(server.name, route.id),
+      pipeline: steps === undefined ? undefined : composeSteps(steps, forwarder)
     } satisfies CompiledRoute
-  }))),
+  }
+  })),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
   trustedProxies: server.trusted_proxies === undefined || server.trusted_proxies.length === 0 ? undefined : compileCidrs(server.trusted_proxies),
   accessLog: accessLog?.(server.name),
@@ -70,7 +81,8 @@ export const compileTables = (
   config: Config,
   groups: ReadonlyMap<string, UpstreamGroup>,
   context: Context.Context<never>,
-  tracing: Tracing["Service"] | undefined = undefined
+  tracing: Tracing["Service"] | undefined = undefined,
+  chain: ChainServices = defaultChain()
 ): ReadonlyMap<string, ListenerTable> => {
   let tracer = tracing?.tracer
   const log = config.log ?? {}
@@ -85,9 +97,16 @@ export const compileTables = (
   // A reload that removed the endpoint turns tracing off rather than exporting to the old one.
   if (tracing?.fromConfig === true && (config.telemetry?.tracing?.otlp_endpoint ?? null) === null) tracer = undefined
   return new Map(
-    config.servers.map((server) => [server.name, compileListener(server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections)])
+    config.servers.map((server) => [server.name, compileListener(config, chain, server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections)])
   )
 }
+
+/** Middleware state of its own and no custom middlewares (for compiling outside the Layer). */
+const defaultChain = (): ChainServices => ({
+  limiters: Effect.runSync(Limiters.makeMemory),
+  custom: new Map(),
+  unknownCustom: () => {}
+})
 
 export class RouteTable extends Context.Service<RouteTable, {
   /** The table in force for a listener, or undefined when the config no longer has it. */
@@ -95,19 +114,30 @@ export class RouteTable extends Context.Service<RouteTable, {
   /** How many configs have been applied (1 after start); for tests and the admin API. */
   readonly generation: () => number
 }>()("fibergate/proxy/RouteTable") {
+  /** Uses `Limiters` and `CustomMiddlewares` when provided (Gateway does), else its own memory limiters and none. */
   static readonly layer: Layer.Layer<RouteTable, never, ConfigSource | Upstreams | Tracing> = Layer.effect(
     RouteTable,
     Effect.gen(function*() {
       const source = yield* ConfigSource
       const tracing = yield* Tracing
       const upstreams = yield* Upstreams
+      const given = yield* Effect.serviceOption(Limiters)
+      const limiters = Option.isSome(given) ? given.value : yield* Limiters.makeMemory
+      const custom = Option.getOrElse(yield* Effect.serviceOption(CustomMiddlewares), () => new Map())
       const context = yield* Effect.context<never>()
       let tables: ReadonlyMap<string, ListenerTable> = new Map()
       let generation = 0
       const applied = yield* Deferred.make<void>()
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
-        const next = compileTables(config, groups, context, tracing)
+        const unknown: Array<string> = []
+        const chain: ChainServices = {
+          limiters,
+          custom,
+          unknownCustom: (name, where) => unknown.push(`${where}: no custom middleware is registered as ${JSON.stringify(name)}; its requests are answered 500`)
+        }
+        const next = compileTables(config, groups, context, tracing, chain)
+        for (const problem of unknown) yield* Effect.logError(`${source.source}: ${problem}`)
         // A route that can never match is valid config (`check` says so too), but worth a warning
         // on start and on every reload; logged before the swap, so it precedes the new generation.
         for (const warning of findShadowedRoutes(config)) yield* Effect.logWarning(formatShadowWarning(source.source, warning))

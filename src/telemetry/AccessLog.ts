@@ -26,6 +26,8 @@ export interface AccessRecord {
   readonly traceId: string | undefined
   /** The tag of the gateway error that ended the request, if one did. */
   readonly error: string | undefined
+  /** The identity an auth middleware established (API key name, Basic user). */
+  readonly consumer?: string | undefined
 }
 
 export interface AccessLog {
@@ -59,7 +61,7 @@ const jsonLine = (r: AccessRecord, listener: string): string => {
     escape(r.upstream)
   }","attempts":${r.attempts},"client_ip":"${r.clientIp}","user_agent":${
     ua === undefined ? "null" : `"${escape(ua)}"`
-  },"trace_id":${r.traceId === undefined ? "null" : `"${r.traceId}"`}${r.error === undefined ? "" : `,"error":"${r.error}"`}}\n`
+  },"trace_id":${r.traceId === undefined ? "null" : `"${r.traceId}"`}${r.error === undefined ? "" : `,"error":"${r.error}"`}${r.consumer === undefined ? "" : `,"consumer":"${escape(r.consumer)}"`}}\n`
 }
 
 // In the quoted fields of the combined format a quote or backslash is escaped, as nginx does.
@@ -67,7 +69,7 @@ const quoted = (s: string | undefined): string => (s === undefined ? "-" : escap
 
 const textLine = (r: AccessRecord, listener: string): string => {
   const req = r.req
-  return `${r.clientIp === "" ? "-" : r.clientIp} - - [${clfTime(new Date())}] "${escape(req.method ?? "")} ${escape(req.url ?? "")} HTTP/${req.httpVersion}" ${r.status} ${r.bytesOut} "${
+  return `${r.clientIp === "" ? "-" : r.clientIp} - ${r.consumer === undefined || r.consumer === "" ? "-" : escape(r.consumer).replaceAll(" ", "%20")} [${clfTime(new Date())}] "${escape(req.method ?? "")} ${escape(req.url ?? "")} HTTP/${req.httpVersion}" ${r.status} ${r.bytesOut} "${
     quoted(header(req, "referer"))
   }" "${quoted(header(req, "user-agent"))}" listener=${listener} route=${r.route} duration_ms=${r.durationMs.toFixed(3)} upstream=${r.upstream} attempts=${r.attempts} bytes_in=${r.bytesIn} trace_id=${
     r.traceId ?? "-"

@@ -85,16 +85,20 @@ const rejectedRequests = Metric.counter("fibergate_rejected_requests_total", {
 
 /** Counts requests the gateway refused (bad request, no route, too large, no endpoint, …) by reason. */
 export interface Rejections {
-  readonly count: (reason: string) => void
+  /** `route` is given for refusals by a route's middlewares, which are counted with the route. */
+  readonly count: (reason: string, route?: string) => void
 }
 
 /** The reasons are the gateway errors' tags, a closed set, so each series is made once. */
 export const makeRejections = (context: Context.Context<never>): Rejections => {
   const byReason = new Map<string, Metric.Metric<number, unknown>>()
   return {
-    count(reason) {
-      let counter = byReason.get(reason)
-      if (counter === undefined) byReason.set(reason, counter = Metric.withAttributes(rejectedRequests, { reason }))
+    count(reason, route) {
+      const key = route === undefined ? reason : `${reason}\0${route}`
+      let counter = byReason.get(key)
+      if (counter === undefined) {
+        byReason.set(key, counter = Metric.withAttributes(rejectedRequests, route === undefined ? { reason } : { reason, route }))
+      }
       counter.updateUnsafe(1, context)
     }
   }

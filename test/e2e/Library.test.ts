@@ -1,7 +1,11 @@
 import { assert, describe, it } from "@effect/vitest"
-import { Effect } from "effect"
+import { Context, Effect, Layer } from "effect"
 import { connect } from "node:net"
+import { gateway } from "../../examples/custom-middleware.ts"
 import { embed, program } from "../../examples/embed.ts"
+import { ConfigSource } from "../../src/config/ConfigSource.ts"
+import { Listeners } from "../../src/listener/Listeners.ts"
+import { send } from "../support/http.ts"
 import { startUpstream } from "../support/harness.ts"
 
 /** Whether something accepts TCP connections on 127.0.0.1:port right now. */
@@ -37,5 +41,24 @@ describe("library use (examples/embed.ts)", () => {
       assert.strictEqual(result.status, 200)
       assert.strictEqual(JSON.parse(result.body).url, "/hello?from=embed")
       assert.strictEqual(upstream.seen.length, 1)
+    }))
+})
+
+describe("a custom middleware with the user's own service (examples/custom-middleware.ts)", () => {
+  it.live("the Layer built with AccountsLive refuses a suspended user with 403 and tells the upstream who the caller is", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startUpstream("app")
+      const context = yield* Layer.build(gateway(ConfigSource.layerValue({
+        servers: [{ name: "web", listen: "127.0.0.1:0", routes: [{ id: "all", upstream: "app", middlewares: [{ custom: "suspended" }] }] }],
+        upstreams: { app: { endpoints: [{ url: upstream.url }] } }
+      })))
+      const port = Context.get(context, Listeners).addresses.get("web")!.port
+      const refused = yield* send(`http://127.0.0.1:${port}/`, { headers: { "x-user": "mallory" } })
+      assert.strictEqual(refused.status, 403)
+      assert.strictEqual(JSON.parse(refused.body).message, "This account is suspended")
+      const admitted = yield* send(`http://127.0.0.1:${port}/`, { headers: { "x-user": "alice" } })
+      assert.strictEqual(admitted.status, 200)
+      assert.strictEqual(upstream.seen.length, 1)
+      assert.strictEqual(upstream.seen[0].headers["x-account"], "alice")
     }))
 })

@@ -2,6 +2,7 @@
  * Test support: real upstream servers on loopback (port 0) and a real gateway built from a
  * config value, both scoped to the test. Nothing here is mocked.
  */
+import type { Middleware } from "../../src/middleware/Middleware.ts"
 import { Context, Effect, Layer, References, type Scope } from "effect"
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http"
 import type { AddressInfo } from "node:net"
@@ -93,12 +94,19 @@ export interface TestGateway {
  */
 export const startGateway = (
   config: unknown,
-  options: { readonly tracing?: Layer.Layer<Tracing, never, ConfigSource> } = {}
+  options: {
+    readonly tracing?: Layer.Layer<Tracing, never, ConfigSource>
+    /** Custom middlewares (with their services provided) by the names `custom:` refers to. */
+    readonly middlewares?: Readonly<Record<string, Middleware>>
+  } = {}
 ): Effect.Effect<TestGateway, unknown, Scope.Scope> =>
   Effect.gen(function*() {
-    const layer = options.tracing === undefined
+    const layer = options.tracing === undefined && options.middlewares === undefined
       ? Gateway.layer(config)
-      : Gateway.layerWith<ConfigError>(ConfigSource.layerValue(config), { tracing: options.tracing })
+      : Gateway.layerWith<ConfigError>(ConfigSource.layerValue(config), {
+        ...(options.tracing === undefined ? {} : { tracing: options.tracing }),
+        ...(options.middlewares === undefined ? {} : { middlewares: options.middlewares })
+      })
     // Startup lines ("listener web on ...") are noise in test output.
     const context = yield* Layer.build(layer).pipe(Effect.provideService(References.MinimumLogLevel, "Warn"))
     const listeners = Context.get(context, Listeners)

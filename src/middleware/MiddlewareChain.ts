@@ -1,0 +1,69 @@
+/**
+ * Compiles a route's middlewares (its server's first, then its own; names resolved through
+ * the top-level `middlewares:` map) into the steps of its pipeline. Every `cors` runs first,
+ * whatever its place in the list, so a preflight is answered before any auth refuses it.
+ */
+import * as Effect from "effect/Effect"
+import type { InlineMiddleware, MiddlewareItem } from "../config/MiddlewareSchema.ts"
+import type { Config, Route, Server } from "../config/Schema.ts"
+import { compileApiKey } from "./ApiKey.ts"
+import { compileBasicAuth } from "./BasicAuth.ts"
+import { compileConcurrencyLimit } from "./ConcurrencyLimit.ts"
+import { compileCors } from "./Cors.ts"
+import { InternalError } from "./GatewayError.ts"
+import { compileIpFilter } from "./IpFilter.ts"
+import type { Limiters } from "./Limiters.ts"
+import { fromMiddleware, type Middleware, type Step } from "./Middleware.ts"
+import { compileRateLimit } from "./RateLimit.ts"
+
+export interface ChainServices {
+  readonly limiters: Limiters["Service"]
+  readonly custom: ReadonlyMap<string, Middleware<never>>
+  /** Told about a `custom:` name nobody registered (its step answers 500). */
+  readonly unknownCustom: (name: string, where: string) => void
+}
+
+interface Resolved {
+  /** Identifies the middleware's state (counters, semaphores): shared by every route using one named middleware. */
+  readonly key: string
+  readonly where: string
+  readonly spec: InlineMiddleware
+}
+
+const compileOne = (m: Resolved, services: ChainServices): Step => {
+  const spec = m.spec
+  if (spec.cors !== undefined) return compileCors(spec.cors)
+  if (spec.ip_filter !== undefined) return compileIpFilter(spec.ip_filter)
+  if (spec.api_key !== undefined) return compileApiKey(spec.api_key)
+  if (spec.basic_auth !== undefined) return compileBasicAuth(spec.basic_auth)
+  if (spec.rate_limit !== undefined) return compileRateLimit(spec.rate_limit, services.limiters.rateLimiter, `${m.key}:`)
+  if (spec.concurrency_limit !== undefined) return compileConcurrencyLimit(services.limiters.semaphore(m.key, spec.concurrency_limit.max))
+  const name = spec.custom!
+  const custom = services.custom.get(name)
+  if (custom !== undefined) return fromMiddleware(custom)
+  services.unknownCustom(name, m.where)
+  // Fail closed: a missing auth middleware must not let requests through.
+  const missing = new InternalError({ message: "A middleware of this route is not available" })
+  return () => Effect.fail(missing)
+}
+
+/** The steps of `route` on `server`, or undefined when it has none (its requests then take no fiber). */
+export const compileChain = (config: Config, server: Server, route: Route, services: ChainServices): ReadonlyArray<Step> | undefined => {
+  const named = config.middlewares ?? {}
+  const resolve = (items: ReadonlyArray<MiddlewareItem> | undefined, owner: string, where: string): Array<Resolved> =>
+    (items ?? []).map((item, i) =>
+      typeof item === "string"
+        ? { key: `middlewares.${item}`, where: `middlewares.${item}`, spec: named[item] }
+        : { key: `${owner}#${i}`, where: `${where}[${i}]`, spec: item }
+    )
+  const serverIndex = config.servers.indexOf(server)
+  const routeIndex = server.routes.indexOf(route)
+  const all = [
+    ...resolve(server.middlewares, `servers.${server.name}`, `servers[${serverIndex}].middlewares`),
+    ...resolve(route.middlewares, `routes.${route.id}`, `servers[${serverIndex}].routes[${routeIndex}].middlewares`)
+  ]
+  if (all.length === 0) return undefined
+  const cors = all.filter((m) => m.spec.cors !== undefined)
+  const rest = all.filter((m) => m.spec.cors === undefined)
+  return [...cors, ...rest].map((m) => compileOne(m, services))
+}
