@@ -96,17 +96,59 @@ export const RateLimit = Schema.Struct({
 })
 export type RateLimit = typeof RateLimit.Type
 
+const HttpUrl = Schema.String.pipe(Schema.check(Schema.makeFilter((s: string) =>
+  (URL.canParse(s) && /^https?:$/.test(new URL(s).protocol)) || "Expected an http:// or https:// URL"
+)))
+
+/** Traefik's forwardAuth, nginx's auth_request: a 2xx from `url` lets the request through. */
+export const ForwardAuth = Schema.Struct({
+  url: HttpUrl,
+  /** Request headers sent to the auth service (default: all but hop-by-hop ones). */
+  request_headers: Schema.optionalKey(Schema.Array(HeaderName)),
+  /** Headers of the auth service's 2xx copied onto the request sent upstream. */
+  response_headers: Schema.optionalKey(Schema.Array(HeaderName)),
+  /** How long the auth service may take (default 1s); then 503. */
+  timeout: Schema.optionalKey(DurationMs.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))))
+})
+export type ForwardAuth = typeof ForwardAuth.Type
+
+const JwtAlgorithm = Schema.Literals(["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA", "HS256", "HS384", "HS512"])
+
+/** Bearer JWTs checked with jose: signature (JWKS over HTTP, or a shared secret), iss, aud, exp, nbf. */
+export const Jwt = Schema.Struct({
+  issuer: Schema.optionalKey(Schema.String),
+  audiences: Schema.optionalKey(Schema.Array(Schema.String).pipe(Schema.check(Schema.isMinLength(1)))),
+  jwks_url: Schema.optionalKey(HttpUrl),
+  /** A file holding the HMAC secret (HS256/384/512). */
+  secret_file: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isNonEmpty()))),
+  algorithms: Schema.Array(JwtAlgorithm).pipe(Schema.check(Schema.isMinLength(1))),
+  clock_skew: Schema.optionalKey(DurationMs),
+  /** Claims copied to request headers sent upstream, e.g. `{ sub: x-user-id }`. */
+  claims_to_headers: Schema.optionalKey(Schema.Record(Schema.String, HeaderName)),
+  /** Whether the Authorization header goes on upstream (default true). */
+  forward: Schema.optionalKey(Schema.Boolean)
+}).pipe(Schema.check(Schema.makeFilter((j) => {
+  if ((j.jwks_url === undefined) === (j.secret_file === undefined)) return "Expected jwks_url or secret_file (exactly one)"
+  const hmac = j.algorithms.filter((a) => a.startsWith("HS"))
+  if (j.secret_file !== undefined && hmac.length !== j.algorithms.length) return "secret_file takes only HS256, HS384 or HS512"
+  if (j.jwks_url !== undefined && hmac.length > 0) return "jwks_url takes asymmetric algorithms only (HS* needs secret_file)"
+  return true
+})))
+export type Jwt = typeof Jwt.Type
+
 export const ConcurrencyLimit = Schema.Struct({ max: PositiveInt })
 export type ConcurrencyLimit = typeof ConcurrencyLimit.Type
 
 /** The kinds a middleware item can have, in the order the docs list them. */
-export const middlewareKinds = ["cors", "ip_filter", "api_key", "basic_auth", "rate_limit", "concurrency_limit", "custom"] as const
+export const middlewareKinds = ["cors", "ip_filter", "api_key", "basic_auth", "jwt", "forward_auth", "rate_limit", "concurrency_limit", "custom"] as const
 
 export const InlineMiddleware = Schema.Struct({
   cors: Schema.optionalKey(Cors),
   ip_filter: Schema.optionalKey(IpFilter),
   api_key: Schema.optionalKey(ApiKey),
   basic_auth: Schema.optionalKey(BasicAuth),
+  jwt: Schema.optionalKey(Jwt),
+  forward_auth: Schema.optionalKey(ForwardAuth),
   rate_limit: Schema.optionalKey(RateLimit),
   concurrency_limit: Schema.optionalKey(ConcurrencyLimit),
   /** The name a library user registered the middleware under (`Gateway.layerWith`). */

@@ -107,6 +107,10 @@ export class ConcurrencyLimited extends Schema.TaggedError<ConcurrencyLimited>()
 export class RateLimiterUnavailable extends Schema.TaggedError<RateLimiterUnavailable>()("RateLimiterUnavailable", fields) {
   readonly source = "internal"
 }
+/** A `forward_auth` service did not answer in time or could not be reached (503). */
+export class AuthUnavailable extends Schema.TaggedError<AuthUnavailable>()("AuthUnavailable", fields) {
+  readonly source = "upstream"
+}
 /** A bug or an unexpected failure inside the gateway (500). */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", fields) {
   readonly source = "internal"
@@ -134,6 +138,7 @@ export type GatewayError =
   | RateLimited
   | ConcurrencyLimited
   | RateLimiterUnavailable
+  | AuthUnavailable
   | InternalError
 
 const statusByTag: Record<GatewayError["_tag"], number> = {
@@ -158,6 +163,7 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   RateLimited: 429,
   ConcurrencyLimited: 503,
   RateLimiterUnavailable: 503,
+  AuthUnavailable: 503,
   InternalError: 500
 }
 

@@ -11,7 +11,7 @@ import type { GatewayError } from "./GatewayError.ts"
 /** A response a middleware sends itself instead of forwarding (a CORS preflight, a redirect). */
 export interface Reply {
   readonly status: number
-  readonly headers?: Readonly<Record<string, string>> | undefined
+  readonly headers?: Readonly<Record<string, string | ReadonlyArray<string>>> | undefined
   readonly body?: string | undefined
 }
 
@@ -29,6 +29,8 @@ export interface RequestView {
   readonly route: string
   /** A request header's value as the client sent it (the first, when repeated). */
   readonly header: (name: string) => string | undefined
+  /** Every request header as the client sent it: names and values alternating. */
+  readonly rawHeaders: ReadonlyArray<string>
   /** The identity an auth middleware established (API key name, Basic user, JWT `sub`). */
   readonly consumer: string | undefined
   readonly setConsumer: (name: string) => void

@@ -15,12 +15,21 @@ import { compileIpFilter } from "./IpFilter.ts"
 import type { Limiters } from "./Limiters.ts"
 import { fromMiddleware, type Middleware, type Step } from "./Middleware.ts"
 import { compileRateLimit } from "./RateLimit.ts"
+import { readFileSync } from "node:fs"
+import type { Dispatcher } from "undici"
+import { compileForwardAuth } from "./ForwardAuth.ts"
+import type { JwksCache } from "./JwksCache.ts"
+import { compileJwt } from "./Jwt.ts"
 
 export interface ChainServices {
   readonly limiters: Limiters["Service"]
   readonly custom: ReadonlyMap<string, Middleware<never>>
-  /** Told about a `custom:` name nobody registered (its step answers 500). */
-  readonly unknownCustom: (name: string, where: string) => void
+  /** Told about a middleware that cannot work (an unregistered `custom:`, an unreadable secret); its step answers 500. */
+  readonly problem: (where: string, message: string) => void
+  /** The JWKS cache of a URL, kept across reloads. */
+  readonly jwks: (url: string) => JwksCache
+  /** Where forward_auth sends its requests (one keep-alive agent for the gateway). */
+  readonly dispatcher: Dispatcher
 }
 
 interface Resolved {
@@ -36,16 +45,32 @@ const compileOne = (m: Resolved, services: ChainServices): Step => {
   if (spec.ip_filter !== undefined) return compileIpFilter(spec.ip_filter)
   if (spec.api_key !== undefined) return compileApiKey(spec.api_key)
   if (spec.basic_auth !== undefined) return compileBasicAuth(spec.basic_auth)
+  if (spec.forward_auth !== undefined) return compileForwardAuth(spec.forward_auth, services.dispatcher)
+  if (spec.jwt !== undefined) {
+    const jwt = spec.jwt
+    if (jwt.jwks_url !== undefined) return compileJwt(jwt, { jwks: services.jwks(jwt.jwks_url) })
+    let secret: Uint8Array
+    try {
+      // A trailing newline is the editor's, not the secret's.
+      secret = Buffer.from(readFileSync(jwt.secret_file!, "utf8").replace(/\r?\n$/, ""), "utf8")
+    } catch (e) {
+      services.problem(`${m.where}.jwt.secret_file`, `cannot read ${jwt.secret_file}: ${(e as Error).message}; its requests are answered 500`)
+      return failClosed
+    }
+    return compileJwt(jwt, { secret })
+  }
   if (spec.rate_limit !== undefined) return compileRateLimit(spec.rate_limit, services.limiters.rateLimiter, `${m.key}:`)
   if (spec.concurrency_limit !== undefined) return compileConcurrencyLimit(services.limiters.semaphore(m.key, spec.concurrency_limit.max))
   const name = spec.custom!
   const custom = services.custom.get(name)
   if (custom !== undefined) return fromMiddleware(custom)
-  services.unknownCustom(name, m.where)
-  // Fail closed: a missing auth middleware must not let requests through.
-  const missing = new InternalError({ message: "A middleware of this route is not available" })
-  return () => Effect.fail(missing)
+  services.problem(m.where, `no custom middleware is registered as ${JSON.stringify(name)}; its requests are answered 500`)
+  return failClosed
 }
+
+// Fail closed: a middleware that cannot work (auth, most likely) must not let requests through.
+const unavailable = new InternalError({ message: "A middleware of this route is not available" })
+const failClosed: Step = () => Effect.fail(unavailable)
 
 /** The steps of `route` on `server`, or undefined when it has none (its requests then take no fiber). */
 export const compileChain = (config: Config, server: Server, route: Route, services: ChainServices): ReadonlyArray<Step> | undefined => {

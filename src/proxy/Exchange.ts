@@ -14,7 +14,7 @@ import { errorResponse, UpstreamProtocolError, UpstreamResponseTimeout, Upstream
 import type { HeaderRules } from "./HeaderRules.ts"
 import { closeAfterResponse, connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
-import { connectionTokens, HOP_BY_HOP } from "./HopByHop.ts"
+import { connectionTokens, HOP_BY_HOP } from "../middleware/HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"

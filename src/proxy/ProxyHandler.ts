@@ -21,7 +21,7 @@ import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplement
 import { closeAfterResponse, connectionOf, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
-import { connectionTokens } from "./HopByHop.ts"
+import { connectionTokens } from "../middleware/HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
 import * as Cause from "effect/Cause"
 import * as Effect from "effect/Effect"
@@ -356,6 +356,9 @@ class ProxiedRequest implements PipelineRequest {
   get path(): string {
     return this.target.path
   }
+  get rawHeaders(): ReadonlyArray<string> {
+    return this.req.rawHeaders
+  }
   get host(): string {
     return this.target.host
   }
@@ -420,7 +423,13 @@ class ProxiedRequest implements PipelineRequest {
     this.settled = true
     const head: Array<string> = []
     const headers = reply.headers
-    if (headers !== undefined) for (const name in headers) head.push(name, headers[name])
+    if (headers !== undefined) {
+      for (const name in headers) {
+        const value = headers[name]
+        if (typeof value === "string") head.push(name, value)
+        else for (const v of value) head.push(name, v)
+      }
+    }
     const extra = this.responseHeaders
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])
     const body = reply.body ?? ""

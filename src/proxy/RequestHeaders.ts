@@ -4,7 +4,7 @@
  * dropped, and what the proxy needs to know (Host, framing, X-Forwarded-For, Via, Connection)
  * is picked up on the way.
  */
-import { HOP_BY_HOP } from "./HopByHop.ts"
+import { HOP_BY_HOP } from "../middleware/HopByHop.ts"
 
 /** The headers to forward, and what the proxy learned about the request on the way. */
 export interface ForwardHeaders {

@@ -29,6 +29,8 @@ import { CustomMiddlewares } from "../middleware/CustomMiddlewares.ts"
 import { Limiters } from "../middleware/Limiters.ts"
 import { composeSteps, forwarder } from "../middleware/Middleware.ts"
 import { compileChain, type ChainServices } from "../middleware/MiddlewareChain.ts"
+import { makeJwksCache, type JwksCache } from "../middleware/JwksCache.ts"
+import { Agent } from "undici"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
 export const limitDefaults = {
@@ -105,7 +107,9 @@ export const compileTables = (
 const defaultChain = (): ChainServices => ({
   limiters: Effect.runSync(Limiters.makeMemory),
   custom: new Map(),
-  unknownCustom: () => {}
+  problem: () => {},
+  jwks: (url) => makeJwksCache(url),
+  dispatcher: new Agent()
 })
 
 export class RouteTable extends Context.Service<RouteTable, {
@@ -125,6 +129,14 @@ export class RouteTable extends Context.Service<RouteTable, {
       const limiters = Option.isSome(given) ? given.value : yield* Limiters.makeMemory
       const custom = Option.getOrElse(yield* Effect.serviceOption(CustomMiddlewares), () => new Map())
       const context = yield* Effect.context<never>()
+      // One keep-alive agent for forward_auth and JWKS fetches, closed with the table.
+      const dispatcher = yield* Effect.acquireRelease(Effect.sync(() => new Agent({ keepAliveTimeout: 30_000 })), (agent) => Effect.promise(() => agent.destroy()))
+      const jwksCaches = new Map<string, JwksCache>()
+      const jwks = (url: string) => {
+        let cache = jwksCaches.get(url)
+        if (cache === undefined) jwksCaches.set(url, cache = makeJwksCache(url, dispatcher))
+        return cache
+      }
       let tables: ReadonlyMap<string, ListenerTable> = new Map()
       let generation = 0
       const applied = yield* Deferred.make<void>()
@@ -134,7 +146,9 @@ export class RouteTable extends Context.Service<RouteTable, {
         const chain: ChainServices = {
           limiters,
           custom,
-          unknownCustom: (name, where) => unknown.push(`${where}: no custom middleware is registered as ${JSON.stringify(name)}; its requests are answered 500`)
+          problem: (where, message) => unknown.push(`${where}: ${message}`),
+          jwks,
+          dispatcher
         }
         const next = compileTables(config, groups, context, tracing, chain)
         for (const problem of unknown) yield* Effect.logError(`${source.source}: ${problem}`)

@@ -9,31 +9,8 @@ import { Effect, Exit } from "effect"
 import { TestClock } from "effect/testing"
 import fc from "fast-check"
 import { Limiters } from "../../src/middleware/Limiters.ts"
-import type { PipelineRequest } from "../../src/middleware/Middleware.ts"
+import { requestFrom } from "../support/pipelineRequest.ts"
 import { compileRateLimit, compileRateLimitKey } from "../../src/middleware/RateLimit.ts"
-
-const requestFrom = (clientIp: string, extra: Partial<PipelineRequest> = {}) => {
-  const responseHeaders: Array<string> = []
-  const request = {
-    method: "GET",
-    path: "/",
-    query: "",
-    host: "h",
-    clientIp,
-    route: "r",
-    header: () => undefined,
-    consumer: undefined,
-    setConsumer: () => {},
-    setHeader: () => {},
-    setQuery: () => {},
-    removeHeader: () => {},
-    addResponseHeader: (name: string, value: string) => void responseHeaders.push(name, value),
-    respond: () => {},
-    forward: (done: () => void) => done(),
-    ...extra
-  } satisfies PipelineRequest
-  return { request, responseHeaders }
-}
 
 /** Runs `arrivals` (gaps in ms before each request) through one limit; the times of the admitted ones. */
 const admittedTimes = (algorithm: "token_bucket" | "fixed_window", limit: number, window: number, gaps: ReadonlyArray<number>) =>

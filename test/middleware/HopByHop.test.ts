@@ -4,7 +4,7 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { compileHeaderRules, noHeaderRules } from "../../src/proxy/HeaderRules.ts"
-import { connectionTokens } from "../../src/proxy/HopByHop.ts"
+import { connectionTokens } from "../../src/middleware/HopByHop.ts"
 
 describe("connectionTokens", () => {
   it("names nothing extra for the usual values (no set is made)", () => {
