@@ -90,9 +90,8 @@ export const RateLimit = Schema.Struct({
   limit: PositiveInt,
   window: DurationMs.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1))),
   algorithm: Schema.optionalKey(Schema.Literals(["token_bucket", "fixed_window"])),
-  store: Schema.optionalKey(Schema.Literals(["memory"]).annotate({
-    message: "Expected \"memory\" (the Redis store is not supported yet)"
-  }))
+  /** `redis` shares the counters through the top-level `redis:` server (between workers and instances). */
+  store: Schema.optionalKey(Schema.Literals(["memory", "redis"]))
 })
 export type RateLimit = typeof RateLimit.Type
 
@@ -167,3 +166,17 @@ export const MiddlewareList = Schema.Array(MiddlewareItem)
 
 /** The top-level `middlewares:` map: reusable middlewares by name. */
 export const NamedMiddlewares = Schema.Record(Schema.String, InlineMiddleware)
+
+/** The Redis server shared rate limits use. */
+export const RedisSettings = Schema.Struct({
+  url: Schema.String.pipe(Schema.check(Schema.makeFilter((s: string) =>
+    (URL.canParse(s) && /^rediss?:$/.test(new URL(s).protocol)) || "Expected a redis:// or rediss:// URL such as redis://127.0.0.1:6379"
+  ))),
+  /** Prepended to every key the gateway writes (default "fibergate:"). */
+  key_prefix: Schema.optionalKey(Schema.String),
+  /** How long a request waits for Redis before `on_error` decides (default 50ms). */
+  timeout: Schema.optionalKey(DurationMs.pipe(Schema.check(Schema.isGreaterThanOrEqualTo(1)))),
+  /** `allow`: admit the request (fail open, the default); `deny`: answer 503. */
+  on_error: Schema.optionalKey(Schema.Literals(["allow", "deny"]))
+})
+export type RedisSettings = typeof RedisSettings.Type

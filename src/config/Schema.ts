@@ -7,7 +7,7 @@ import * as Schema from "effect/Schema"
 import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
 import { HeaderName, Method } from "./HttpText.ts"
-import { MiddlewareList, NamedMiddlewares, type MiddlewareItem } from "./MiddlewareSchema.ts"
+import { MiddlewareList, NamedMiddlewares, RedisSettings, type InlineMiddleware, type MiddlewareItem } from "./MiddlewareSchema.ts"
 
 const validRegex = (source: string): true | string => {
   try {
@@ -317,8 +317,15 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
   }
   if (c.admin !== undefined) claimListen(c.admin.listen, ["admin", "listen"])
   const named = c.middlewares ?? {}
+  const needsRedis = (m: InlineMiddleware, where: ReadonlyArray<PropertyKey>) => {
+    if (m.rate_limit?.store === "redis" && (c.redis ?? null) === null) {
+      issues.push({ path: [...where, "rate_limit", "store"], issue: "store: redis needs the top-level redis section (redis: { url: redis://127.0.0.1:6379 })" })
+    }
+  }
+  for (const [name, m] of Object.entries(named)) needsRedis(m, ["middlewares", name])
   const checkNames = (list: ReadonlyArray<MiddlewareItem> | undefined, where: ReadonlyArray<PropertyKey>) =>
     list?.forEach((item, k) => {
+      if (typeof item !== "string") needsRedis(item, [...where, k])
       if (typeof item === "string" && !Object.hasOwn(named, item)) {
         issues.push({
           path: [...where, k],
@@ -383,6 +390,8 @@ const ConfigFields = {
   shutdown: Schema.optionalKey(Shutdown),
   telemetry: Schema.optionalKey(Telemetry),
   middlewares: Schema.optionalKey(NamedMiddlewares),
+  /** Shared state for rate limits with `store: redis`; null or absent: none. */
+  redis: Schema.optionalKey(Schema.NullOr(RedisSettings)),
   servers: Schema.Array(Server).pipe(Schema.check(Schema.isMinLength(1))),
   upstreams: Schema.Record(Schema.String, Upstream)
 }

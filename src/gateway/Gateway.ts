@@ -50,7 +50,7 @@ export const layerWith = <E, RT = never>(
     Layer.provideMerge(Layer.mergeAll(
       options?.tracing ?? Tracing.layer,
       ProcessMetrics.layer,
-      Limiters.layerMemory,
+      Limiters.layer,
       options?.middlewares === undefined ? CustomMiddlewares.layerNone : CustomMiddlewares.layer(options.middlewares)
     )),
     Layer.provideMerge(config)

@@ -14,7 +14,7 @@ import { InternalError } from "./GatewayError.ts"
 import { compileIpFilter } from "./IpFilter.ts"
 import type { Limiters } from "./Limiters.ts"
 import { fromMiddleware, type Middleware, type Step } from "./Middleware.ts"
-import { compileRateLimit } from "./RateLimit.ts"
+import { compileRateLimit, memoryStore, type RateLimitStore } from "./RateLimit.ts"
 import { readFileSync } from "node:fs"
 import type { Dispatcher } from "undici"
 import { compileForwardAuth } from "./ForwardAuth.ts"
@@ -30,6 +30,8 @@ export interface ChainServices {
   readonly jwks: (url: string) => JwksCache
   /** Where forward_auth sends its requests (one keep-alive agent for the gateway). */
   readonly dispatcher: Dispatcher
+  /** The store of rate limits with `store: redis`. */
+  readonly redisStore: RateLimitStore
 }
 
 interface Resolved {
@@ -59,7 +61,10 @@ const compileOne = (m: Resolved, services: ChainServices): Step => {
     }
     return compileJwt(jwt, { secret })
   }
-  if (spec.rate_limit !== undefined) return compileRateLimit(spec.rate_limit, services.limiters.rateLimiter, `${m.key}:`)
+  if (spec.rate_limit !== undefined) {
+    const store = spec.rate_limit.store === "redis" ? services.redisStore : memoryStore(services.limiters.rateLimiter)
+    return compileRateLimit(spec.rate_limit, store, `${m.key}:`)
+  }
   if (spec.concurrency_limit !== undefined) return compileConcurrencyLimit(services.limiters.semaphore(m.key, spec.concurrency_limit.max))
   const name = spec.custom!
   const custom = services.custom.get(name)

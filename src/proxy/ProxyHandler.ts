@@ -24,6 +24,7 @@ import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "../middleware/HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
 import * as Cause from "effect/Cause"
+import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import type * as Exit from "effect/Exit"
 import type { Next, PipelineRequest, Reply } from "../middleware/Middleware.ts"
@@ -48,6 +49,8 @@ export interface ListenerTable {
   /** Present when spans are exported; requests are then sampled by its ratio. */
   readonly tracing?: RequestTracing | undefined
   readonly rejections?: Rejections | undefined
+  /** What request fibers run with (the gateway's logger and services); absent: an empty context. */
+  readonly context?: Context.Context<never> | undefined
 }
 
 const VIA = "1.1 fibergate"
@@ -394,7 +397,9 @@ class ProxiedRequest implements PipelineRequest {
       if (!this.settled) this.interrupt?.()
     }
     this.res.once("close", onClose)
-    this.interrupt = Effect.runCallback(pipeline(this), {
+    const context = this.table.context
+    const run = context === undefined ? Effect.runCallback : Effect.runCallbackWith(context)
+    this.interrupt = run(pipeline(this), {
       onExit: (exit) => {
         this.res.removeListener("close", onClose)
         this.onExit(exit)

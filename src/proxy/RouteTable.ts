@@ -18,7 +18,7 @@ import type { CompiledRoute, ListenerTable } from "./ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
 import type * as Tracer from "effect/Tracer"
-import { makeRejections, makeRouteMetrics, noRejections, noRouteMetrics, type Rejections, type RouteMetrics } from "../telemetry/Metrics.ts"
+import { makeRejections, makeRouteMetrics, makeStoreErrorCounter, noRejections, noRouteMetrics, type Rejections, type RouteMetrics } from "../telemetry/Metrics.ts"
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
@@ -26,7 +26,8 @@ import { compilePathRewrite } from "../routing/Rewrite.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts"
 import { CustomMiddlewares } from "../middleware/CustomMiddlewares.ts"
-import { Limiters } from "../middleware/Limiters.ts"
+import { Limiters, redisStore } from "../middleware/Limiters.ts"
+import * as Clock from "effect/Clock"
 import { composeSteps, forwarder } from "../middleware/Middleware.ts"
 import { compileChain, type ChainServices } from "../middleware/MiddlewareChain.ts"
 import { makeJwksCache, type JwksCache } from "../middleware/JwksCache.ts"
@@ -51,7 +52,8 @@ const compileListener = (
   metricsFor: (listener: string, route: string) => RouteMetrics,
   tracer: Tracer.Tracer | undefined,
   sampleRatio: number,
-  rejections: Rejections
+  rejections: Rejections,
+  context: Context.Context<never>
 ): ListenerTable => ({
   router: compileRouter(server.routes.map((route) => {
     const steps = compileChain(config, server, route, chain)
@@ -75,7 +77,8 @@ const compileListener = (
   trustedProxies: server.trusted_proxies === undefined || server.trusted_proxies.length === 0 ? undefined : compileCidrs(server.trusted_proxies),
   accessLog: accessLog?.(server.name),
   tracing: tracer === undefined ? undefined : { tracer, sampleRatio, listener: server.name },
-  rejections
+  rejections,
+  context
 })
 
 /** Compiles every listener of `config` against the given upstream groups. */
@@ -99,18 +102,22 @@ export const compileTables = (
   // A reload that removed the endpoint turns tracing off rather than exporting to the old one.
   if (tracing?.fromConfig === true && (config.telemetry?.tracing?.otlp_endpoint ?? null) === null) tracer = undefined
   return new Map(
-    config.servers.map((server) => [server.name, compileListener(config, chain, server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections)])
+    config.servers.map((server) => [server.name, compileListener(config, chain, server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections, context)])
   )
 }
 
 /** Middleware state of its own and no custom middlewares (for compiling outside the Layer). */
-const defaultChain = (): ChainServices => ({
-  limiters: Effect.runSync(Limiters.makeMemory),
+const defaultChain = (): ChainServices => {
+  const limiters = Effect.runSync(Effect.scoped(Limiters.make))
+  return {
+  limiters,
+  redisStore: redisStore(limiters, () => {}),
   custom: new Map(),
   problem: () => {},
   jwks: (url) => makeJwksCache(url),
   dispatcher: new Agent()
-})
+  }
+}
 
 export class RouteTable extends Context.Service<RouteTable, {
   /** The table in force for a listener, or undefined when the config no longer has it. */
@@ -126,11 +133,31 @@ export class RouteTable extends Context.Service<RouteTable, {
       const tracing = yield* Tracing
       const upstreams = yield* Upstreams
       const given = yield* Effect.serviceOption(Limiters)
-      const limiters = Option.isSome(given) ? given.value : yield* Limiters.makeMemory
+      const limiters = Option.isSome(given) ? given.value : yield* Limiters.make
       const custom = Option.getOrElse(yield* Effect.serviceOption(CustomMiddlewares), () => new Map())
       const context = yield* Effect.context<never>()
       // One keep-alive agent for forward_auth and JWKS fetches, closed with the table.
       const dispatcher = yield* Effect.acquireRelease(Effect.sync(() => new Agent({ keepAliveTimeout: 30_000 })), (agent) => Effect.promise(() => agent.destroy()))
+      const countStoreError = makeStoreErrorCounter(context)
+      const runSync = Effect.runSyncWith(context)
+      let lastWarning = Number.NEGATIVE_INFINITY
+      let unreported = 0
+      // One warning per 10 s at most: a Redis outage under load would otherwise log per request.
+      const warnStoreError = (message: string) =>
+        Effect.flatMap(Clock.currentTimeMillis, (now) => {
+          if (now - lastWarning < 10_000) {
+            unreported++
+            return Effect.void
+          }
+          const more = unreported > 0 ? ` (${unreported} more since the last warning)` : ""
+          lastWarning = now
+          unreported = 0
+          return Effect.logWarning(`rate limit store (redis): ${message}${more}; on_error decided`)
+        })
+      const storeOfRedis = redisStore(limiters, (message) => {
+        countStoreError()
+        runSync(warnStoreError(message))
+      })
       const jwksCaches = new Map<string, JwksCache>()
       const jwks = (url: string) => {
         let cache = jwksCaches.get(url)
@@ -143,8 +170,10 @@ export class RouteTable extends Context.Service<RouteTable, {
       const apply = Effect.fnUntraced(function*(config: Config) {
         const groups = yield* upstreams.reconcile(config)
         const unknown: Array<string> = []
+        yield* limiters.useRedis(config.redis)
         const chain: ChainServices = {
           limiters,
+          redisStore: storeOfRedis,
           custom,
           problem: (where, message) => unknown.push(`${where}: ${message}`),
           jwks,

@@ -104,6 +104,13 @@ export const makeRejections = (context: Context.Context<never>): Rejections => {
   }
 }
 
+const rateLimitStoreErrors = Metric.counter("fibergate_rate_limit_store_errors_total", {
+  description: "Rate-limit decisions the shared store (Redis) could not make: not connected, failed or too slow; on_error decided them"
+})
+
+/** Counts one rate-limit store failure. */
+export const makeStoreErrorCounter = (context: Context.Context<never>): (() => void) => () => rateLimitStoreErrors.updateUnsafe(1, context)
+
 export const noRouteMetrics: RouteMetrics = { record: () => {} }
 export const noRejections: Rejections = { count: () => {} }
 

@@ -10,13 +10,13 @@ import { TestClock } from "effect/testing"
 import fc from "fast-check"
 import { Limiters } from "../../src/middleware/Limiters.ts"
 import { requestFrom } from "../support/pipelineRequest.ts"
-import { compileRateLimit, compileRateLimitKey } from "../../src/middleware/RateLimit.ts"
+import { compileRateLimit, compileRateLimitKey, memoryStore } from "../../src/middleware/RateLimit.ts"
 
 /** Runs `arrivals` (gaps in ms before each request) through one limit; the times of the admitted ones. */
 const admittedTimes = (algorithm: "token_bucket" | "fixed_window", limit: number, window: number, gaps: ReadonlyArray<number>) =>
   Effect.gen(function*() {
-    const limiters = yield* Limiters.makeMemory
-    const step = compileRateLimit({ limit, window, algorithm }, limiters.rateLimiter, "t:")
+    const limiters = yield* Effect.scoped(Limiters.make)
+    const step = compileRateLimit({ limit, window, algorithm }, memoryStore(limiters.rateLimiter), "t:")
     const admitted: Array<number> = []
     let now = 0
     for (const gap of gaps) {
@@ -73,8 +73,8 @@ describe("rate_limit admission (TestClock)", () => {
 
   it.effect("a refusal is RateLimited with Retry-After ≥ 1 s and the policy; an admission adds RateLimit-Policy and RateLimit", () =>
     Effect.gen(function*() {
-      const limiters = yield* Limiters.makeMemory
-      const step = compileRateLimit({ limit: 2, window: 10_000, algorithm: "fixed_window" }, limiters.rateLimiter, "t:")
+      const limiters = yield* Effect.scoped(Limiters.make)
+      const step = compileRateLimit({ limit: 2, window: 10_000, algorithm: "fixed_window" }, memoryStore(limiters.rateLimiter), "t:")
       const first = requestFrom("10.0.0.1")
       yield* step(first.request, () => Effect.void)
       assert.deepStrictEqual(first.responseHeaders, ["ratelimit-policy", `"default";q=2;w=10`, "ratelimit", `"default";r=1;t=5`])

@@ -1,0 +1,112 @@
+/**
+ * rate_limit with `store: redis` against a real redis-server: two gateway processes sharing
+ * one Redis admit at most the limit in total per window; while Redis is down `on_error`
+ * decides (allow: admitted and counted as store errors; deny: 503), no request waits longer
+ * than the timeout, and once Redis is back the limit holds again.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { fetchWhenUp, oneRouteConfig, spawnCli, tempFile } from "../support/cli.ts"
+import { startUpstream } from "../support/harness.ts"
+import { freePort } from "../support/net.ts"
+import { growth, scrapeAdmin } from "../support/prometheus.ts"
+import { startRedis } from "../support/redis.ts"
+
+const limited = (redisUrl: string, onError: "allow" | "deny", limit: number) => [
+  "log: { level: warn }",
+  `redis: { url: "${redisUrl}", timeout: 100ms, on_error: ${onError} }`,
+  `middlewares: { shared: { rate_limit: { key: global, limit: ${limit}, window: 1m, algorithm: fixed_window, store: redis } } }`
+]
+
+const statusOf = (url: string) =>
+  Effect.promise(() => fetch(url, { signal: AbortSignal.timeout(5_000) }).then(async (r) => (await r.text(), r.status)))
+
+/** A gateway process in front of `upstream` with the shared limit on its only route. */
+const gatewayProcess = (redisUrl: string, upstream: string, onError: "allow" | "deny", limit: number) =>
+  Effect.gen(function*() {
+    const port = yield* freePort
+    const adminPort = yield* freePort
+    const file = yield* tempFile("fibergate.yaml", oneRouteConfig({
+      port,
+      adminPort,
+      upstream,
+      head: limited(redisUrl, onError, limit),
+      routes: "[ { id: all, upstream: app, middlewares: [shared] } ]"
+    }))
+    const cli = yield* spawnCli(["run", "-c", file])
+    yield* fetchWhenUp(cli, `http://127.0.0.1:${adminPort}/ready`)
+    return { url: `http://127.0.0.1:${port}/`, adminPort, cli }
+  })
+
+/** Requests until one is admitted, for a Redis connection that is still being made (at most ~5 s). */
+const firstAdmitted = (url: string) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 100; i++) {
+      if ((yield* statusOf(url)) === 200) return
+      yield* Effect.sleep(50)
+    }
+    assert.fail(`${url} admitted nothing within 5 s`)
+  })
+
+describe("rate_limit with store: redis", () => {
+  it.live("two gateway processes sharing one Redis admit the limit in total, alternating requests between them", () =>
+    Effect.gen(function*() {
+      const redis = yield* startRedis
+      const app = yield* startUpstream("app")
+      const a = yield* gatewayProcess(redis.url, app.url, "deny", 10)
+      const b = yield* gatewayProcess(redis.url, app.url, "deny", 10)
+      yield* firstAdmitted(a.url)
+      yield* firstAdmitted(b.url)
+      const statuses: Array<number> = []
+      for (let i = 0; i < 30; i++) statuses.push(yield* statusOf(i % 2 === 0 ? a.url : b.url))
+      // Two admitted while waiting for the connections, eight more here.
+      assert.strictEqual(statuses.filter((s) => s === 200).length, 8, statuses.join(","))
+      assert.isTrue(statuses.every((s) => s === 200 || s === 429), statuses.join(","))
+      assert.strictEqual(app.seen.length, 10)
+    }), { timeout: 30_000 })
+
+  it.live("on_error: allow admits while Redis is down (counted as store errors), and the limit holds again after Redis restarts", () =>
+    Effect.gen(function*() {
+      const redis = yield* startRedis
+      const app = yield* startUpstream("app")
+      const g = yield* gatewayProcess(redis.url, app.url, "allow", 3)
+      yield* firstAdmitted(g.url)
+      assert.deepStrictEqual([yield* statusOf(g.url), yield* statusOf(g.url), yield* statusOf(g.url)], [200, 200, 429])
+      yield* redis.stop
+      const before = yield* scrapeAdmin(g.adminPort)
+      const started = Date.now()
+      const down = [yield* statusOf(g.url), yield* statusOf(g.url), yield* statusOf(g.url), yield* statusOf(g.url)]
+      assert.deepStrictEqual(down, [200, 200, 200, 200])
+      assert.isBelow(Date.now() - started, 4_000)
+      const after = yield* scrapeAdmin(g.adminPort)
+      assert.strictEqual(growth(before, after, "fibergate_rate_limit_store_errors_total"), 4)
+      // A restarted Redis is empty: the counter starts again, and the limit holds once reconnected.
+      yield* redis.start
+      let statuses: Array<number> = []
+      for (let i = 0; i < 100 && !statuses.includes(429); i++) {
+        statuses.push(yield* statusOf(g.url))
+        if (!statuses.includes(429)) yield* Effect.sleep(50)
+      }
+      assert.include(statuses, 429, `the limit never applied again: ${statuses.join(",")}`)
+      statuses = [yield* statusOf(g.url), yield* statusOf(g.url)]
+      assert.deepStrictEqual(statuses, [429, 429])
+    }), { timeout: 30_000 })
+
+  it.live("on_error: deny answers 503 RateLimiterUnavailable while Redis is down, from a start without Redis and after it goes away", () =>
+    Effect.gen(function*() {
+      const redis = yield* startRedis
+      yield* redis.stop
+      const app = yield* startUpstream("app")
+      // The gateway starts and serves without its Redis; the connection comes up later.
+      const g = yield* gatewayProcess(redis.url, app.url, "deny", 100)
+      const refused = () => Effect.promise(() => fetch(g.url, { signal: AbortSignal.timeout(5_000) }).then(async (r) => ({ status: r.status, body: await r.json() as { error: string } })))
+      const before = yield* refused()
+      assert.strictEqual(before.status, 503)
+      assert.strictEqual(before.body.error, "RateLimiterUnavailable")
+      yield* redis.start
+      yield* firstAdmitted(g.url)
+      yield* redis.stop
+      assert.strictEqual((yield* refused()).status, 503)
+      assert.strictEqual(app.seen.length, 1)
+    }), { timeout: 30_000 })
+})
