@@ -11,6 +11,7 @@ import net from "node:net"
 import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
+import { middlewareVariants, startAuthServer, startRedis } from "./middlewares.js"
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(BENCH_DIR, "..")
@@ -61,6 +62,8 @@ const settings = {
   routes: boolArg("BENCH_ROUTES", "1"),
   telemetry: boolArg("BENCH_TELEMETRY", "1"),
   telemetryRounds: intArg("BENCH_TELEMETRY_ROUNDS", 5, 1),
+  middlewares: boolArg("BENCH_MIDDLEWARES", "1"),
+  middlewareRounds: intArg("BENCH_MIDDLEWARE_ROUNDS", 3, 1),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -515,7 +518,7 @@ ${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
  * wrk's requests fail, so they are tried (and rejected) on every request. The catch-all balances
  * round robin over the upstream's two ports. Returns the YAML and a summary of what is on.
  */
-function fibergateConfig(port, adminPort, upstreamPorts, telemetry = "telemetry: { metrics: { enabled: true } }") {
+function fibergateConfig(port, adminPort, upstreamPorts, telemetry = "telemetry: { metrics: { enabled: true } }", catchAllMiddlewares = []) {
   const [a, b] = upstreamPorts.map((p) => `http://${HOST}:${p}`)
   const j = (v) => JSON.stringify(v) // JSON is valid YAML flow syntax: one route per line
   const routes = []
@@ -620,6 +623,7 @@ function fibergateConfig(port, adminPort, upstreamPorts, telemetry = "telemetry:
       response: { set: { "x-route": "default" }, remove: ["x-powered-by"] },
     },
     timeout: "30s",
+    ...(catchAllMiddlewares.length > 0 ? { middlewares: catchAllMiddlewares } : {}),
   })
 
   const pool = { connections: 128, keep_alive: "60s", connect_timeout: "2s" }
@@ -759,12 +763,12 @@ function shebangFlags(bin) {
   return m === null ? [] : m[1].trim().split(/\s+/).filter(Boolean)
 }
 
-async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg, telemetry, binOverride) {
+async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitArg, telemetry, binOverride, catchAllMiddlewares) {
   const bin = binOverride ?? (env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js"))
   if (!fs.existsSync(bin)) throw new Error(`${path.relative(ROOT, bin) || bin} does not exist yet (the fibergate CLI is not built); skipping fibergate`)
   const adminPort = await freePort()
   const yamlFile = path.join(dir, "fibergate.yaml")
-  const config = fibergateConfig(port, adminPort, upstreamPorts, telemetry)
+  const config = fibergateConfig(port, adminPort, upstreamPorts, telemetry, catchAllMiddlewares)
   fs.writeFileSync(yamlFile, config.yaml)
   // a copy to look at after the run (bench/results/ is gitignored)
   try {
@@ -837,9 +841,10 @@ function parseWrk(out) {
  * One wrk run. `threads` defaults to BENCH_THREADS; `script` + `scriptArgs` pass a Lua script
  * (its `init(args)` gets scriptArgs), e.g. bench/stop-after.lua for a request count.
  */
-async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = settings.threads, script, scriptArgs = [] } = {}) {
+async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = settings.threads, script, scriptArgs = [], headers = [] } = {}) {
   threads = Math.min(threads, connections) // wrk needs connections >= threads
   const args = ["-t", String(threads), "-c", String(connections), "-d", duration.wrk, "--timeout", "5s", "--latency"]
+  for (const h of headers) args.push("-H", h)
   if (script) args.push("-s", script)
   args.push(`http://${HOST}:${port}${urlPath}`)
   if (script && scriptArgs.length > 0) args.push("--", ...scriptArgs.map(String))
@@ -938,6 +943,47 @@ async function telemetryCost(nodeBin, upstreamPorts, fdRaise, measure) {
   } finally {
     for (const v of variants) await stopChild(v.child)
     sink.close()
+  }
+  return variants.map(({ label, rounds }) => ({ label, rounds }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// middleware cost (variants in bench/middlewares.js)
+
+/** Runs each middleware variant as its own fibergate process; returns [{ label, rounds }]. */
+async function middlewareCost(nodeBin, upstreamPorts, fdRaise, measure) {
+  const redis = await startRedis()
+  if (!redis) console.error("bench: middleware cost: no redis-server here, the Redis limiter row is skipped (apt-get install redis-server)")
+  const auth = await startAuthServer()
+  const dir = path.join(tmpDir, "middlewares")
+  fs.mkdirSync(dir, { recursive: true })
+  const variants = []
+  try {
+    for (const [i, v] of (await middlewareVariants(dir, redis?.url, auth.url)).entries()) {
+      const vdir = path.join(dir, String(i))
+      fs.mkdirSync(vdir, { recursive: true })
+      const port = await freePort()
+      const head = ["telemetry: { metrics: { enabled: true } }", v.head].filter((l) => l !== "").join("\n")
+      const child = await startFibergate(nodeBin, vdir, port, upstreamPorts, fdRaise, head, undefined, v.middlewares)
+      const probe = await httpGet(port, "/", 2000, { headers: Object.fromEntries(v.headers.map((h) => [h.slice(0, h.indexOf(":")), h.slice(h.indexOf(":") + 1).trim()])) })
+      if (probe.status !== 200) throw new Error(`middleware variant ${v.label}: GET / answered ${probe.status} ${probe.body.slice(0, 120)}`)
+      variants.push({ label: v.label, port, child, headers: v.headers, rounds: [] })
+    }
+    for (const v of variants) await measure(v, "/", settings.warmup.seconds > 0 ? settings.warmup : settings.duration, settings.connections, { headers: v.headers })
+    for (let round = 0; round < settings.middlewareRounds; round++) {
+      for (const [i] of variants.entries()) {
+        const v = variants[(i + round) % variants.length]
+        const cpuBefore = treeCpuSeconds(v.child.pid)
+        const r = await measure(v, "/", settings.duration, settings.connections, { headers: v.headers })
+        r.cpuUsPerRequest = r.requests ? ((treeCpuSeconds(v.child.pid) - cpuBefore) * 1e6) / r.requests : null
+        v.rounds.push(r)
+        console.log(`bench: middleware round ${round + 1}/${settings.middlewareRounds} ${v.label}: ${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}, ${r.cpuUsPerRequest?.toFixed(1)} µs CPU/request, ${r.errors} errors`)
+      }
+    }
+  } finally {
+    for (const v of variants) await stopChild(v.child)
+    auth.stop()
+    redis?.stop()
   }
   return variants.map(({ label, rounds }) => ({ label, rounds }))
 }
@@ -1310,6 +1356,12 @@ async function main() {
     telemetry = await telemetryCost(nodeBin, upstreamPorts, fdRaise, measure)
   }
 
+  // middleware cost: the catch-all with one middleware kind at a time, each its own process
+  let middlewareRows = null
+  if (settings.middlewares && live.some((p) => p.key === "fibergate")) {
+    middlewareRows = await middlewareCost(nodeBin, upstreamPorts, fdRaise, measure)
+  }
+
   // leak check: fibergate only, BENCH_LEAK_RUNS runs of ~BENCH_LEAK_REQUESTS requests each, RSS after 2 s idle
   const fgLive = live.find((p) => p.key === "fibergate")
   let leak = null
@@ -1429,6 +1481,27 @@ async function main() {
       const first = v === telemetry[0]
       lines.push(
         `| ${v.label} | ${fmtInt(rps)} | ${fmtMs(median(v.rounds.map((r) => r.p99)))} | ${first ? "–" : `${(cost * 100).toFixed(1)}%`} | ${cpu.toFixed(1)} | ${first ? "–" : `${cpuCost >= 0 ? "+" : ""}${(cpuCost * 100).toFixed(1)}%`} | ${v.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
+      )
+    }
+  }
+
+  if (middlewareRows !== null && middlewareRows.length > 0) {
+    lines.push(
+      "",
+      `Middleware cost, fibergate with the realistic config and one middleware on the catch-all route, \`wrk -t${settings.threads} -c${settings.connections} -d${settings.duration.wrk}\` (with the headers the kind needs), ${settings.middlewareRounds} rounds, the variants alternating within each round; every request is admitted. "vs none" is the median over rounds of each round's ratio to the no-middleware run of the same round; read it against the control row:`,
+      ""
+    )
+    lines.push(
+      `| variant | req/s (median) | p99 | req/s vs none | CPU µs/request (median) | CPU vs none | errors | per-round req/s |`,
+      `| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |`
+    )
+    const base = middlewareRows[0].rounds
+    for (const v of middlewareRows) {
+      const first = v === middlewareRows[0]
+      const cost = median(v.rounds.map((r, i) => r.rps / base[i].rps - 1))
+      const cpuCost = median(v.rounds.map((r, i) => (r.cpuUsPerRequest ?? 0) / (base[i].cpuUsPerRequest || 1) - 1))
+      lines.push(
+        `| ${v.label} | ${fmtInt(median(v.rounds.map((r) => r.rps)))} | ${fmtMs(median(v.rounds.map((r) => r.p99)))} | ${first ? "–" : `${(cost * 100).toFixed(1)}%`} | ${median(v.rounds.map((r) => r.cpuUsPerRequest ?? 0)).toFixed(1)} | ${first ? "–" : `${cpuCost >= 0 ? "+" : ""}${(cpuCost * 100).toFixed(1)}%`} | ${v.rounds.reduce((a, r) => a + r.errors, 0)} | ${v.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
       )
     }
   }

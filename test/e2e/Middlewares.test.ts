@@ -4,7 +4,8 @@
  * their order, and a library user's middleware that requires its own service.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Effect, Fiber, Layer } from "effect"
+import { Effect, Fiber, Layer, Result, SubscriptionRef } from "effect"
+import { decodeConfig } from "../../src/config/ConfigLoader.ts"
 import bcrypt from "bcryptjs"
 import { createHash, randomBytes, scryptSync } from "node:crypto"
 import { createRequire } from "node:module"
@@ -200,6 +201,32 @@ describe("middlewares", () => {
       const refused = yield* send(gateway.url("/fast"))
       assert.strictEqual(refused.status, 503)
       assert.strictEqual(JSON.parse(refused.body).error, "ConcurrencyLimited")
+      release!()
+      assert.strictEqual((yield* Fiber.join(slow)).status, 200)
+      assert.strictEqual((yield* send(gateway.url("/fast"))).status, 200)
+    }))
+
+  it.live("concurrency_limit keeps its slots across a reload that keeps its max: a request held before the reload still counts", () =>
+    Effect.gen(function*() {
+      let release: (() => void) | undefined
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => {
+          const answer = () => res.end("ok")
+          if (req.url === "/slow") release = answer
+          else answer()
+        }
+      })
+      const config = simpleConfig([app.url], { middlewares: ["one"] })
+      const named = { one: { concurrency_limit: { max: 1 } } }
+      const gateway = yield* startGateway({ ...config, middlewares: named })
+      const slow = yield* Effect.forkChild(send(gateway.url("/slow")))
+      yield* eventually(Effect.sync(() => release !== undefined), "the slow request at the upstream")
+      const before = gateway.services.routes.generation()
+      const next = decodeConfig({ ...config, middlewares: named, log: { level: "warn", access_log: false } }, "test")
+      assert.isTrue(Result.isSuccess(next))
+      if (Result.isSuccess(next)) yield* SubscriptionRef.set(gateway.services.config.config, next.success)
+      yield* eventually(Effect.sync(() => gateway.services.routes.generation() > before), "the reload applied")
+      assert.strictEqual((yield* send(gateway.url("/fast"))).status, 503)
       release!()
       assert.strictEqual((yield* Fiber.join(slow)).status, 200)
       assert.strictEqual((yield* send(gateway.url("/fast"))).status, 200)
