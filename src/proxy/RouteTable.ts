@@ -14,6 +14,7 @@ import { compileCidrs } from "../config/Cidr.ts"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, Server } from "../config/Schema.ts"
 import { compileHeaderRules } from "./HeaderRules.ts"
+import { lookupHeader } from "./RequestHeaders.ts"
 import type { CompiledRoute, ListenerTable } from "./ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
@@ -92,7 +93,7 @@ export const compileTables = (
   let tracer = tracing?.tracer
   const log = config.log ?? {}
   const accessLog = log.access_log === true
-    ? (listener: string) => makeAccessLog(log.format ?? "json", process.stdout, listener)
+    ? (listener: string) => makeAccessLog(log.format ?? "json", process.stdout, listener, lookupHeader)
     : undefined
   const metricsOff = config.telemetry?.metrics?.enabled === false
   const metricsFor = metricsOff ? () => noRouteMetrics : (listener: string, route: string) => makeRouteMetrics(context, listener, route)

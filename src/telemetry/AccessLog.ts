@@ -6,7 +6,6 @@
  */
 import type { IncomingMessage } from "node:http"
 import type { Writable } from "node:stream"
-import { lookupHeader } from "../proxy/RequestHeaders.ts"
 
 /** What the access log says about one request. */
 export interface AccessRecord {
@@ -40,8 +39,8 @@ const escape = (s: string): string => {
   return /["\\\u0000-\u001f\u007f-\uffff]/.test(s) ? JSON.stringify(s).slice(1, -1) : s
 }
 
-// From the raw headers: `req.headers` would build an object of every header per logged request.
-const header = (req: IncomingMessage, name: string): string | undefined => lookupHeader(req.rawHeaders, name)
+/** Reads one request header (the proxy passes its raw-header lookup: `req.headers` would build an object per logged request). */
+export type HeaderLookup = (raw: ReadonlyArray<string>, name: string) => string | undefined
 
 const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
 const pad = (n: number) => (n < 10 ? `0${n}` : String(n))
@@ -52,9 +51,9 @@ export const clfTime = (date: Date): string =>
     pad(date.getUTCMinutes())
   }:${pad(date.getUTCSeconds())} +0000`
 
-const jsonLine = (r: AccessRecord, listener: string): string => {
+const jsonLine = (r: AccessRecord, listener: string, header: HeaderLookup): string => {
   const req = r.req
-  const ua = header(req, "user-agent")
+  const ua = header(req.rawHeaders, "user-agent")
   return `{"time":"${new Date().toISOString()}","listener":"${listener}","route":"${escape(r.route)}","method":"${
     escape(req.method ?? "")
   }","path":"${escape(r.path)}","status":${r.status},"duration_ms":${r.durationMs.toFixed(3)},"bytes_in":${r.bytesIn},"bytes_out":${r.bytesOut},"upstream":"${
@@ -67,21 +66,21 @@ const jsonLine = (r: AccessRecord, listener: string): string => {
 // In the quoted fields of the combined format a quote or backslash is escaped, as nginx does.
 const quoted = (s: string | undefined): string => (s === undefined ? "-" : escape(s))
 
-const textLine = (r: AccessRecord, listener: string): string => {
+const textLine = (r: AccessRecord, listener: string, header: HeaderLookup): string => {
   const req = r.req
   return `${r.clientIp === "" ? "-" : r.clientIp} - ${r.consumer === undefined || r.consumer === "" ? "-" : escape(r.consumer).replaceAll(" ", "%20")} [${clfTime(new Date())}] "${escape(req.method ?? "")} ${escape(req.url ?? "")} HTTP/${req.httpVersion}" ${r.status} ${r.bytesOut} "${
-    quoted(header(req, "referer"))
-  }" "${quoted(header(req, "user-agent"))}" listener=${listener} route=${r.route} duration_ms=${r.durationMs.toFixed(3)} upstream=${r.upstream} attempts=${r.attempts} bytes_in=${r.bytesIn} trace_id=${
+    quoted(header(req.rawHeaders, "referer"))
+  }" "${quoted(header(req.rawHeaders, "user-agent"))}" listener=${listener} route=${r.route} duration_ms=${r.durationMs.toFixed(3)} upstream=${r.upstream} attempts=${r.attempts} bytes_in=${r.bytesIn} trace_id=${
     r.traceId ?? "-"
   }${r.error === undefined ? "" : ` error=${r.error}`}\n`
 }
 
 /**
  * @example
- * const log = makeAccessLog("json", process.stdout, "public")
+ * const log = makeAccessLog("json", process.stdout, "public", lookupHeader)
  */
-export const makeAccessLog = (format: "json" | "text", out: Writable, listener: string): AccessLog => {
+export const makeAccessLog = (format: "json" | "text", out: Writable, listener: string, header: HeaderLookup): AccessLog => {
   const line = format === "json" ? jsonLine : textLine
   const name = escape(listener)
-  return { write: (record) => void out.write(line(record, name)) }
+  return { write: (record) => void out.write(line(record, name, header)) }
 }

@@ -1,3 +1,4 @@
+import { lookupHeader } from "../../src/proxy/RequestHeaders.ts"
 import { assert, describe, it } from "@effect/vitest"
 import type { IncomingMessage } from "node:http"
 import { PassThrough } from "node:stream"
@@ -26,7 +27,7 @@ const capture = (format: "json" | "text", ...records: Array<AccessRecord>): stri
   const out = new PassThrough()
   const chunks: Array<Buffer> = []
   out.on("data", (c: Buffer) => chunks.push(c))
-  const log = makeAccessLog(format, out, "public")
+  const log = makeAccessLog(format, out, "public", lookupHeader)
   for (const r of records) log.write(r)
   return Buffer.concat(chunks).toString("utf8")
 }

@@ -14,9 +14,9 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, HealthCheck } from "../config/Schema.ts"
-import { Upstreams } from "../upstream/Upstreams.ts"
-import { initialHealth, observeProbe, type HealthState, type Thresholds } from "./HealthState.ts"
-import { probeFor } from "./Probe.ts"
+import { Upstreams } from "./Upstreams.ts"
+import { initialHealth, observeProbe, type HealthState, type Thresholds } from "../resilience/HealthState.ts"
+import { probeFor } from "../resilience/Probe.ts"
 
 /** Defaults as HAProxy/Envoy users expect them. */
 export const healthCheckDefaults = {
@@ -64,7 +64,7 @@ const keyOf = (upstream: string, origin: string) => `${upstream} ${origin}`
 export class HealthChecks extends Context.Service<HealthChecks, {
   /** The health of every checked endpoint, by `"<upstream> <origin>"`. */
   readonly states: () => ReadonlyMap<string, HealthState>
-}>()("fibergate/resilience/HealthChecks") {
+}>()("fibergate/upstream/HealthChecks") {
   static layerWith(probeFor: ProbeFactory): Layer.Layer<HealthChecks, never, ConfigSource | Upstreams> {
     return Layer.effect(
       HealthChecks,
