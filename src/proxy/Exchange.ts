@@ -19,7 +19,7 @@ import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
-import { backoffDelay, mayRetry, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
+import { nextRetryDelay, retryable, startRetries, type RetryPolicy, type RetrySteps, type TryFailure } from "../resilience/RetryPolicy.ts"
 import { admitRetry, countRequest } from "../resilience/RetryBudget.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
@@ -193,6 +193,8 @@ export class Exchange implements Receiving {
   private tryStarted = 0
   private status = 0
   private bytes = 0
+  /** This request's retry schedule state, from its first retryable failure on. */
+  private retries: RetrySteps | undefined = undefined
   /** Endpoints already tried, so a retry goes elsewhere when it can. */
   private tried: Array<Endpoint> | undefined = undefined
   /** The response head received from the upstream and not yet written (see onResponseStart). */
@@ -376,7 +378,11 @@ export class Exchange implements Receiving {
     const policy = this.route.retry
     const body = this.request.body
     if (policy === undefined || this.res.headersSent || (body !== null && !Buffer.isBuffer(body))) return false
-    if (!mayRetry(policy, this.request.method, attempt.number, failure)) return false
+    if (!retryable(policy, this.request.method, failure)) return false
+    // The route's retry Schedule says whether another try follows and after how long; its
+    // state exists only once a try has failed.
+    const delay = nextRetryDelay(this.retries ??= startRetries(policy), performance.now())
+    if (delay === undefined) return false
     const group = this.route.group
     const tried = this.tried ?? (this.tried = [])
     tried.push(attempt.endpoint)
@@ -394,7 +400,6 @@ export class Exchange implements Receiving {
     }
     this.current = undefined
     group.metrics.retry()
-    const delay = backoffDelay(policy, attempt.number)
     const go = () => {
       if (!this.done) this.start(next, attempt.number + 1)
     }

@@ -2,11 +2,14 @@
  * A route's `retry` config compiled once into what the request path needs: which failures and
  * methods may be retried, how many tries in all, the per-try timeout and the backoff. The
  * backoff is exponential with full jitter and a cap (AWS's "full jitter"): try n waits a random
- * time in [0, min(max, base · 2^(n-1))]. `retrySchedule` expresses the same policy as an Effect
- * Schedule, and the tests hold the two to each other.
+ * time in [0, min(max, base · 2^(n-1))]. The policy's `schedule` (an Effect Schedule) decides
+ * how many tries follow the first and how long to wait before each; the exchange steps it only
+ * after a failure, so a request that succeeds at once never builds schedule state.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import type * as Pull from "effect/Pull"
 import * as Schedule from "effect/Schedule"
 import type { Retry } from "../config/Schema.ts"
 
@@ -37,13 +40,15 @@ export interface RetryPolicy {
   readonly onReset: boolean
   readonly onTimeout: boolean
   readonly onStatus: ReadonlySet<number>
+  /** The retries as an Effect Schedule: `attempts - 1` recurrences, each delayed by the backoff. */
+  readonly schedule: Schedule.Schedule<Duration.Duration>
 }
 
 export const compileRetryPolicy = (retry: Retry | undefined): RetryPolicy | undefined => {
   if (retry === undefined) return undefined
   const on = new Set((retry.on ?? retryDefaults.on).map(String))
   const backoff = retry.backoff ?? {}
-  return {
+  const policy: Omit<RetryPolicy, "schedule"> = {
     attempts: retry.attempts ?? retryDefaults.attempts,
     perTryTimeoutMs: retry.per_try_timeout,
     bufferBytes: retry.buffer_bytes ?? retryDefaults.buffer_bytes,
@@ -56,11 +61,12 @@ export const compileRetryPolicy = (retry: Retry | undefined): RetryPolicy | unde
     onTimeout: on.has("timeout"),
     onStatus: new Set([...on].filter((t) => /^\d{3}$/.test(t)).map(Number))
   }
+  return { ...policy, schedule: retrySchedule(policy) }
 }
 
-/** Whether this failure of try number `attempt` (1-based) may be followed by another try. */
-export const mayRetry = (policy: RetryPolicy, method: string, attempt: number, failure: TryFailure): boolean => {
-  if (attempt >= policy.attempts || !policy.methods.has(method)) return false
+/** Whether this failure may be retried at all (method and `on`), whatever the count. */
+export const retryable = (policy: RetryPolicy, method: string, failure: TryFailure): boolean => {
+  if (!policy.methods.has(method)) return false
   switch (failure) {
     case "connect-failure":
       return policy.onConnectFailure
@@ -73,8 +79,12 @@ export const mayRetry = (policy: RetryPolicy, method: string, attempt: number, f
   }
 }
 
+/** Whether this failure of try number `attempt` (1-based) may be followed by another try. */
+export const mayRetry = (policy: RetryPolicy, method: string, attempt: number, failure: TryFailure): boolean =>
+  attempt < policy.attempts && retryable(policy, method, failure)
+
 /** The upper bound of the wait before try `attempt + 1` (1-based `attempt`). */
-export const backoffCap = (policy: RetryPolicy, attempt: number): number =>
+export const backoffCap = (policy: Pick<RetryPolicy, "maxMs" | "baseMs">, attempt: number): number =>
   Math.min(policy.maxMs, policy.baseMs * 2 ** (attempt - 1))
 
 /**
@@ -83,16 +93,34 @@ export const backoffCap = (policy: RetryPolicy, attempt: number): number =>
  * @example
  * backoffDelay(policy, 1, () => 0.5) // => policy.baseMs / 2 with jitter on
  */
-export const backoffDelay = (policy: RetryPolicy, attempt: number, random: () => number = Math.random): number => {
+export const backoffDelay = (policy: Pick<RetryPolicy, "maxMs" | "baseMs" | "jitter">, attempt: number, random: () => number = Math.random): number => {
   const cap = backoffCap(policy, attempt)
   return policy.jitter ? Math.floor(random() * cap) : cap
 }
 
-/** The same backoff as an Effect Schedule (for Effect programs that retry with this policy). */
-export const retrySchedule = (policy: RetryPolicy, random: () => number = Math.random): Schedule.Schedule<Duration.Duration> =>
+/** The policy's retries as an Effect Schedule (what `schedule` is; `random` for the tests). */
+export const retrySchedule = (
+  policy: Pick<RetryPolicy, "attempts" | "maxMs" | "baseMs" | "jitter">,
+  random: () => number = Math.random
+): Schedule.Schedule<Duration.Duration> =>
   Schedule.max([
     Schedule.spaced(Duration.zero).pipe(
       Schedule.modifyDelay(({ attempt }) => Effect.succeed(Duration.millis(backoffDelay(policy, attempt, random))))
     ),
     Schedule.recurs(policy.attempts - 1)
   ])
+
+/** The state of one request's retries: created at its first failure, stepped at each. */
+export type RetrySteps = (now: number, input: unknown) => Pull.Pull<[Duration.Duration, Duration.Duration], never, Duration.Duration>
+
+/**
+ * Steps a request's retry schedule: the wait in ms before the next try, or undefined when the
+ * schedule is done (no try left). `steps` comes from `startRetries` at the first failure.
+ */
+export const nextRetryDelay = (steps: RetrySteps, now: number): number | undefined => {
+  const exit = Effect.runSyncExit(steps(now, undefined))
+  return Exit.isSuccess(exit) ? Duration.toMillis(exit.value[1]) : undefined
+}
+
+/** The retry state of one request, from the policy's compiled schedule. */
+export const startRetries = (policy: RetryPolicy): RetrySteps => Effect.runSync(Schedule.toStep(policy.schedule))
