@@ -77,7 +77,7 @@ const compileOne = (m: Resolved, services: ChainServices): Step => {
 const unavailable = new InternalError({ message: "A middleware of this route is not available" })
 const failClosed: Step = () => Effect.fail(unavailable)
 
-/** The steps of `route` on `server`, or undefined when it has none (its requests then take no fiber). */
+/** The steps of `route` on `server`, or undefined when it has none. */
 export const compileChain = (config: Config, server: Server, route: Route, services: ChainServices): ReadonlyArray<Step> | undefined => {
   const named = config.middlewares ?? {}
   const resolve = (items: ReadonlyArray<MiddlewareItem> | undefined, owner: string, where: string): Array<Resolved> =>

@@ -35,7 +35,10 @@ import type { RequestTarget } from "../routing/RequestTarget.ts"
 export interface CompiledRoute extends ExchangeRoute {
   readonly rewrite: PathRewrite
   readonly requestHeaders: HeaderRules
-  /** The route's middlewares around the forwarder; undefined when it has none (no fiber then). */
+  /**
+   * The route's pipeline: its middlewares around the forwarder, run as one fiber per request.
+   * RouteTable always sets it; a route built without one (tests) is forwarded without a fiber.
+   */
   readonly pipeline?: Next | undefined
 }
 
@@ -91,10 +94,12 @@ const reject = (
   close = false,
   path = "-",
   route?: CompiledRoute,
-  request?: ProxiedRequest
+  request?: ProxiedRequest,
+  byMiddleware = false
 ): void => {
-  if (request === undefined) table.rejections?.count(error._tag)
-  else table.rejections?.count(error._tag, route?.id)
+  // A middleware's refusal is counted with its route; the gateway's own refusals by reason only.
+  if (byMiddleware) table.rejections?.count(error._tag, route?.id)
+  else table.rejections?.count(error._tag)
   const status = sendError(res, error, close, request?.responseHeaders)
   route?.metrics.record(req.method ?? "GET", status, 0)
   const log = table.accessLog
@@ -420,7 +425,7 @@ class ProxiedRequest implements PipelineRequest {
     }
     const found = Cause.findError(cause)
     const error = found._tag === "Success" ? found.success : new InternalError({ message: "A middleware failed unexpectedly" })
-    reject(this.table, this.req, this.res, error, false, this.target.path, this.compiled, this)
+    reject(this.table, this.req, this.res, error, false, this.target.path, this.compiled, this, true)
   }
 
   readonly respond = (reply: Reply): void => {

@@ -70,7 +70,7 @@ const compileListener = (
       timeoutMs: route.timeout,
       retry: compileRetryPolicy(route.retry),
       metrics: metricsFor(server.name, route.id),
-      pipeline: steps === undefined ? undefined : composeSteps(steps, forwarder)
+      pipeline: composeSteps(steps ?? [], forwarder)
     } satisfies CompiledRoute
   }
   })),
