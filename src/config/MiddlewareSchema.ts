@@ -71,11 +71,15 @@ export const BasicAuth = Schema.Struct({
   realm: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isPattern(/^[^"\\\x00-\x1f]*$/, {
     message: "Expected a realm without quotes, backslashes or control characters"
   })))),
-  users: Schema.Array(Schema.Struct({
+  users: Schema.optionalKey(Schema.Array(Schema.Struct({
     name: Schema.String.pipe(Schema.check(Schema.isPattern(/^[^:\x00-\x1f]+$/, { message: "Expected a user name without a colon" }))),
     hash: PasswordHash
-  })).pipe(Schema.check(Schema.isMinLength(1)))
-})
+  })).pipe(Schema.check(Schema.isMinLength(1)))),
+  /** An htpasswd file (`user:hash` lines, bcrypt or apr1 as `htpasswd -B` / `-m` write them), read at every load. */
+  htpasswd_file: Schema.optionalKey(Schema.String.pipe(Schema.check(Schema.isNonEmpty())))
+}).pipe(Schema.check(Schema.makeFilter((b) =>
+  (b.users === undefined) !== (b.htpasswd_file === undefined) || "Expected users or htpasswd_file (exactly one)"
+)))
 export type BasicAuth = typeof BasicAuth.Type
 
 /** `ip`, `route`, `global`, `consumer`, or `header:<name>`. */

@@ -29,11 +29,33 @@ export const parseBasic = (authorization: string | undefined): { readonly user: 
   return { user: decoded.slice(0, colon), password: decoded.slice(colon + 1) }
 }
 
+/** Supported hash forms, as the config schema checks them. */
+const HASH_FORM = /^(\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}|\$apr1\$[./A-Za-z0-9]{1,8}\$[./A-Za-z0-9]{22}|\$scrypt\$ln=\d{1,2},r=\d{1,2},p=\d{1,2}\$[A-Za-z0-9+/]+={0,2}\$[A-Za-z0-9+/]+={0,2})$/
+
+/**
+ * The users of an htpasswd file's text: `user:hash` lines; blank lines and `#` comments
+ * skipped. A line whose hash is of another form ({SHA}, crypt, plain) is reported by its line
+ * number and left out (it can never match).
+ */
+export const parseHtpasswd = (text: string): { readonly users: ReadonlyArray<{ readonly name: string; readonly hash: string }>; readonly skipped: ReadonlyArray<number> } => {
+  const users: Array<{ name: string; hash: string }> = []
+  const skipped: Array<number> = []
+  text.split(/\r?\n/).forEach((raw, i) => {
+    const line = raw.trim()
+    if (line === "" || line.startsWith("#")) return
+    const colon = line.indexOf(":")
+    const hash = line.slice(colon + 1)
+    if (colon <= 0 || !HASH_FORM.test(hash)) skipped.push(i + 1)
+    else users.push({ name: line.slice(0, colon), hash })
+  })
+  return { users, skipped }
+}
+
 /**
  * @example
  * compileBasicAuth({ realm: "api", users: [{ name: "alice", hash: "$2y$10$…" }] })
  */
-export const compileBasicAuth = (config: BasicAuth): Step => {
+export const compileBasicAuth = (config: BasicAuth & { readonly users: NonNullable<BasicAuth["users"]> }): Step => {
   const realm = config.realm ?? "fibergate"
   const challenge = `Basic realm="${realm}", charset="UTF-8"`
   const required = new Unauthorized({ message: "Credentials are required", challenge })

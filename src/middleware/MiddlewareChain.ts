@@ -7,7 +7,7 @@ import * as Effect from "effect/Effect"
 import type { InlineMiddleware, MiddlewareItem } from "../config/MiddlewareSchema.ts"
 import type { Config, Route, Server } from "../config/Schema.ts"
 import { compileApiKey } from "./ApiKey.ts"
-import { compileBasicAuth } from "./BasicAuth.ts"
+import { compileBasicAuth, parseHtpasswd } from "./BasicAuth.ts"
 import { compileConcurrencyLimit } from "./ConcurrencyLimit.ts"
 import { compileCors } from "./Cors.ts"
 import { InternalError } from "./GatewayError.ts"
@@ -46,7 +46,22 @@ const compileOne = (m: Resolved, services: ChainServices): Step => {
   if (spec.cors !== undefined) return compileCors(spec.cors)
   if (spec.ip_filter !== undefined) return compileIpFilter(spec.ip_filter)
   if (spec.api_key !== undefined) return compileApiKey(spec.api_key)
-  if (spec.basic_auth !== undefined) return compileBasicAuth(spec.basic_auth)
+  if (spec.basic_auth !== undefined) {
+    const basic = spec.basic_auth
+    if (basic.users !== undefined) return compileBasicAuth({ ...basic, users: basic.users })
+    let text: string
+    try {
+      text = readFileSync(basic.htpasswd_file!, "utf8")
+    } catch (e) {
+      services.problem(`${m.where}.basic_auth.htpasswd_file`, `cannot read ${basic.htpasswd_file}: ${(e as Error).message}; its requests are answered 500`)
+      return failClosed
+    }
+    const { skipped, users } = parseHtpasswd(text)
+    if (skipped.length > 0) {
+      services.problem(`${m.where}.basic_auth.htpasswd_file`, `${basic.htpasswd_file}: line(s) ${skipped.join(", ")} have no bcrypt, apr1 or scrypt hash and are ignored`)
+    }
+    return compileBasicAuth({ ...basic, users })
+  }
   if (spec.forward_auth !== undefined) return compileForwardAuth(spec.forward_auth, services.dispatcher)
   if (spec.jwt !== undefined) {
     const jwt = spec.jwt

@@ -4,7 +4,7 @@
  * reads the current snapshot synchronously and allocates little.
  */
 import type { CidrMatcher } from "../config/Cidr.ts"
-import { clientAddress } from "./ClientAddress.ts"
+import { clientAddress, forwardedForList } from "./ClientAddress.ts"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import { Transform, type TransformCallback } from "node:stream"
 import type { Router } from "../routing/Router.ts"
@@ -57,6 +57,10 @@ export interface ListenerTable {
 }
 
 const VIA = "1.1 fibergate"
+
+/** The chain of client addresses to walk: X-Forwarded-For, else Forwarded's `for=` (parsed only behind trusted proxies). */
+const forwardedChain = (scan: { readonly forwardedFor: string | undefined; readonly forwarded: string | undefined }, trusted: CidrMatcher | undefined) =>
+  scan.forwardedFor !== undefined || trusted === undefined || scan.forwarded === undefined ? scan.forwardedFor : forwardedForList(scan.forwarded)
 const routeNotFound = new RouteNotFound({ message: "No route matches this request" })
 const badTarget = new BadRequest({ message: "Invalid request target" })
 const badEncoding = new BadRequest({ message: "Invalid percent-encoding in the request path" })
@@ -108,7 +112,7 @@ const reject = (
       req,
       clientIp: table.trustedProxies === undefined
         ? req.socket?.remoteAddress ?? ""
-        : clientAddress(req.socket?.remoteAddress ?? "", scanRequestHeaders(req.rawHeaders).forwardedFor, table.trustedProxies),
+        : clientAddress(req.socket?.remoteAddress ?? "", forwardedChain(scanRequestHeaders(req.rawHeaders), table.trustedProxies), table.trustedProxies),
       route: route?.id ?? "-",
       path,
       status,
@@ -186,7 +190,7 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
     return
   }
   const peer = req.socket.remoteAddress ?? ""
-  const ip = clientAddress(peer, scan.forwardedFor, table.trustedProxies)
+  const ip = clientAddress(peer, forwardedChain(scan, table.trustedProxies), table.trustedProxies)
   if (route.pipeline === undefined) {
     forward(table, req, res, method, url, scan, target, route, peer, ip, header, drain, undefined)
     return

@@ -18,6 +18,8 @@ export interface ForwardHeaders {
 
 export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders & {
   readonly forwardedFor: string | undefined
+  /** RFC 7239 `Forwarded` (repeated fields joined); passed upstream as it came. */
+  readonly forwarded: string | undefined
   readonly via: string | undefined
   readonly connection: string | undefined
   /** The client's W3C `traceparent`, taken out: the proxy puts back the one it continues with. */
@@ -29,6 +31,7 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   let host: string | undefined
   let hostCount = 0
   let forwardedFor: string | undefined
+  let forwarded: string | undefined
   let via: string | undefined
   let connection: string | undefined
   let traceparent: string | undefined
@@ -49,6 +52,10 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
         continue
       case "via":
         via = via === undefined ? value : `${via}, ${value}`
+        continue
+      case "forwarded":
+        forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`
+        headers.push(name, value)
         continue
       case "connection":
         connection = connection === undefined ? value : `${connection}, ${value}`
@@ -77,6 +84,7 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
     host,
     hostCount,
     forwardedFor,
+    forwarded,
     via,
     connection,
     traceparent,

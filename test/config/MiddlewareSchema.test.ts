@@ -41,6 +41,7 @@ describe("middleware config", () => {
       ["[ { rate_limit: { limit: 5, window: 1s, store: redis } } ]", "servers[0].routes[0].middlewares[0].rate_limit.store: store: redis needs the top-level redis section"],
       ["[ { api_key: { keys: [ { name: ci, sha256: abc } ] } } ]", "api_key.keys[0].sha256: Expected the key's SHA-256 as 64 hex digits"],
       ["[ { basic_auth: { users: [ { name: u, hash: plain } ] } } ]", "basic_auth.users[0].hash: Expected a bcrypt ($2y$…), apr1 ($apr1$…) or scrypt"],
+      ["[ { basic_auth: { htpasswd_file: f, users: [ { name: u, hash: \"$apr1$abcdefgh$abcdefghijklmnopqrstuv\" } ] } } ]", "basic_auth: Expected users or htpasswd_file (exactly one)"],
       ["[ { jwt: { secret_file: k, algorithms: [RS256] } } ]", "jwt: secret_file takes only HS256, HS384 or HS512"],
       ["[ { jwt: { jwks_url: \"http://x/j\", algorithms: [HS256] } } ]", "jwt: jwks_url takes asymmetric algorithms only"],
       ["[ { forward_auth: { url: \"ftp://x\" } } ]", "forward_auth.url: Expected an http:// or https:// URL"],

@@ -14,7 +14,9 @@ import type { Middleware } from "../../src/middleware/Middleware.ts"
 import { captureAccessLog } from "../support/accessLog.ts"
 import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { send, type Reply } from "../support/http.ts"
-import { eventually } from "../support/liveGateway.ts"
+import { eventually, tempDir } from "../support/liveGateway.ts"
+import { writeFileSync } from "node:fs"
+import { join } from "node:path"
 import { growth, scrapeAdmin } from "../support/prometheus.ts"
 
 const aprMd5 = createRequire(import.meta.url)("apache-md5") as (password: string, salt?: string) => string
@@ -116,6 +118,20 @@ describe("middlewares", () => {
       assert.isTrue(app.seen.every((s) => s.headers.authorization === undefined))
       yield* eventually(Effect.sync(() => capture.lines.filter((l) => l.status === 200).length >= 3), "three admitted lines")
       assert.deepStrictEqual(capture.lines.filter((l) => l.status === 200).map((l) => l.consumer), ["alice", "bob", "carol"])
+    }))
+
+  it.live("basic_auth from an htpasswd file: bcrypt and apr1 lines work; comments and lines of other hash forms are skipped", () =>
+    Effect.gen(function*() {
+      const dir = yield* tempDir
+      const file = join(dir, "users.htpasswd")
+      writeFileSync(file, [`# team`, `alice:${bcrypt.hashSync("pw-a", 4)}`, "", `bob:${aprMd5("pw-b")}`, "carol:{SHA}W6ph5Mm5Pz8GgiULbPgzG37mj9g="].join("\n"))
+      const app = yield* startUpstream("app")
+      const gateway = yield* gatewayWith(app.url, [{ basic_auth: { htpasswd_file: file } }])
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { authorization: basic("alice", "pw-a") } })).status, 200)
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { authorization: basic("bob", "pw-b") } })).status, 200)
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { authorization: basic("carol", "password") } })).status, 401)
+      const none = yield* send(gateway.url("/"))
+      assert.strictEqual(none.headers["www-authenticate"], `Basic realm="fibergate", charset="UTF-8"`)
     }))
 
   it.live("cors: a preflight is answered by the gateway, before auth, and the upstream never sees it; an actual request gets the allow headers", () =>

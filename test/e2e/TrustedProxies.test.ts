@@ -34,6 +34,20 @@ describe("trusted_proxies", () => {
       assert.strictEqual(capture.lines[0].client_ip, "203.0.113.7")
     }))
 
+  it.live("without X-Forwarded-For, a trusted peer's Forwarded for= names the client; Forwarded goes upstream as it came; X-Forwarded-For wins when both come", () =>
+    Effect.gen(function*() {
+      const capture = yield* captureAccessLog
+      const app = yield* startUpstream("app")
+      const gateway = yield* gatewayTrusting(["127.0.0.0/8", "10.0.0.0/8"], [app.url])
+      const forwarded = `for=198.51.100.9, for="203.0.113.7:4711";proto=https, for=10.0.0.3`
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { forwarded } })).status, 200)
+      assert.strictEqual(app.seen[0].headers.forwarded, forwarded)
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { forwarded, "x-forwarded-for": "192.0.2.44" } })).status, 200)
+      yield* eventually(Effect.sync(() => capture.lines.length >= 2), "two access-log lines")
+      assert.strictEqual(capture.lines[0].client_ip, "203.0.113.7")
+      assert.strictEqual(capture.lines[1].client_ip, "192.0.2.44")
+    }))
+
   it.live("an untrusted peer: its X-Forwarded-For is passed on but not believed", () =>
     Effect.gen(function*() {
       const capture = yield* captureAccessLog

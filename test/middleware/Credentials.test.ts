@@ -5,7 +5,7 @@ import bcrypt from "bcryptjs"
 import { randomBytes, scryptSync } from "node:crypto"
 import { createRequire } from "node:module"
 import { takeQueryParam } from "../../src/middleware/ApiKey.ts"
-import { parseBasic } from "../../src/middleware/BasicAuth.ts"
+import { parseBasic, parseHtpasswd } from "../../src/middleware/BasicAuth.ts"
 import { verifyPassword } from "../../src/middleware/PasswordHash.ts"
 
 const aprMd5 = createRequire(import.meta.url)("apache-md5") as (password: string, salt?: string) => string
@@ -56,4 +56,13 @@ describe("verifyPassword", () => {
       expect(yield* verifyPassword("right", "right")).toBe(false)
       expect(yield* verifyPassword("right", "$scrypt$garbage")).toBe(false)
     }))
+})
+
+describe("parseHtpasswd", () => {
+  it("reads user:hash lines, skips blanks and comments, and reports lines of other hash forms by number", () => {
+    const apr = aprMd5("x")
+    const { skipped, users } = parseHtpasswd(`# c\nalice:${apr}\r\n\nbob:{SHA}abc\nnocolon\n:${apr}\n`)
+    expect(users).toEqual([{ name: "alice", hash: apr }])
+    expect(skipped).toEqual([4, 5, 6])
+  })
 })

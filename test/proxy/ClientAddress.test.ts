@@ -6,7 +6,7 @@
 import fc from "fast-check"
 import { describe, expect, it } from "vitest"
 import { compileCidrs } from "../../src/config/Cidr.ts"
-import { clientAddress } from "../../src/proxy/ClientAddress.ts"
+import { clientAddress, forwardedForList } from "../../src/proxy/ClientAddress.ts"
 
 const trusted = compileCidrs(["10.0.0.0/8", "::1"])
 
@@ -57,5 +57,21 @@ describe("clientAddress", () => {
       }
       expect(got).toBe(expected)
     }))
+  })
+})
+
+describe("forwardedForList (RFC 7239 Forwarded)", () => {
+  it("takes each element's for= node: quotes, IPv6 brackets and ports removed, other parameters ignored", () => {
+    expect(forwardedForList(`for=192.0.2.60;proto=http;by=203.0.113.43, for="[2001:db8:cafe::17]:4711"`)).toBe("192.0.2.60, 2001:db8:cafe::17")
+    expect(forwardedForList("proto=https;for=198.51.100.17:80")).toBe("198.51.100.17")
+    expect(forwardedForList(`FOR="1.2.3.4";by=x,for=5.6.7.8`)).toBe("1.2.3.4, 5.6.7.8")
+  })
+  it("an element without for=, an obfuscated or unknown node stays a non-address entry (the walk stops there)", () => {
+    expect(forwardedForList("for=unknown, for=10.0.0.1")).toBe("unknown, 10.0.0.1")
+    expect(forwardedForList(`for="_gazonk"`)).toBe("_gazonk")
+    expect(forwardedForList("by=1.2.3.4")).toBe("-")
+    const trusted = compileCidrs(["10.0.0.0/8"])
+    expect(clientAddress("10.0.0.2", forwardedForList("for=203.0.113.7, for=_hidden, for=10.0.0.9"), trusted)).toBe("10.0.0.9")
+    expect(clientAddress("10.0.0.2", forwardedForList("for=203.0.113.7;proto=https, for=10.0.0.9"), trusted)).toBe("203.0.113.7")
   })
 })
