@@ -5,6 +5,8 @@
  * the Effect Clock. The `sub` claim is the consumer; `claims_to_headers` copies claims onto
  * the request sent upstream (any header of those names the client sent is replaced or
  * removed). 401 with `WWW-Authenticate: Bearer …` (RFC 6750) for a missing or invalid token.
+ * A verified token is remembered until its exp, for a minute at most, so a client's repeated
+ * token is not checked again on every request.
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
@@ -12,7 +14,11 @@ import { errors, jwtVerify, type JWTPayload, type JWTVerifyGetKey } from "jose"
 import type { Jwt } from "../config/MiddlewareSchema.ts"
 import { AuthUnavailable, Unauthorized, type GatewayError } from "./GatewayError.ts"
 import type { JwksCache } from "./JwksCache.ts"
-import type { PipelineRequest, Step } from "./Middleware.ts"
+import type { Next, PipelineRequest, Step } from "./Middleware.ts"
+
+/** How long a verified token is trusted without checking its signature again (never past its exp). */
+export const VERIFIED_TTL_MS = 60_000
+const VERIFIED_MAX = 10_000
 
 const bearer = /^bearer[ \t]+([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*)[ \t]*$/i
 
@@ -82,20 +88,37 @@ export const compileJwt = (config: Jwt, keys: JwtKeys): Step => {
     })
   }
 
+  // Tokens verified recently, with the time they stop being valid here: the earlier of their
+  // exp (plus skew) and a minute from the check. Signature checks (WebCrypto, async) cost
+  // about as much as the rest of the request; a client sends the same token many times.
+  const verified = new Map<string, { readonly payload: JWTPayload; readonly until: number }>()
+  const admit = (request: PipelineRequest, next: Next, payload: JWTPayload) => {
+    if (typeof payload.sub === "string") request.setConsumer(payload.sub)
+    for (const [claim, header] of claims) {
+      const value = claimText(payload[claim])
+      if (value === undefined) request.removeHeader(header)
+      else request.setHeader(header, value)
+    }
+    if (!forward) request.removeHeader("authorization")
+    return next(request)
+  }
+
   return (request: PipelineRequest, next) => {
     const m = bearer.exec(request.header("authorization") ?? "")
     if (m === null) return Effect.fail(request.header("authorization") === undefined ? missing : invalid("malformed"))
     const token = m[1]
-    return Effect.flatMap(Clock.currentTimeMillis, (now) =>
-      Effect.flatMap(payloadOf(token, now), (payload) => {
-        if (typeof payload.sub === "string") request.setConsumer(payload.sub)
-        for (const [claim, header] of claims) {
-          const value = claimText(payload[claim])
-          if (value === undefined) request.removeHeader(header)
-          else request.setHeader(header, value)
-        }
-        if (!forward) request.removeHeader("authorization")
-        return next(request)
-      }))
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
+      const hit = verified.get(token)
+      if (hit !== undefined) {
+        if (now < hit.until) return admit(request, next, hit.payload)
+        verified.delete(token)
+      }
+      return Effect.flatMap(payloadOf(token, now), (payload) => {
+        const expires = typeof payload.exp === "number" ? payload.exp * 1000 + skewSeconds * 1000 : Number.POSITIVE_INFINITY
+        if (verified.size >= VERIFIED_MAX) verified.clear()
+        verified.set(token, { payload, until: Math.min(expires, now + VERIFIED_TTL_MS) })
+        return admit(request, next, payload)
+      })
+    })
   }
 }
