@@ -191,32 +191,18 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   }
   const peer = req.socket.remoteAddress ?? ""
   const ip = clientAddress(peer, forwardedChain(scan, table.trustedProxies), table.trustedProxies)
-  if (route.pipeline === undefined) {
-    forward(table, req, res, method, url, scan, target, route, peer, ip, header, drain, undefined)
-    return
-  }
   const request = new ProxiedRequest(table, req, res, method, url, scan, target, route, peer, ip, header, drain)
-  request.run(route.pipeline)
+  if (route.pipeline === undefined) request.forward(noop)
+  else request.run(route.pipeline)
 }
+
+const noop = () => {}
 
 type Scan = ReturnType<typeof scanRequestHeaders>
 
-/** Picks an endpoint and starts the exchange; `request` carries what the middlewares changed. */
-const forward = (
-  table: ListenerTable,
-  req: IncomingMessage,
-  res: ServerResponse,
-  method: string,
-  url: string,
-  scan: Scan,
-  target: RequestTarget,
-  route: CompiledRoute,
-  peer: string,
-  ip: string,
-  header: (name: string) => string | undefined,
-  drain: DrainState,
-  request: ProxiedRequest | undefined
-): void => {
+/** Picks an endpoint and starts the exchange, with what the middlewares changed. */
+const forward = (request: ProxiedRequest): void => {
+  const { clientIp: ip, compiled: route, drain, header, method, peer, req, res, scan, table, target, url } = request
   const group = route.group
   const pickContext = { clientIp: ip, path: target.path, header }
   let endpoint = group.balancer.pick(pickContext, group.eligible) as Endpoint | undefined
@@ -225,7 +211,7 @@ const forward = (
   if (endpoint === undefined && group.failOpen) endpoint = group.balancer.pick(pickContext) as Endpoint | undefined
   if (endpoint === undefined) {
     reject(table, req, res, group.circuit !== undefined && group.endpoints.some(isOpen) ? circuitOpen : noEndpoint, false, target.path, route, request)
-    request?.finished()
+    request.finished()
     return
   }
 
@@ -244,11 +230,9 @@ const forward = (
   )
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
-  if (request !== undefined) {
-    if (request.removed !== undefined) headers = dropHeaders(headers, request.removed)
-    const added = request.added
-    if (added !== undefined) for (let i = 0; i < added.length; i++) headers.push(added[i])
-  }
+  if (request.removed !== undefined) headers = dropHeaders(headers, request.removed)
+  const added = request.added
+  if (added !== undefined) for (let i = 0; i < added.length; i++) headers.push(added[i])
 
   // W3C Trace Context. A sampled request continues the client's trace (or starts one) and each
   // try sends its own client span as the upstream's parent. A request that is not sampled
@@ -275,7 +259,7 @@ const forward = (
     if (table.accessLog !== undefined) traceId = parseTraceParent(traceparent)?.traceId
   }
 
-  const upstreamPath = route.rewrite(target.path) + (request === undefined ? target.query : request.query)
+  const upstreamPath = route.rewrite(target.path) + request.query
   const retry = route.retry
   // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
   // send it again; any other body streams and its request is never retried. The exchange
@@ -307,7 +291,7 @@ const forward = (
 }
 
 /**
- * A request of a route with middlewares: one fiber runs the route's pipeline over this view
+ * A request on its way: one fiber runs the route's pipeline over this view
  * (started synchronously, so a pipeline of synchronous checks finishes before `run` returns);
  * the forwarder, its last step, resumes the fiber when the exchange has finished.
  */
@@ -461,7 +445,7 @@ class ProxiedRequest implements PipelineRequest {
     if (this.settled) return done()
     this.settled = true
     this.done = done
-    forward(this.table, this.req, this.res, this.method, this.url, this.scan, this.target, this.compiled, this.peer, this.clientIp, this.header, this.drain, this)
+    forward(this)
   }
 
   /** Called by the exchange (or the forwarder's own refusal) once the response has ended. */
