@@ -16,7 +16,7 @@ import { verifyPassword } from "./PasswordHash.ts"
 /** How long a verified credential is trusted without checking its hash again. */
 export const VERIFIED_TTL_MS = 60_000
 /** Verified credentials remembered at most; the memory is cleared when it is full. */
-const VERIFIED_MAX = 10_000
+export const VERIFIED_MAX = 10_000
 
 /** The user and password of a `Basic` Authorization value, or undefined when it is not one. */
 export const parseBasic = (authorization: string | undefined): { readonly user: string; readonly password: string } | undefined => {
@@ -55,7 +55,10 @@ export const parseHtpasswd = (text: string): { readonly users: ReadonlyArray<{ r
  * @example
  * compileBasicAuth({ realm: "api", users: [{ name: "alice", hash: "$2y$10$…" }] })
  */
-export const compileBasicAuth = (config: BasicAuth & { readonly users: NonNullable<BasicAuth["users"]> }): Step => {
+export const compileBasicAuth = (
+  config: BasicAuth & { readonly users: NonNullable<BasicAuth["users"]> },
+  verify: (password: string, hash: string) => Effect.Effect<boolean> = verifyPassword
+): Step => {
   const realm = config.realm ?? "fibergate"
   const challenge = `Basic realm="${realm}", charset="UTF-8"`
   const required = new Unauthorized({ message: "Credentials are required", challenge })
@@ -77,7 +80,7 @@ export const compileBasicAuth = (config: BasicAuth & { readonly users: NonNullab
     return Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const until = verified.get(key)
       if (until !== undefined && until > now) return go()
-      return Effect.flatMap(verifyPassword(credentials.password, hash), (ok) => {
+      return Effect.flatMap(verify(credentials.password, hash), (ok) => {
         if (!ok) return Effect.fail(wrong)
         if (verified.size >= VERIFIED_MAX) verified.clear()
         verified.set(key, now + VERIFIED_TTL_MS)

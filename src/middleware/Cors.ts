@@ -11,6 +11,8 @@ import type { PipelineRequest, Reply, Step } from "./Middleware.ts"
 /** Methods a preflight need not list (Fetch: CORS-safelisted methods). */
 const SAFE_METHODS = new Set(["GET", "HEAD", "POST"])
 
+const LABELS = /^[a-z0-9-]+(\.[a-z0-9-]+)*$/
+
 /** Decides whether an Origin is one of the configured origins or patterns. */
 export const compileOriginMatcher = (origins: ReadonlyArray<string>): ((origin: string) => boolean) => {
   if (origins.includes("*")) return () => true
@@ -27,10 +29,8 @@ export const compileOriginMatcher = (origins: ReadonlyArray<string>): ((origin: 
     for (const { scheme, suffix } of patterns) {
       // One or more labels in place of the `*`: `https://*.example.org` takes a.example.org and
       // a.b.example.org, not example.org itself, nor another port or a path.
-      if (o.length > scheme.length + suffix.length && o.startsWith(scheme) && o.endsWith(suffix)) {
-        const labels = o.slice(scheme.length, o.length - suffix.length)
-        if (/^[a-z0-9-]+(\.[a-z0-9-]+)*$/.test(labels)) return true
-      }
+      // (An origin shorter than scheme + suffix leaves no labels, which the pattern refuses.)
+      if (o.startsWith(scheme) && o.endsWith(suffix) && LABELS.test(o.slice(scheme.length, o.length - suffix.length))) return true
     }
     return false
   }

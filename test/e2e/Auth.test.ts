@@ -13,6 +13,7 @@ import { join } from "node:path"
 import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
 import { send } from "../support/http.ts"
 import { tempDir } from "../support/liveGateway.ts"
+import { unansweredPort } from "../support/blackhole.ts"
 
 /** A loopback HTTP server for the life of the scope; its handler can be swapped. */
 const startServer = (handler: (req: IncomingMessage, res: ServerResponse) => void) =>
@@ -201,7 +202,40 @@ describe("forward_auth", () => {
       const res = yield* send(gateway.url("/b"))
       assert.strictEqual(res.status, 503)
       assert.strictEqual(JSON.parse(res.body).error, "AuthUnavailable")
+      assert.strictEqual(JSON.parse(res.body).message, "The auth service did not answer")
       assert.isBelow(Date.now() - started, 5_000)
+      assert.strictEqual(app.seen.length, 1)
+    }))
+
+  it.live("the timeout covers connecting too: an auth service whose port never completes the handshake gives 503 within it", () =>
+    Effect.gen(function*() {
+      const port = yield* unansweredPort
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(simpleConfig([app.url], { middlewares: [{ forward_auth: { url: `http://127.0.0.1:${port}/verify`, timeout: "300ms" } }] }))
+      const started = Date.now()
+      const res = yield* send(gateway.url("/"))
+      assert.strictEqual(res.status, 503)
+      // undici's own connect timeout is 10 s; the middleware's is what counts.
+      assert.isBelow(Date.now() - started, 5_000)
+    }))
+
+  it.live("2xx is 200 to 299: a 200 with a body lets the request through, a 300 goes back to the client; a long refusal body is cut at 64 KiB", () =>
+    Effect.gen(function*() {
+      const auth = yield* startServer((req, res) => {
+        if (req.headers["x-case"] === "200") return void res.writeHead(200, { "content-type": "text/plain" }).end("welcome")
+        if (req.headers["x-case"] === "300") return void res.writeHead(300, { location: "/elsewhere" }).end()
+        res.writeHead(403, { "content-type": "text/plain" }).end("x".repeat(100 * 1024))
+      })
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(simpleConfig([app.url], { middlewares: [{ forward_auth: { url: `${auth.url}/verify` } }] }))
+      assert.strictEqual((yield* send(gateway.url("/"), { headers: { "x-case": "200" } })).status, 200)
+      assert.strictEqual(app.seen.length, 1)
+      const multiple = yield* send(gateway.url("/"), { headers: { "x-case": "300" } })
+      assert.strictEqual(multiple.status, 300)
+      assert.strictEqual(multiple.headers.location, "/elsewhere")
+      const long = yield* send(gateway.url("/"))
+      assert.strictEqual(long.status, 403)
+      assert.isTrue(long.body.length > 0 && long.body.length <= 64 * 1024, String(long.body.length))
       assert.strictEqual(app.seen.length, 1)
     }))
 })

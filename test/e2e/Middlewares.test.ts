@@ -160,6 +160,10 @@ describe("middlewares", () => {
       assert.strictEqual(actual.status, 200)
       assert.strictEqual(actual.headers["access-control-allow-origin"], "https://app.example.com")
       assert.strictEqual(actual.headers["access-control-expose-headers"], "x-upstream")
+      // Without an Origin a request is not CORS: it passes (with its API key) and gets no CORS headers.
+      const plain = yield* send(gateway.url("/"), { headers: { "x-api-key": "k" } })
+      assert.strictEqual(plain.status, 200)
+      assert.isUndefined(plain.headers["access-control-allow-origin"])
       // The browser can read the gateway's refusal too.
       const denied = yield* send(gateway.url("/"), { headers: { origin: "https://app.example.com" } })
       assert.strictEqual(denied.status, 401)

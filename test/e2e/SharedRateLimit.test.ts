@@ -7,7 +7,10 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { fetchWhenUp, oneRouteConfig, spawnCli, tempFile } from "../support/cli.ts"
-import { startUpstream } from "../support/harness.ts"
+import { simpleConfig, startGateway, startUpstream } from "../support/harness.ts"
+import { Result, SubscriptionRef } from "effect"
+import { decodeConfig } from "../../src/config/ConfigLoader.ts"
+import { eventually } from "../support/liveGateway.ts"
 import { freePort } from "../support/net.ts"
 import { growth, scrapeAdmin } from "../support/prometheus.ts"
 import { startRedis } from "../support/redis.ts"
@@ -49,6 +52,42 @@ const firstAdmitted = (url: string) =>
   })
 
 describe("rate_limit with store: redis", () => {
+  it.live("in one process: the limit through Redis, a reload to another Redis server reconnects, and removing redis: stops using it", () =>
+    Effect.gen(function*() {
+      const first = yield* startRedis
+      const second = yield* startRedis
+      const app = yield* startUpstream("app")
+      const configWith = (url: string | null) => {
+        const base = simpleConfig([app.url], { middlewares: ["shared"] })
+        return {
+          ...base,
+          redis: url === null ? null : { url, timeout: "200ms", on_error: "deny" },
+          middlewares: { shared: url === null ? { rate_limit: { key: "global", limit: 2, window: "1m" } } : { rate_limit: { key: "global", limit: 2, window: "1m", algorithm: "fixed_window", store: "redis" } } }
+        }
+      }
+      const gateway = yield* startGateway(configWith(first.url))
+      yield* firstAdmitted(gateway.url("/"))
+      assert.deepStrictEqual([yield* statusOf(gateway.url("/")), yield* statusOf(gateway.url("/"))], [200, 429])
+      const apply = (config: unknown) =>
+        Effect.gen(function*() {
+          const decoded = decodeConfig(config, "test")
+          assert.isTrue(Result.isSuccess(decoded))
+          if (!Result.isSuccess(decoded)) return
+          const before = gateway.services.routes.generation()
+          yield* SubscriptionRef.set(gateway.services.config.config, decoded.success)
+          yield* eventually(Effect.sync(() => gateway.services.routes.generation() > before), "the reload applied")
+        })
+      // Another server has its own (empty) counters.
+      yield* apply(configWith(second.url))
+      yield* firstAdmitted(gateway.url("/"))
+      assert.deepStrictEqual([yield* statusOf(gateway.url("/")), yield* statusOf(gateway.url("/"))], [200, 429])
+      // Without redis: the memory store (its own counter); the old servers are no longer asked.
+      yield* apply(configWith(null))
+      yield* first.stop
+      yield* second.stop
+      assert.deepStrictEqual([yield* statusOf(gateway.url("/")), yield* statusOf(gateway.url("/")), yield* statusOf(gateway.url("/"))], [200, 200, 429])
+    }), { timeout: 30_000 })
+
   it.live("two gateway processes sharing one Redis admit the limit in total, alternating requests between them", () =>
     Effect.gen(function*() {
       const redis = yield* startRedis

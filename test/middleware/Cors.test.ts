@@ -96,7 +96,7 @@ describe("compileCorsDecision", () => {
     const open = compileCorsDecision({ origins: ["*"] })
     expect(open("GET", headersOf({ origin: "https://x.test" }))).toEqual({ kind: "actual", headers: ["access-control-allow-origin", "*", "vary", "Origin"] })
     const d = open("OPTIONS", headersOf({ origin: "https://x.test", "access-control-request-method": "GET" }))
-    expect(d.kind === "preflight" && d.reply.headers).toEqual({
+    expect(d.kind === "preflight" && d.reply.headers).toStrictEqual({
       "access-control-allow-origin": "*",
       "access-control-allow-methods": "GET, HEAD, POST",
       vary: "Origin, Access-Control-Request-Method, Access-Control-Request-Headers"
