@@ -160,13 +160,14 @@ describe("forward_auth", () => {
     Effect.gen(function*() {
       const auth = yield* startServer(authServer)
       const app = yield* startUpstream("app")
-      const gateway = yield* startGateway(simpleConfig([app.url], { middlewares: [{ forward_auth: { url: `${auth.url}/verify`, response_headers: ["x-user-id"] } }] }))
+      const gateway = yield* startGateway(simpleConfig([app.url], { middlewares: [{ forward_auth: { url: `${auth.url}/verify`, response_headers: ["x-user-id", "x-absent"] } }] }))
       const ok = yield* Effect.promise(() =>
         fetch(gateway.url("/orders?id=7"), { method: "POST", headers: { authorization: "Bearer good", "x-user-id": "forged" }, body: "payload" }).then(async (r) => ({ status: r.status, body: await r.text() }))
       )
       assert.strictEqual(ok.status, 200)
       assert.strictEqual(app.seen[0].headers["x-user-id"], "u-1")
       assert.isUndefined(app.seen[0].headers["x-other"])
+      assert.isUndefined(app.seen[0].headers["x-absent"])
       assert.strictEqual(app.seen[0].body.toString(), "payload")
       const asked = auth.seen[0]
       assert.strictEqual(asked.method, "GET")
@@ -224,7 +225,7 @@ describe("forward_auth", () => {
       const auth = yield* startServer((req, res) => {
         if (req.headers["x-case"] === "200") return void res.writeHead(200, { "content-type": "text/plain" }).end("welcome")
         if (req.headers["x-case"] === "300") return void res.writeHead(300, { location: "/elsewhere" }).end()
-        res.writeHead(403, { "content-type": "text/plain" }).end("x".repeat(100 * 1024))
+        res.writeHead(403, { "content-type": "text/plain", "content-length": String(100 * 1024) }).end("x".repeat(100 * 1024))
       })
       const app = yield* startUpstream("app")
       const gateway = yield* startGateway(simpleConfig([app.url], { middlewares: [{ forward_auth: { url: `${auth.url}/verify` } }] }))
@@ -236,6 +237,8 @@ describe("forward_auth", () => {
       const long = yield* send(gateway.url("/"))
       assert.strictEqual(long.status, 403)
       assert.isTrue(long.body.length > 0 && long.body.length <= 64 * 1024, String(long.body.length))
+      // The auth service's Content-Length described its whole body; the client's describes what it gets.
+      assert.strictEqual(Number(long.headers["content-length"]), long.body.length)
       assert.strictEqual(app.seen.length, 1)
     }))
 })

@@ -23,6 +23,12 @@ describe("gateway errors", () => {
     ["UpstreamBodyTimeout", () => new E.UpstreamBodyTimeout({ message: "m" }), "upstream", 504],
     ["UpstreamReset", () => new E.UpstreamReset({ message: "m" }), "upstream", 502],
     ["UpstreamProtocolError", () => new E.UpstreamProtocolError({ message: "m" }), "upstream", 502],
+    ["Unauthorized", () => new E.Unauthorized({ message: "m" }), "client", 401],
+    ["Forbidden", () => new E.Forbidden({ message: "m" }), "client", 403],
+    ["RateLimited", () => new E.RateLimited({ message: "m", retryAfter: 1 }), "client", 429],
+    ["ConcurrencyLimited", () => new E.ConcurrencyLimited({ message: "m" }), "internal", 503],
+    ["RateLimiterUnavailable", () => new E.RateLimiterUnavailable({ message: "m" }), "internal", 503],
+    ["AuthUnavailable", () => new E.AuthUnavailable({ message: "m" }), "upstream", 503],
     ["InternalError", () => new E.InternalError({ message: "m" }), "internal", 500]
   ] as const)("%s comes from the %s and answers %d", (_name, make, source, status) => {
     // Made inside the test, so that coverage per test (Stryker's) sees the constructor run.
@@ -30,5 +36,16 @@ describe("gateway errors", () => {
     assert.strictEqual(error.source, source)
     assert.strictEqual(E.errorResponse(error).status, status)
     assert.deepStrictEqual(JSON.parse(E.errorResponse(error).body), { error: error._tag, message: "m" })
+  })
+})
+
+describe("the headers an error's status calls for", () => {
+  it("Unauthorized carries its challenge as WWW-Authenticate; RateLimited its Retry-After and the IETF headers it has; others none", () => {
+    assert.deepStrictEqual(E.errorResponse(new E.Unauthorized({ message: "m", challenge: `Basic realm="x"` })).headers, ["www-authenticate", `Basic realm="x"`])
+    assert.deepStrictEqual(E.errorResponse(new E.Unauthorized({ message: "m" })).headers, [])
+    assert.deepStrictEqual(E.errorResponse(new E.RateLimited({ message: "m", retryAfter: 3 })).headers, ["retry-after", "3"])
+    assert.deepStrictEqual(E.errorResponse(new E.RateLimited({ message: "m", retryAfter: 3, policy: "p" })).headers, ["retry-after", "3", "ratelimit-policy", "p"])
+    assert.deepStrictEqual(E.errorResponse(new E.RateLimited({ message: "m", retryAfter: 3, rate: "r" })).headers, ["retry-after", "3", "ratelimit", "r"])
+    assert.deepStrictEqual(E.errorResponse(new E.Forbidden({ message: "m" })).headers, [])
   })
 })
