@@ -18,7 +18,8 @@ import type { Next, PipelineRequest, Step } from "./Middleware.ts"
 
 /** How long a verified token is trusted without checking its signature again (never past its exp). */
 export const VERIFIED_TTL_MS = 60_000
-const VERIFIED_MAX = 10_000
+/** Verified tokens remembered at most; the memory is cleared when it is full. */
+export const VERIFIED_MAX = 10_000
 
 const bearer = /^bearer[ \t]+([A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]+\.[A-Za-z0-9\-_]*)[ \t]*$/i
 

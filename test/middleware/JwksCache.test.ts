@@ -14,13 +14,13 @@ const JWKS = JSON.stringify({ keys: [{ kty: "oct", k: "c2VjcmV0", kid: "a", alg:
 
 /** A JWKS server answering `state.status` with `state.cacheControl`; counts fetches. */
 const jwksServer = Effect.acquireRelease(
-  Effect.callback<{ url: string; fetches: () => number; state: { status: number; cacheControl: string }; close: () => void }>((resume) => {
+  Effect.callback<{ url: string; fetches: () => number; state: { status: number; cacheControl: string; body?: string }; close: () => void }>((resume) => {
     let fetches = 0
-    const state = { status: 200, cacheControl: "max-age=120" }
+    const state: { status: number; cacheControl: string; body?: string } = { status: 200, cacheControl: "max-age=120" }
     const server = createServer((_req, res) => {
       fetches++
       res.writeHead(state.status, { "content-type": "application/json", "cache-control": state.cacheControl })
-      res.end(state.status === 200 ? JWKS : "down")
+      res.end(state.body ?? (state.status === 200 ? JWKS : "down"))
     })
     server.listen(0, "127.0.0.1", () =>
       resume(Effect.succeed({
@@ -45,6 +45,11 @@ describe("jwksLifetimeMs", () => {
     assert.strictEqual(jwksLifetimeMs("private, no-cache"), JWKS_MIN_MS)
     assert.strictEqual(jwksLifetimeMs("public"), JWKS_DEFAULT_MS)
     assert.strictEqual(jwksLifetimeMs(undefined), JWKS_DEFAULT_MS)
+    assert.strictEqual(jwksLifetimeMs("max-age=300 , public"), 300_000)
+    assert.strictEqual(jwksLifetimeMs(`max-age="300"`), 300_000)
+    assert.strictEqual(jwksLifetimeMs("max-agex=300"), JWKS_DEFAULT_MS)
+    assert.strictEqual(jwksLifetimeMs("no-stored"), JWKS_DEFAULT_MS)
+    assert.strictEqual(jwksLifetimeMs("no-store , x"), JWKS_MIN_MS)
   })
 })
 
@@ -103,6 +108,43 @@ describe("makeJwksCache (TestClock)", () => {
       yield* TestClock.adjust(JWKS_REFETCH_MS)
       server.state.status = 200
       assert.isDefined(yield* cache.current)
+      assert.strictEqual(server.fetches(), 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a set is in force until the very millisecond its lifetime ends; a failure then is not retried before the refetch interval", () =>
+    Effect.gen(function*() {
+      const server = yield* jwksServer
+      const cache = makeJwksCache(server.url)
+      yield* cache.current
+      yield* TestClock.adjust(119_999)
+      yield* cache.current
+      assert.strictEqual(server.fetches(), 1)
+      server.state.status = 503
+      yield* TestClock.adjust(1)
+      assert.isDefined(yield* cache.current)
+      assert.isDefined(yield* cache.current)
+      assert.strictEqual(server.fetches(), 2)
+    }).pipe(Effect.scoped))
+
+  it.effect("a non-200 answer is never used, even with a key set in its body", () =>
+    Effect.gen(function*() {
+      const server = yield* jwksServer
+      server.state.status = 500
+      server.state.body = JWKS
+      assert.isUndefined(yield* makeJwksCache(server.url).current)
+    }).pipe(Effect.scoped))
+
+  it.effect("concurrent first requests share the one fetch, and so do concurrent refreshes", () =>
+    Effect.gen(function*() {
+      const server = yield* jwksServer
+      const cache = makeJwksCache(server.url)
+      const [a, b] = yield* Effect.all([cache.current, cache.current], { concurrency: 2 })
+      assert.isDefined(a)
+      assert.strictEqual(a, b)
+      assert.strictEqual(server.fetches(), 1)
+      const [c, d] = yield* Effect.all([cache.refresh, cache.refresh], { concurrency: 2 })
+      assert.strictEqual(c, d)
+      assert.notStrictEqual(c, a)
       assert.strictEqual(server.fetches(), 2)
     }).pipe(Effect.scoped))
 })
