@@ -11,6 +11,7 @@ import { compileApiKey, takeQueryParam } from "../../src/middleware/ApiKey.ts"
 import { compileBasicAuth, parseBasic, parseHtpasswd, VERIFIED_MAX, VERIFIED_TTL_MS } from "../../src/middleware/BasicAuth.ts"
 import { compileCorsDecision, compileOriginMatcher } from "../../src/middleware/Cors.ts"
 import { authRequestHeaders } from "../../src/middleware/ForwardAuth.ts"
+import { compileIpFilter } from "../../src/middleware/IpFilter.ts"
 import type { GatewayError } from "../../src/middleware/GatewayError.ts"
 import { requestFrom } from "../support/pipelineRequest.ts"
 
@@ -139,5 +140,20 @@ describe("forward_auth's request headers", () => {
   it("only the listed ones with request_headers", () => {
     expect(authRequestHeaders(request, new Set(["cookie"])).slice(0, 2)).toEqual(["cookie", "c=1"])
     expect(authRequestHeaders(request, new Set(["cookie"])).length).toBe(12)
+  })
+})
+
+describe("ip_filter step", () => {
+  const check = (config: Parameters<typeof compileIpFilter>[0], ip: string) =>
+    Effect.runSync(Effect.exit(compileIpFilter(config)(requestFrom(ip).request, () => Effect.void)))
+  it("allow alone: inside passes, outside is Forbidden; deny alone: only the denied; an empty deny list denies nobody, an empty allow list allows nobody", () => {
+    expect(Exit.isSuccess(check({ allow: ["10.0.0.0/8"] }, "10.1.2.3"))).toBe(true)
+    expect(failure(check({ allow: ["10.0.0.0/8"] }, "192.0.2.1"))?._tag).toBe("Forbidden")
+    expect(Exit.isSuccess(check({ deny: ["10.0.0.0/8"] }, "192.0.2.1"))).toBe(true)
+    expect(failure(check({ deny: ["10.0.0.0/8"] }, "10.0.0.1"))?.message).toBe("The client's address may not use this route")
+    expect(Exit.isSuccess(check({ deny: [] }, "10.0.0.1"))).toBe(true)
+    expect(Exit.isFailure(check({ allow: [] }, "10.0.0.1"))).toBe(true)
+    expect(failure(check({ allow: ["10.0.0.0/8"], deny: ["10.0.0.5"] }, "10.0.0.5"))?._tag).toBe("Forbidden")
+    expect(Exit.isSuccess(check({ allow: ["2001:db8::/32"] }, "2001:db8::1"))).toBe(true)
   })
 })
