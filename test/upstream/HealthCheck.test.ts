@@ -4,7 +4,7 @@
  * scripted probe factory, driven through config changes. Nothing real is probed or slept.
  */
 import { assert, describe, it } from "@effect/vitest"
-import { Clock, Context, Effect, Fiber, Layer, SubscriptionRef } from "effect"
+import { Clock, Context, Duration, Effect, Fiber, Layer, SubscriptionRef } from "effect"
 import { TestClock } from "effect/testing"
 import { ConfigSource } from "../../src/config/ConfigSource.ts"
 import type { HealthCheck } from "../../src/config/Schema.ts"
@@ -33,10 +33,12 @@ const scriptedProbe = (steps: ReadonlyArray<Step>) => {
 
 
 /** Advances the TestClock by `total` ms in steps of `step` ms, running `each` after every step. */
-const advance = (total: number, step: number, each: () => void = () => undefined) =>
+const advance = (total: number, step: number, each: () => void = () => undefined, ready?: () => boolean) =>
   Effect.gen(function*() {
     for (let t = 0; t < total; t += step) {
       yield* TestClock.adjust(step)
+      // Fibers that must have reached a point (a timer armed) before the clock moves on.
+      if (ready !== undefined) yield* untilTrue(ready)
       each()
     }
     // Fibers woken by the last step get to run before the caller looks.
@@ -70,14 +72,30 @@ const untilTrue = (done: () => boolean) =>
 const startCheck = (probe: Effect.Effect<boolean>, check: HealthCheck, initial: HealthState = initialHealth) =>
   Effect.gen(function*() {
     const published: Array<{ readonly at: number; readonly state: HealthState }> = []
+    // The check runs on the TestClock through a wrapper that records each sleep it arms (when, how
+    // long): a timeout's timer is armed by a fiber of its own, which under load may start some
+    // scheduler turns after the probe does, so a test waits for it instead of guessing.
+    const testClock = yield* Clock.Clock
+    const sleeps: Array<{ readonly at: number; readonly ms: number }> = []
+    const recordingClock: Clock.Clock = {
+      ...testClock,
+      currentTimeMillisUnsafe: () => testClock.currentTimeMillisUnsafe(),
+      currentTimeNanosUnsafe: () => testClock.currentTimeNanosUnsafe(),
+      monotonicTimeNanosUnsafe: () => testClock.monotonicTimeNanosUnsafe(),
+      sleep: (duration) =>
+        Effect.suspend(() => {
+          sleeps.push({ at: testClock.currentTimeMillisUnsafe(), ms: Duration.toMillis(duration) })
+          return testClock.sleep(duration)
+        })
+    }
     const fiber = yield* Effect.forkChild(runHealthCheck({
       probe,
       check,
       initial,
       publish: (state) => Effect.map(Clock.currentTimeMillis, (at) => void published.push({ at, state }))
-    }))
+    }).pipe(Effect.provideService(Clock.Clock, recordingClock)))
     yield* settle
-    return { published, fiber, healths: () => published.map((p) => p.state.healthy) }
+    return { published, fiber, sleeps, healths: () => published.map((p) => p.state.healthy) }
   })
 
 describe("runHealthCheck (TestClock)", () => {
@@ -129,10 +147,11 @@ describe("runHealthCheck (TestClock)", () => {
       }
       assert.strictEqual(script.calls.length, 2, "the second probe started")
       const hangAt = script.calls[1]
-      // The probe's timeout is armed a few fiber steps after the probe starts; under CPU load
-      // those steps can wait for a macrotask turn. Let them run before the clock moves on, or
-      // the timeout would be armed at a later virtual time.
-      yield* Effect.promise(() => new Promise<void>((resolve) => setImmediate(resolve)))
+      // The probe's timeout is armed by a fiber of its own, a few scheduler turns after the probe
+      // starts (more under load): wait until it is armed, or moving the clock now would arm it later.
+      const armed = () => run.sleeps.filter((s) => s.ms === 300)
+      yield* untilTrue(() => armed().length === 1)
+      assert.deepStrictEqual(armed(), [{ at: hangAt, ms: 300 }], "the timeout is armed when the probe starts")
       yield* settle
       assert.strictEqual(run.published.length, 1, "nothing is published while the probe hangs")
       // Not a failure one step before the timeout...
@@ -160,7 +179,10 @@ describe("runHealthCheck (TestClock)", () => {
     Effect.gen(function*() {
       const script = scriptedProbe([{ after: 299, ok: true }, { after: 299, ok: false }, { after: 301, ok: true }])
       const run = yield* startCheck(script.probe, { interval: 1000, timeout: 300, unhealthy_threshold: 1, healthy_threshold: 1 })
-      yield* advance(5000, 10)
+      // Every probe started has its timeout armed before the clock moves on.
+      const armed = () => run.sleeps.filter((s) => s.ms === 300).length >= script.calls.length
+      yield* untilTrue(armed)
+      yield* advance(5000, 10, undefined, armed)
       assert.isAtLeast(run.published.length, 3)
       // ok in 299ms, failed in 299ms, then ok but too late (301ms > 300ms): a failure.
       assert.deepStrictEqual(run.healths().slice(0, 3), [true, false, false])
@@ -174,6 +196,8 @@ describe("runHealthCheck (TestClock)", () => {
     Effect.gen(function*() {
       const script = scriptedProbe(["hang"])
       const run = yield* startCheck(script.probe, { interval: 1000, unhealthy_threshold: 1 })
+      yield* untilTrue(() => run.sleeps.some((s) => s.ms === 2000))
+      assert.deepStrictEqual(run.sleeps.filter((s) => s.ms === 2000), [{ at: 0, ms: 2000 }])
       yield* TestClock.adjust(1999)
       assert.strictEqual(run.published.length, 0)
       yield* TestClock.adjust(1)
