@@ -63,8 +63,11 @@ export type Middleware<R = never> = (request: RequestView) => Effect.Effect<Repl
 export interface PipelineRequest extends RequestView {
   /** Writes a middleware's own response (and logs it); the pipeline then ends. */
   readonly respond: (reply: Reply) => void
-  /** Forwards the request upstream; `done` is called once its response has ended. */
-  readonly forward: (done: () => void) => void
+  /**
+   * Forwards the request upstream. `resume` gets what the request's fiber runs next: nothing
+   * once the response has ended, or the route's retries after a first retryable failure.
+   */
+  readonly forward: (resume: (next: Effect.Effect<void, GatewayError>) => void) => void
 }
 
 /** What follows a step: the rest of the pipeline, ending with the forwarder. */
@@ -97,7 +100,7 @@ export const composeSteps = (steps: ReadonlyArray<Step>, last: Next): Next =>
   steps.reduceRight<Next>((next, step) => (request) => Effect.suspend(() => step(request, next)), last)
 
 /**
- * The pipeline's last step: hands the request to the proxy's forwarder and resumes once its
- * response has ended (or it was answered with an error by the forwarder itself).
+ * The pipeline's last step: hands the request to the proxy's forwarder, which resumes the fiber
+ * once the response has ended (or it answered with an error itself), or with the retries to run.
  */
-export const forwarder: Next = (request) => Effect.callback<void, GatewayError>((resume) => request.forward(() => resume(Effect.void)))
+export const forwarder: Next = (request) => Effect.callback<void, GatewayError>((resume) => request.forward(resume))

@@ -19,7 +19,9 @@ import { fromUpstreamError } from "./UpstreamErrors.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
-import { nextRetryDelay, retryable, startRetries, type RetryPolicy, type RetrySteps, type TryFailure } from "../resilience/RetryPolicy.ts"
+import * as Effect from "effect/Effect"
+import { retryable, type RetryPolicy, type TryFailure } from "../resilience/RetryPolicy.ts"
+import { retryTries, type FailedTry, type RetryingExchange } from "./Retries.ts"
 import { admitRetry, countRequest } from "../resilience/RetryBudget.ts"
 import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Outlier.ts"
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
@@ -88,14 +90,28 @@ export interface UpstreamRequest {
   readonly contentLength: number
 }
 
-/** What a route's middlewares add to the exchange they hand a request to. */
+/** What the request's pipeline adds to the exchange it hands a request to. */
 export interface ExchangeHooks {
   /** The identity an auth middleware established, for the access log. */
   readonly consumer: string | undefined
   /** Headers added to the response, whether the upstream's or the gateway's error. */
   readonly responseHeaders: ReadonlyArray<string> | undefined
-  /** Called once the exchange has finished (the request's fiber resumes). */
-  finished(): void
+  /** Interrupts the request's fiber: the exchange ended while its retries waited out a backoff. */
+  stop(): void
+}
+
+/** Resumes the request's fiber, suspended in the forwarder, with what it runs next. */
+export type Resume = (next: Effect.Effect<void, GatewayError>) => void
+
+/** A response with a retryable status, paused while the retries decide whether another try goes. */
+interface Held {
+  readonly attempt: Try
+  readonly controller: Dispatcher.DispatchController
+  readonly statusCode: number
+  readonly headers: Record<string, string | Array<string> | undefined>
+  readonly statusMessage: string | undefined
+  /** Set when the held try failed while paused (its connection went). */
+  lost: GatewayError | undefined
 }
 
 /** A request body stream that counts the bytes that went through it. */
@@ -185,16 +201,25 @@ const recordTry = (group: UpstreamGroup, attempt: Try, failure: OutlierFailure |
 const outlierFailureOf = (failure: TryFailure | undefined): OutlierFailure | undefined =>
   failure === undefined ? undefined : typeof failure === "number" ? "5xx" : failure
 
-export class Exchange implements Receiving {
+export class Exchange implements Receiving, RetryingExchange {
   current: Try | undefined = undefined
+  /** Resumes the request's fiber once the exchange has finished (or with its retries). */
+  resume: Resume | undefined = undefined
+  /** Resumes the retries with the current try's outcome, once they run. */
+  private tryResume: ((outcome: Effect.Effect<void, FailedTry>) => void) | undefined = undefined
+  /** Whether the request's fiber runs this exchange's retries. */
+  private retrying = false
+  /** The try whose failure the retries are deciding on. */
+  private failed: Try | undefined = undefined
+  /** The endpoint the next try goes to, once a retry is admitted. */
+  private next: Endpoint | undefined = undefined
+  private held: Held | undefined = undefined
   private timer: NodeJS.Timeout | undefined = undefined
   private done = false
   private readonly started: number
   private tryStarted = 0
   private status = 0
   private bytes = 0
-  /** This request's retry schedule state, from its first retryable failure on. */
-  private retries: RetrySteps | undefined = undefined
   /** Endpoints already tried, so a retry goes elsewhere when it can. */
   private tried: Array<Endpoint> | undefined = undefined
   /** The response head received from the upstream and not yet written (see onResponseStart). */
@@ -206,7 +231,7 @@ export class Exchange implements Receiving {
   private span: Tracer.Span | undefined = undefined
   /** The trace this request belongs to, for the access log (also when it is not sampled). */
   private traceId: string | undefined = undefined
-  /** Set when the request came through middlewares. */
+  /** The request's pipeline, when the exchange has one. */
   pipeline: ExchangeHooks | undefined = undefined
   readonly onClientClose: () => void
   /** The client connection (node:http detaches `req.socket` once the body is read). */
@@ -356,6 +381,12 @@ export class Exchange implements Receiving {
    */
   onTryError(attempt: Try, error: GatewayError): void {
     // Only for the current try of a running exchange (Try and onTryTimeout check).
+    const held = this.held
+    if (held !== undefined && held.attempt === attempt) {
+      // Its 5xx was counted; the retries deciding on it see that it is gone.
+      held.lost = error
+      return
+    }
     this.endTry(attempt)
     this.head = undefined
     this.endTrySpan(attempt, 0, error._tag)
@@ -370,19 +401,44 @@ export class Exchange implements Receiving {
         : "error"
     )
     recordTry(this.route.group, attempt, outlierFailureOf(failure))
-    if (failure !== undefined && this.retryAfter(attempt, failure)) return
+    if (failure !== undefined && this.toRetries(attempt, { failure, error })) return
     this.finish(this.answerError(error), error._tag)
   }
 
-  private retryAfter(attempt: Try, failure: TryFailure): boolean {
+  /** Whether the route's policy allows retrying this failure (the schedule and the endpoints decide the rest). */
+  private retryable(failure: TryFailure): boolean {
     const policy = this.route.retry
     const body = this.request.body
     if (policy === undefined || this.res.headersSent || (body !== null && !Buffer.isBuffer(body))) return false
-    if (!retryable(policy, this.request.method, failure)) return false
-    // The route's retry Schedule says whether another try follows and after how long; its
-    // state exists only once a try has failed.
-    const delay = nextRetryDelay(this.retries ??= startRetries(policy), performance.now())
-    if (delay === undefined) return false
+    return retryable(policy, this.request.method, failure)
+  }
+
+  /**
+   * Hands a retryable failure to the retries in the request's fiber, starting them at the
+   * request's first one. A held response stays the current try until they decide.
+   */
+  private toRetries(attempt: Try, failed: FailedTry): boolean {
+    if (!this.retryable(failed.failure)) return false
+    const tryResume = this.tryResume
+    const resume = this.resume
+    if (tryResume === undefined && resume === undefined) return false
+    this.failed = attempt
+    if (this.held === undefined) this.current = undefined
+    if (tryResume !== undefined) {
+      this.tryResume = undefined
+      tryResume(Effect.fail(failed))
+    } else {
+      this.resume = undefined
+      this.retrying = true
+      resume!(retryTries(this, this.route.retry!.schedule, failed))
+    }
+    return true
+  }
+
+  /** The retries' `while`, once the schedule allows another try: is there an endpoint, and budget? */
+  admitRetry(failed: FailedTry): boolean {
+    if (this.done) return false
+    const attempt = this.failed!
     const group = this.route.group
     const tried = this.tried ?? (this.tried = [])
     tried.push(attempt.endpoint)
@@ -394,18 +450,53 @@ export class Exchange implements Receiving {
     if (next === undefined) return false
     // Charged to the upstream's retry budget, except after a connect failure (free: that try
     // reached no upstream); refused when the budget is spent.
-    if (!admitRetry(group.retryBudget, failure, performance.now())) {
+    if (!admitRetry(group.retryBudget, failed.failure, performance.now())) {
       group.metrics.retryRefused()
       return false
     }
-    this.current = undefined
-    group.metrics.retry()
-    const go = () => {
-      if (!this.done) this.start(next, attempt.number + 1)
+    const held = this.held
+    if (held !== undefined) {
+      // The retry replaces the held response; none of it is sent.
+      this.held = undefined
+      this.current = undefined
+      this.endTry(attempt)
+      this.endTrySpan(attempt, held.statusCode, undefined)
+      held.controller.abort(new TryAbandoned("retrying"))
     }
-    if (delay <= 0) go()
-    else setTimeout(go, delay)
+    this.next = next
+    group.metrics.retry()
     return true
+  }
+
+  /** The retries' next try, after the backoff. */
+  startRetry(resume: (outcome: Effect.Effect<void, FailedTry>) => void): void {
+    if (this.done) return resume(Effect.void)
+    this.tryResume = resume
+    this.start(this.next!, this.attempts + 1)
+  }
+
+  /** No retry follows `failed`: its error is the answer, or the held response goes through. */
+  giveUp(failed: FailedTry): void {
+    this.retrying = false
+    if (this.done) return
+    const held = this.held
+    if (held !== undefined) {
+      this.held = undefined
+      if (held.lost === undefined) {
+        this.accept(held.attempt, held.statusCode, held.headers, held.statusMessage)
+        // accept() may have ended the exchange (a coding an HTTP/1.0 client cannot take).
+        if (!this.done) held.controller.resume()
+        return
+      }
+      this.endTry(held.attempt)
+      this.endTrySpan(held.attempt, 0, held.lost._tag)
+      this.finish(this.answerError(held.lost), held.lost._tag)
+      return
+    }
+    // The access log names the upstream of the last try.
+    this.current = this.failed
+    const error = failed.error!
+    this.finish(this.answerError(error), error._tag)
   }
 
   /** Stops the exchange: aborts the upstream request and answers the client if it still can. */
@@ -475,7 +566,12 @@ export class Exchange implements Receiving {
       })
     }
     this.current = undefined
-    this.pipeline?.finished()
+    const resume = this.tryResume ?? this.resume
+    this.tryResume = undefined
+    this.resume = undefined
+    if (resume !== undefined) resume(Effect.void)
+    // Retries waiting out a backoff, or deciding on a held response, end with the exchange.
+    else if (this.retrying) this.pipeline?.stop()
   }
 
   onResponseStart(
@@ -489,13 +585,25 @@ export class Exchange implements Receiving {
     this.route.group.metrics.attempt(statusCode >= 500 ? "5xx" : "success")
     recordTry(this.route.group, attempt, statusCode >= 500 ? "5xx" : undefined)
     const policy = this.route.retry
-    if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryAfter(attempt, statusCode)) {
-      // The retry replaced this try; drop its response without sending any of it.
-      this.endTry(attempt)
-      this.endTrySpan(attempt, statusCode, undefined)
-      controller.abort(new TryAbandoned("retrying"))
-      return
+    if (policy !== undefined && policy.onStatus.has(statusCode) && this.retryable(statusCode)) {
+      // Whether another try follows is the retries' decision, in the request's fiber: the
+      // response waits, paused, and goes through as it came when none does.
+      controller.pause()
+      this.held = { attempt, controller, statusCode, headers, statusMessage, lost: undefined }
+      if (this.toRetries(attempt, { failure: statusCode, error: undefined })) return
+      this.held = undefined
+      controller.resume()
     }
+    this.accept(attempt, statusCode, headers, statusMessage)
+  }
+
+  /** Takes the response of `attempt` as the one the client gets. */
+  private accept(
+    attempt: Try,
+    statusCode: number,
+    headers: Record<string, string | Array<string> | undefined>,
+    statusMessage: string | undefined
+  ): void {
     // The response has started: the per-try timeout covered waiting for it, not the body.
     if (attempt.timer !== undefined) {
       clearTimeout(attempt.timer)

@@ -15,7 +15,7 @@ import type { Rejections } from "../telemetry/Metrics.ts"
 import type * as Tracer from "effect/Tracer"
 import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
-import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute } from "./Exchange.ts"
+import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute, type Resume } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "../middleware/GatewayError.ts"
 import { closeAfterResponse, connectionOf, upgradeDeclined } from "./ClientConnection.ts"
@@ -35,11 +35,8 @@ import type { RequestTarget } from "../routing/RequestTarget.ts"
 export interface CompiledRoute extends ExchangeRoute {
   readonly rewrite: PathRewrite
   readonly requestHeaders: HeaderRules
-  /**
-   * The route's pipeline: its middlewares around the forwarder, run as one fiber per request.
-   * RouteTable always sets it; a route built without one (tests) is forwarded without a fiber.
-   */
-  readonly pipeline?: Next | undefined
+  /** The route's pipeline: its middlewares around the forwarder, run as one fiber per request. */
+  readonly pipeline: Next
 }
 
 /** Everything one listener needs per request, swapped atomically on reload. */
@@ -192,11 +189,8 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   const peer = req.socket.remoteAddress ?? ""
   const ip = clientAddress(peer, forwardedChain(scan, table.trustedProxies), table.trustedProxies)
   const request = new ProxiedRequest(table, req, res, method, url, scan, target, route, peer, ip, header, drain)
-  if (route.pipeline === undefined) request.forward(noop)
-  else request.run(route.pipeline)
+  request.run(route.pipeline)
 }
-
-const noop = () => {}
 
 type Scan = ReturnType<typeof scanRequestHeaders>
 
@@ -268,6 +262,7 @@ const forward = (request: ProxiedRequest): void => {
     const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body: null, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
     exchange.trace(tracing?.tracer, span, traceId)
     exchange.pipeline = request
+    exchange.resume = request.handOver()
     const chunks: Array<Buffer> = []
     req.on("data", (chunk: Buffer) => chunks.push(chunk))
     req.once("end", () => {
@@ -287,6 +282,7 @@ const forward = (request: ProxiedRequest): void => {
   const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
   if (traceId !== undefined) exchange.trace(tracing?.tracer, span, traceId)
   exchange.pipeline = request
+  exchange.resume = request.handOver()
   exchange.start(endpoint)
 }
 
@@ -304,7 +300,8 @@ class ProxiedRequest implements PipelineRequest {
   added: Array<string> | undefined = undefined
   /** Response headers the middlewares add, as name/value pairs. */
   responseHeaders: Array<string> | undefined = undefined
-  private done: (() => void) | undefined = undefined
+  /** Resumes the fiber suspended in the forwarder, until the exchange takes it over. */
+  private resume: Resume | undefined = undefined
   /** Whether the request has been answered or handed to the forwarder. */
   private settled = false
   private interrupt: ((id?: number) => void) | undefined = undefined
@@ -395,10 +392,15 @@ class ProxiedRequest implements PipelineRequest {
     this.interrupt = run(pipeline(this), {
       onExit: (exit) => {
         this.res.removeListener("close", onClose)
+        this.interrupt = undefined
         this.onExit(exit)
       }
     })
-    if (this.settled) this.interrupt = undefined
+  }
+
+  /** Interrupts the request's fiber (see ExchangeHooks.stop). */
+  stop(): void {
+    this.interrupt?.()
   }
 
   private onExit(exit: Exit.Exit<void, GatewayError>): void {
@@ -441,18 +443,25 @@ class ProxiedRequest implements PipelineRequest {
     this.log(reply.status, bytes, undefined, elapsed)
   }
 
-  readonly forward = (done: () => void): void => {
-    if (this.settled) return done()
+  readonly forward = (resume: Resume): void => {
+    if (this.settled) return resume(Effect.void)
     this.settled = true
-    this.done = done
+    this.resume = resume
     forward(this)
   }
 
-  /** Called by the exchange (or the forwarder's own refusal) once the response has ended. */
+  /** The fiber's resumption, for the exchange that answers the request. */
+  handOver(): Resume | undefined {
+    const resume = this.resume
+    this.resume = undefined
+    return resume
+  }
+
+  /** Called by the forwarder's own refusal, once it has answered. */
   finished(): void {
-    const done = this.done
-    this.done = undefined
-    done?.()
+    const resume = this.resume
+    this.resume = undefined
+    resume?.(Effect.void)
   }
 
   private log(status: number, bytesOut: number, error: string | undefined, elapsed = performance.now() - this.started): void {

@@ -3,13 +3,12 @@
  * methods may be retried, how many tries in all, the per-try timeout and the backoff. The
  * backoff is exponential with full jitter and a cap (AWS's "full jitter"): try n waits a random
  * time in [0, min(max, base · 2^(n-1))]. The policy's `schedule` (an Effect Schedule) decides
- * how many tries follow the first and how long to wait before each; the exchange steps it only
- * after a failure, so a request that succeeds at once never builds schedule state.
+ * how many tries follow the first and how long to wait before each; `Effect.retry` runs it in the
+ * request's fiber from the first retryable failure on (proxy/Retries.ts), so a request that
+ * succeeds at once never builds schedule state.
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Exit from "effect/Exit"
-import type * as Pull from "effect/Pull"
 import * as Schedule from "effect/Schedule"
 import type { Retry } from "../config/Schema.ts"
 
@@ -109,18 +108,3 @@ export const retrySchedule = (
     ),
     Schedule.recurs(policy.attempts - 1)
   ])
-
-/** The state of one request's retries: created at its first failure, stepped at each. */
-export type RetrySteps = (now: number, input: unknown) => Pull.Pull<[Duration.Duration, Duration.Duration], never, Duration.Duration>
-
-/**
- * Steps a request's retry schedule: the wait in ms before the next try, or undefined when the
- * schedule is done (no try left). `steps` comes from `startRetries` at the first failure.
- */
-export const nextRetryDelay = (steps: RetrySteps, now: number): number | undefined => {
-  const exit = Effect.runSyncExit(steps(now, undefined))
-  return Exit.isSuccess(exit) ? Duration.toMillis(exit.value[1]) : undefined
-}
-
-/** The retry state of one request, from the policy's compiled schedule. */
-export const startRetries = (policy: RetryPolicy): RetrySteps => Effect.runSync(Schedule.toStep(policy.schedule))

@@ -109,6 +109,49 @@ describe("an exchange at its edges", () => {
       assert.deepStrictEqual(status.upstreams.app.endpoints.map((e: { in_flight: number }) => e.in_flight), [0])
     }))
 
+  it.live("the last try's retryable status goes to the client as it came: head, headers and a body larger than the socket buffers, whole", () =>
+    Effect.gen(function*() {
+      let n = 0
+      // 1 MiB: the response is paused while the retries decide, then streams through.
+      const big = Buffer.alloc(1 << 20, 0x61)
+      for (let i = 0; i < big.length; i += 4096) big[i] = 0x30 + (i / 4096) % 10
+      const upstream = yield* startUpstream("busy", {
+        handler: (_req, res) => {
+          n++
+          res.writeHead(503, "Busy Here", { "content-length": String(big.length), "x-try": String(n), "retry-after": "7" })
+          res.end(big)
+        }
+      })
+      const gateway = yield* gatewayOver([upstream.url], { retry: { attempts: 3, on: [503], backoff: { base: "1ms", max: "1ms" } } })
+      const res = yield* Effect.promise(() => fetch(gateway.url("/r")).then(async (r) => ({ r, body: Buffer.from(await r.arrayBuffer()) })))
+      assert.strictEqual(n, 3, "three tries")
+      assert.strictEqual(res.r.status, 503)
+      assert.strictEqual(res.r.statusText, "Busy Here")
+      assert.strictEqual(res.r.headers.get("x-try"), "3", "the last try's response")
+      assert.strictEqual(res.r.headers.get("retry-after"), "7")
+      assert.isTrue(res.body.equals(big), "the body arrives whole")
+      const status = JSON.parse((yield* request(`http://127.0.0.1:${gateway.adminPort}/upstreams`)).body)
+      assert.deepStrictEqual(status.upstreams.app.endpoints.map((e: { in_flight: number }) => e.in_flight), [0])
+    }))
+
+  it.live("a retry the budget refuses lets the held response through at once: the first try's 503, one try", () =>
+    Effect.gen(function*() {
+      let n = 0
+      const upstream = yield* startUpstream("busy", { handler: (_req, res) => answer(res, 503, `try ${++n}`) })
+      const gateway = yield* gatewayOver(
+        [upstream.url],
+        { retry: { attempts: 3, on: [503], backoff: { base: "1ms", max: "1ms" } } },
+        { retry_budget: { percent: 0, min_per_second: 0 } }
+      )
+      const res = yield* request(gateway.url("/r"))
+      assert.deepStrictEqual([res.status, res.body, n], [503, "try 1", 1])
+      // The series exists from the first refusal on (other tests' gateways share the registry).
+      const after1 = yield* counter("fibergate_upstream_retries_refused_total", { upstream: "app" })
+      const again = yield* request(gateway.url("/r"))
+      assert.deepStrictEqual([again.status, again.body, n], [503, "try 2", 2])
+      assert.strictEqual(yield* counter("fibergate_upstream_retries_refused_total", { upstream: "app" }), after1 + 1)
+    }))
+
   it.live("a failed try that opens the only endpoint's circuit leaves no endpoint to retry on: the try's own 502, after one try", () =>
     Effect.gen(function*() {
       const closed = `http://127.0.0.1:${yield* freePort}`

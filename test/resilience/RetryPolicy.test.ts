@@ -16,9 +16,7 @@ import {
   compileRetryPolicy,
   IDEMPOTENT_METHODS,
   mayRetry,
-  nextRetryDelay,
   retryDefaults,
-  startRetries,
   retrySchedule,
   type RetryPolicy,
   type TryFailure
@@ -385,24 +383,5 @@ describe("compileRetryPolicy: buffer_bytes", () => {
     assert.strictEqual(compileRetryPolicy({ buffer_bytes: 0 })!.bufferBytes, 0)
     assert.strictEqual(compileRetryPolicy({})!.bufferBytes, 65_536)
     assert.strictEqual(retryDefaults.buffer_bytes, 65_536)
-  })
-})
-
-describe("startRetries / nextRetryDelay (the exchange's use of the compiled schedule)", () => {
-  it("gives attempts - 1 delays within the backoff caps, then undefined; each request's state is its own", () => {
-    fc.assert(fc.property(fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 200 }), fc.integer({ min: 1, max: 2_000 }), fc.boolean(), (attempts, base, max, jitter) => {
-      const policy = compileRetryPolicy({ attempts, backoff: { base, max, jitter } })!
-      const steps = startRetries(policy)
-      for (let n = 1; n < attempts; n++) {
-        const delay = nextRetryDelay(steps, n)
-        assert.isDefined(delay)
-        const cap = backoffCap(policy, n)
-        if (jitter) assert.isTrue(delay! >= 0 && delay! <= cap, `${delay} within [0, ${cap}]`)
-        else assert.strictEqual(delay, cap)
-      }
-      assert.isUndefined(nextRetryDelay(steps, attempts))
-      // A second request starts from the first retry again.
-      if (attempts > 1) assert.isDefined(nextRetryDelay(startRetries(policy), 0))
-    }))
   })
 })

@@ -2,6 +2,7 @@
  * Test support: a pipeline request without a listener, for running one middleware step. It
  * records the response headers added, the request headers set and removed, and a reply.
  */
+import { Effect } from "effect"
 import type { PipelineRequest, Reply } from "../../src/middleware/Middleware.ts"
 
 export const requestFrom = (clientIp: string, extra: Partial<PipelineRequest> = {}) => {
@@ -32,7 +33,7 @@ export const requestFrom = (clientIp: string, extra: Partial<PipelineRequest> = 
     removeHeader: (name: string) => void removed.push(name),
     addResponseHeader: (name: string, value: string) => void responseHeaders.push(name, value),
     respond: (reply: Reply) => void replies.push(reply),
-    forward: (done: () => void) => done(),
+    forward: (resume) => resume(Effect.void),
     ...extra
   }
   return { request, responseHeaders, set, removed, replies }
