@@ -91,12 +91,12 @@ const dispatch = (endpoints: Endpoints, method: string, path: string): Effect.Ef
 }
 
 /** Decodes a config sent to the admin API; the `<redacted>` placeholder anywhere is a problem too. */
-const decodeSent = (value: unknown, origin: string): Result.Result<Config, ConfigError> => {
+const decodeSent = (value: unknown, origin: string, checks: ConfigSource["Service"]["checks"]): Result.Result<Config, ConfigError> => {
   const placeholders = placeholderPaths(value).map((path) => ({
     path: formatPath(path),
     message: `${REDACTED} is what GET /config shows for a secret; send the real value`
   }))
-  const decoded = decodeConfig(value, origin)
+  const decoded = decodeConfig(value, origin, { checks })
   if (placeholders.length === 0) return decoded
   const others = Result.isFailure(decoded) ? decoded.failure.problems : []
   return Result.fail(new ConfigError({ source: origin, problems: [...placeholders, ...others] }))
@@ -165,14 +165,14 @@ export class Admin extends Context.Service<Admin, {
           // publishConfig decodes, applies and counts the reload; a placeholder is refused before it.
           return applied(
             placeholderPaths(value).length > 0
-              ? Effect.fromResult(decodeSent(value, origin)).pipe(Effect.tapError(() => Metric.update(rejectedReload, 1)))
+              ? Effect.fromResult(decodeSent(value, origin, source.checks)).pipe(Effect.tapError(() => Metric.update(rejectedReload, 1)))
               : publishConfig(source, value, origin)
           )
         }))
 
       const validateConfig: Handler = (req, res) =>
         readJsonBody(req, res, MAX_CONFIG_BYTES).pipe(Effect.map((value) => {
-          const decoded = decodeSent(value, "admin POST /config/validate")
+          const decoded = decodeSent(value, "admin POST /config/validate", source.checks)
           if (Result.isFailure(decoded)) {
             const error = decoded.failure
             return jsonReply(400, { valid: false, error: error._tag, problems: error.problems, message: error.message })

@@ -2,6 +2,7 @@
  * Turns text (a YAML file) or a plain value into a validated `Config`, with every problem
  * reported as file, line, path and what was expected. Pure apart from reading the file.
  */
+import type { ConfigCheck } from "./ConfigChecks.ts"
 import * as Effect from "effect/Effect"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
@@ -17,14 +18,25 @@ const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
 const humanMessage = (message: string): string =>
   message === "Expected no excess property" ? "Unknown key" : message === "Missing key" ? "Missing required key" : message
 
-interface Located {
+interface DecodeOptions {
   readonly lineOf?: (path: ReadonlyArray<PropertyKey>) => { line: number; column: number } | undefined
+  /** Checks beyond the Schema (see ConfigChecks), run on a config that decoded. */
+  readonly checks?: ReadonlyArray<ConfigCheck> | undefined
 }
 
 /** Decodes a raw value (already parsed from YAML or given by a library user) into a `Config`. */
-export const decodeConfig = (raw: unknown, source: string, located: Located = {}): Result.Result<Config, ConfigError> => {
+export const decodeConfig = (raw: unknown, source: string, located: DecodeOptions = {}): Result.Result<Config, ConfigError> => {
   const result = decode(raw, { onExcessProperty: "error", errors: "all" })
-  if (Result.isSuccess(result)) return Result.succeed(result.success)
+  if (Result.isSuccess(result)) {
+    const checks = located.checks
+    if (checks === undefined || checks.length === 0) return Result.succeed(result.success)
+    const found = checks.flatMap((check) => check(result.success))
+    if (found.length === 0) return Result.succeed(result.success)
+    return Result.fail(new ConfigError({
+      source,
+      problems: found.map((p): ConfigProblem => ({ path: formatPath(p.path), message: p.message, ...(located.lineOf?.(p.path) ?? {}) }))
+    }))
+  }
   const problems = formatter(result.failure.issue).issues.map((issue): ConfigProblem => {
     const path = (issue.path ?? []).map((p) => (typeof p === "object" && p !== null ? p.key : p)) as Array<PropertyKey>
     const pos = located.lineOf?.(path)
@@ -102,7 +114,8 @@ export const applyEnvOverrides = (
 export const parseConfigText = (
   text: string,
   source: string,
-  env: Record<string, string | undefined>
+  env: Record<string, string | undefined>,
+  checks?: ReadonlyArray<ConfigCheck>
 ): Result.Result<Config, ConfigError> => {
   const counter = new LineCounter()
   const doc = parseDocument(text, { lineCounter: counter, prettyErrors: false, uniqueKeys: true })
@@ -118,7 +131,7 @@ export const parseConfigText = (
   const withEnv = applyEnvOverrides(doc.toJS(), env)
   if (Result.isFailure(withEnv)) return Result.fail(new ConfigError({ source, problems: withEnv.failure }))
   const { setBy, value } = withEnv.success
-  const decoded = decodeConfig(value, source, { lineOf: locate(doc, counter) })
+  const decoded = decodeConfig(value, source, { lineOf: locate(doc, counter), checks })
   if (Result.isSuccess(decoded) || setBy.size === 0) return decoded
   // A value that came from the environment has no line in the file: name the variable instead.
   const problems = decoded.failure.problems.map((p): ConfigProblem => {

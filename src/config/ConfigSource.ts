@@ -15,6 +15,7 @@ import { createHash } from "node:crypto"
 import { readFile } from "node:fs/promises"
 import { configReloads } from "../telemetry/Metrics.ts"
 import { ConfigError } from "./ConfigError.ts"
+import { ConfigChecks, type ConfigCheck } from "./ConfigChecks.ts"
 import { decodeConfig, parseConfigText } from "./ConfigLoader.ts"
 import { debounceChanges, DEFAULT_DEBOUNCE, watchFileChanges } from "./FileWatch.ts"
 import type { Config } from "./Schema.ts"
@@ -56,6 +57,8 @@ export class ConfigSource extends Context.Service<ConfigSource, {
   readonly source: string
   /** Re-reads the source; on success publishes the new config, on failure keeps the old one. */
   readonly reload: Effect.Effect<Config, ConfigError>
+  /** The checks beyond the Schema a config given to `publishConfig` must also pass. */
+  readonly checks?: ReadonlyArray<ConfigCheck> | undefined
 }>()("fibergate/config/ConfigSource") {
   /**
    * A config given as a value (as a library user would): decoded like a file, durations as
@@ -68,9 +71,10 @@ export class ConfigSource extends Context.Service<ConfigSource, {
     return Layer.effect(
       ConfigSource,
       Effect.gen(function*() {
-        const config = yield* Effect.fromResult(decodeConfig(value, "<value>"))
+        const checks = yield* ConfigChecks
+        const config = yield* Effect.fromResult(decodeConfig(value, "<value>", { checks }))
         const ref = yield* SubscriptionRef.make(config)
-        return ConfigSource.of({ config: ref, source: "<value>", reload: Effect.succeed(config) })
+        return ConfigSource.of({ config: ref, source: "<value>", reload: Effect.succeed(config), checks })
       })
     )
   }
@@ -94,14 +98,15 @@ export class ConfigSource extends Context.Service<ConfigSource, {
       ConfigSource,
       Effect.gen(function*() {
         // Watching starts before the first read, so no change can slip in between.
+        const checks = yield* ConfigChecks
         const changes = options.watch === false ? undefined : yield* watchFileChanges(path)
         const first = yield* readText(path)
-        const ref = yield* SubscriptionRef.make(yield* Effect.fromResult(parseConfigText(first, path, env)))
+        const ref = yield* SubscriptionRef.make(yield* Effect.fromResult(parseConfigText(first, path, env, checks)))
         // The content last read, valid or not: the watcher reloads only when it differs.
         let lastDigest = digest(first)
         const lock = yield* Semaphore.make(1)
         const publish = (text: string) =>
-          Effect.fromResult(parseConfigText(text, path, env)).pipe(Effect.tap((config) => SubscriptionRef.set(ref, config)))
+          Effect.fromResult(parseConfigText(text, path, env, checks)).pipe(Effect.tap((config) => SubscriptionRef.set(ref, config)))
 
         const reload = Effect.gen(function*() {
           const text = yield* readText(path)
@@ -129,7 +134,7 @@ export class ConfigSource extends Context.Service<ConfigSource, {
           )
           yield* debounceChanges(changes, options.debounce ?? DEFAULT_DEBOUNCE, reloadIfChanged).pipe(Effect.forkScoped)
         }
-        return ConfigSource.of({ config: ref, source: path, reload })
+        return ConfigSource.of({ config: ref, source: path, reload, checks })
       })
     )
   }
@@ -144,7 +149,10 @@ export const publishConfig = (
   value: unknown,
   origin: string
 ): Effect.Effect<Config, ConfigError> =>
-  Effect.fromResult(decodeConfig(value, origin)).pipe(Effect.tap((config) => SubscriptionRef.set(source.config, config)), countReload)
+  Effect.fromResult(decodeConfig(value, origin, { checks: source.checks })).pipe(
+    Effect.tap((config) => SubscriptionRef.set(source.config, config)),
+    countReload
+  )
 
 /** Decodes a value into a Config synchronously; for CLI-built configs. */
 export const configFromValue = (value: unknown): Result.Result<Config, ConfigError> => decodeConfig(value, "<value>")

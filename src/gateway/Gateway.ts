@@ -6,6 +6,7 @@ import * as Layer from "effect/Layer"
 import { Admin } from "../admin/Admin.ts"
 import type { ConfigError } from "../config/ConfigError.ts"
 import { ConfigSource, type FileSourceOptions } from "../config/ConfigSource.ts"
+import { ConfigChecks } from "../config/ConfigChecks.ts"
 import type { ListenError } from "../listener/Listen.ts"
 import { Listeners } from "../listener/Listeners.ts"
 import { Readiness } from "../listener/Readiness.ts"
@@ -14,7 +15,7 @@ import { HealthChecks } from "../upstream/HealthChecks.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
 import * as ProcessMetrics from "../telemetry/ProcessMetrics.ts"
-import { CustomMiddlewares } from "../middleware/CustomMiddlewares.ts"
+import { CustomMiddlewares, registeredCustomCheck } from "../middleware/CustomMiddlewares.ts"
 import { Limiters } from "../middleware/Limiters.ts"
 import type { Middleware } from "../middleware/Middleware.ts"
 
@@ -53,7 +54,8 @@ export const layerWith = <E, RT = never>(
       Limiters.layer,
       options?.middlewares === undefined ? CustomMiddlewares.layerNone : CustomMiddlewares.layer(options.middlewares)
     )),
-    Layer.provideMerge(config)
+    // The config source rejects a `custom:` naming no registered middleware, like a Schema error.
+    Layer.provideMerge(Layer.provide(config, Layer.succeed(ConfigChecks)([registeredCustomCheck(Object.keys(options?.middlewares ?? {}))])))
   )
 
 /**

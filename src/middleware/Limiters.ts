@@ -1,6 +1,6 @@
 /**
  * The state middlewares keep across reloads: the memory rate limiter (effect/persistence's
- * `RateLimiter`; counters per process, so with `workers: N` each worker limits on its own),
+ * `RateLimiter` over MemoryLimitStore, which forgets idle keys; counters per process, so with `workers: N` each worker limits on its own),
  * the Redis one when the config has a `redis:` section (counters shared by everyone using that
  * server), and the concurrency limits' semaphores, by middleware.
  */
@@ -12,6 +12,7 @@ import * as Scope from "effect/Scope"
 import * as Semaphore from "effect/Semaphore"
 import type { RedisSettings } from "../config/MiddlewareSchema.ts"
 import type { RateLimitStore } from "./RateLimit.ts"
+import { memoryRateLimiter } from "./MemoryLimitStore.ts"
 import { connectRedisLimiter, type RedisLimiter } from "./RedisLimiter.ts"
 
 export class Limiters extends Context.Service<Limiters, {
@@ -26,7 +27,7 @@ export class Limiters extends Context.Service<Limiters, {
   /** Limiters whose Redis connections live in the current scope. */
   static readonly make: Effect.Effect<Limiters["Service"], never, Scope.Scope> = Effect.gen(function*() {
     const scope = yield* Effect.scope
-    const rateLimiter = yield* RateLimiter.make.pipe(Effect.provide(RateLimiter.layerStoreMemory))
+    const { limiter: rateLimiter } = yield* memoryRateLimiter()
     const semaphores = new Map<string, { readonly max: number; readonly semaphore: Semaphore.Semaphore }>()
     let redis: { readonly settings: RedisSettings; readonly state: RedisLimiter; readonly close: Effect.Effect<void> } | undefined
     const same = (a: RedisSettings, b: RedisSettings) =>
