@@ -80,13 +80,37 @@ describe("MemoryLimitStore (TestClock)", () => {
       const store = yield* makeMemoryLimitStore(1_000)
       const refillRate = Duration.millis(100)
       yield* store.fixedWindow({ key: "sweep-now", tokens: 1, refillRate, limit: 2 }) // sweeps at 0; next due at 1000
-      yield* TestClock.adjust(801)
+      yield* TestClock.adjust(800)
+      yield* store.fixedWindow({ key: "exact", tokens: 2, refillRate, limit: 2 }) // ends at 1000 exactly
+      yield* TestClock.adjust(1)
       yield* store.fixedWindow({ key: "w", tokens: 2, refillRate, limit: 2 }) // ends at 1000 + 1
       yield* store.tokenBucket({ key: "b", tokens: 2, limit: 2, refillRate, allowOverflow: false }) // empty at 801
-      yield* TestClock.adjust(199) // 1000: the sweep is due; b has refilled 1 of 2
+      yield* TestClock.adjust(99)
+      yield* store.tokenBucket({ key: "full", tokens: 1, limit: 2, refillRate, allowOverflow: false }) // 1 of 2 at 900
+      yield* TestClock.adjust(100) // 1000: the sweep is due; b has refilled 1 of 2, full 2 of 2
       yield* store.fixedWindow({ key: "other", tokens: 1, refillRate, limit: 2 })
-      assert.strictEqual(store.size(), 3, "sweep-now expired at 100 and is dropped; w, b and other stay")
+      assert.strictEqual(store.size(), 3, "sweep-now, exact (ended at 1000) and full (refilled) are dropped; w, b and other stay")
       assert.deepStrictEqual(yield* store.fixedWindow({ key: "w", tokens: 1, refillRate, limit: 2 }), [3, 1])
       assert.deepStrictEqual(yield* store.tokenBucket({ key: "b", tokens: 1, limit: 2, refillRate, allowOverflow: false }), [0, 99])
+    }).pipe(Effect.provide(TestClock.layer())))
+
+  it.effect("a bucket whose limit changes (a reload) keeps its tokens and refills to the new limit, as effect's store does", () =>
+    Effect.gen(function*() {
+      const ours = yield* makeMemoryLimitStore(1_000_000)
+      const theirs = yield* Effect.provide(Effect.service(RateLimiter.RateLimiterStore), RateLimiter.layerStoreMemory)
+      const take = (limit: number, tokens: number) => {
+        const options = { key: "r", tokens, limit, refillRate: Duration.millis(100), allowOverflow: false }
+        return Effect.zip(ours.tokenBucket(options), theirs.tokenBucket(options))
+      }
+      const [a1, b1] = yield* take(3, 3)
+      assert.deepStrictEqual(a1, b1)
+      yield* TestClock.adjust(1_000)
+      const [a2, b2] = yield* take(5, 1)
+      assert.deepStrictEqual(a2, b2)
+      assert.deepStrictEqual(a2, [4, 0], "refilled to the new limit of 5, then one taken")
+      // Lowered again with no time passed: the tokens held are not cut to the new limit until a refill.
+      const [a3, b3] = yield* take(2, 1)
+      assert.deepStrictEqual(a3, b3)
+      assert.deepStrictEqual(a3, [3, 0])
     }).pipe(Effect.provide(TestClock.layer())))
 })
