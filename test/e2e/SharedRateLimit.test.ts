@@ -17,7 +17,9 @@ import { startRedis } from "../support/redis.ts"
 
 const limited = (redisUrl: string, onError: "allow" | "deny", limit: number) => [
   "log: { level: warn }",
-  `redis: { url: "${redisUrl}", timeout: 100ms, on_error: ${onError} }`,
+  // A timeout far above a loopback round trip: a decision of a Redis that is up must not be
+  // left to on_error because a loaded machine was slow (a Redis that is down refuses at once).
+  `redis: { url: "${redisUrl}", timeout: 1s, on_error: ${onError} }`,
   `middlewares: { shared: { rate_limit: { key: global, limit: ${limit}, window: 1m, algorithm: fixed_window, store: redis } } }`
 ]
 

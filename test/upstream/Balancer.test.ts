@@ -95,19 +95,28 @@ describe("weighted (smooth weighted round robin)", () => {
     expect(seq).toBe("aabacaa".repeat(2))
   })
 
-  it("hits each endpoint exactly k*weight times over k full cycles, within 1 of its share on every prefix", () => {
+  it("picks as nginx's smooth weighted round robin does, each endpoint exactly k*weight times over k full cycles, never far from its share", () => {
     fc.assert(
       fc.property(weightsArb, fc.integer({ min: 1, max: 5 }), (weights, k) => {
         const eps = endpointsOf(weights)
         const total = weights.reduce((a, b) => a + b, 0)
         const b = makeBalancer({ algorithm: "weighted", endpoints: eps })
         const counts = new Map<EndpointState, number>(eps.map((e) => [e, 0]))
+        // nginx's algorithm as it defines it (ngx_http_upstream_get_peer): every weight is added
+        // to its current, the highest current (the first of equal ones) is picked and pays the total.
+        const current = weights.map(() => 0)
         for (let t = 1; t <= k * total; t++) {
+          weights.forEach((w, i) => (current[i] += w))
+          let best = 0
+          for (let i = 1; i < weights.length; i++) if (current[i] > current[best]) best = i
+          current[best] -= total
           const e = b.pick(CTX)!
+          expect(e).toBe(eps[best])
           counts.set(e, counts.get(e)! + 1)
-          for (const x of eps) {
-            expect(Math.abs(counts.get(x)! - (t * x.weight) / total)).toBeLessThanOrEqual(1)
-          }
+          // Smooth: no prefix strays far from the share. Not within 1: weights 3,1,7,7,1,7 stray
+          // 1.04 under nginx's own algorithm; 300,000 random cases of up to 6 weights of 1..10 never
+          // strayed more than 1.07.
+          for (const x of eps) expect(Math.abs(counts.get(x)! - (t * x.weight) / total)).toBeLessThan(1.5)
         }
         for (const e of eps) expect(counts.get(e)).toBe(k * e.weight)
       })
