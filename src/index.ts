@@ -24,6 +24,7 @@ export { initialHealth, observeProbe, type HealthState } from "./resilience/Heal
 export { RouteTable } from "./proxy/RouteTable.ts"
 export { compileRouter, type Router, type RouteRequest } from "./routing/Router.ts"
 export { Listeners } from "./listener/Listeners.ts"
+export { Certificates, type CertificateView } from "./listener/Certificates.ts"
 export { Readiness } from "./listener/Readiness.ts"
 export { ListenError, type BoundAddress } from "./listener/Listen.ts"
 export { Admin } from "./admin/Admin.ts"

@@ -27,6 +27,7 @@
  * request, so a reload that changes it takes effect at once; a config without `admin.token`
  * turns the check off.
  */
+import { Certificates } from "../listener/Certificates.ts"
 import * as Cause from "effect/Cause"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
@@ -113,12 +114,13 @@ export class Admin extends Context.Service<Admin, {
   readonly address: BoundAddress | undefined
 }>()("fibergate/admin/Admin") {
   /** Binds the admin API; `/ready` reflects the `Readiness` the listeners maintain. */
-  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable | Upstreams | Readiness> = Layer.effect(
+  static readonly layer: Layer.Layer<Admin, ListenError, ConfigSource | RouteTable | Upstreams | Readiness | Certificates> = Layer.effect(
     Admin,
     Effect.gen(function*() {
       const source = yield* ConfigSource
       const routes = yield* RouteTable
       const upstreams = yield* Upstreams
+      const certificates = yield* Certificates
       const initial = yield* SubscriptionRef.get(source.config)
       if (initial.admin === undefined) return Admin.of({ address: undefined })
       const readiness = yield* Readiness
@@ -196,6 +198,9 @@ export class Admin extends Context.Service<Admin, {
         },
         "/upstreams": {
           GET: () => Effect.sync(() => jsonReply(200, { generation: routes.generation(), upstreams: upstreamStatus(upstreams.current()) }))
+        },
+        "/certificates": {
+          GET: () => Effect.sync(() => jsonReply(200, { certificates: certificates.list() }))
         },
         "/stats": {
           GET: () =>

@@ -11,6 +11,7 @@ import { readFile } from "node:fs/promises"
 import { isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document } from "yaml"
 import { ConfigError, formatPath, type ConfigProblem } from "./ConfigError.ts"
 import { Config } from "./Schema.ts"
+import { tlsFilesCheck } from "./TlsFilesCheck.ts"
 
 const decode = Schema.decodeUnknownResult(Config)
 const formatter = SchemaIssue.makeFormatterStandardSchemaV1()
@@ -28,9 +29,8 @@ interface DecodeOptions {
 export const decodeConfig = (raw: unknown, source: string, located: DecodeOptions = {}): Result.Result<Config, ConfigError> => {
   const result = decode(raw, { onExcessProperty: "error", errors: "all" })
   if (Result.isSuccess(result)) {
-    const checks = located.checks
-    if (checks === undefined || checks.length === 0) return Result.succeed(result.success)
-    const found = checks.flatMap((check) => check(result.success))
+    // The TLS files are checked for every config, the gateway's own checks after them.
+    const found = [...tlsFilesCheck(result.success), ...(located.checks ?? []).flatMap((check) => check(result.success))]
     if (found.length === 0) return Result.succeed(result.success)
     return Result.fail(new ConfigError({
       source,

@@ -8,6 +8,7 @@ import { formatPath } from "./ConfigError.ts"
 import { DurationMs } from "./Duration.ts"
 import { HeaderName, Method } from "./HttpText.ts"
 import { MiddlewareList, NamedMiddlewares, RedisSettings, type InlineMiddleware, type MiddlewareItem } from "./MiddlewareSchema.ts"
+import { ListenerTls, UpstreamTls } from "./TlsSchema.ts"
 
 const validRegex = (source: string): true | string => {
   try {
@@ -49,7 +50,7 @@ const endpointUrl = (s: string): true | string => {
   } catch {
     return "Expected an absolute URL such as http://127.0.0.1:3000"
   }
-  if (url.protocol !== "http:") return "Expected an http:// URL (https upstreams are not supported yet)"
+  if (url.protocol !== "http:" && url.protocol !== "https:") return "Expected an http:// or https:// URL"
   if (url.pathname !== "/" || url.search !== "" || url.hash !== "") {
     return "Expected an origin only (scheme, host and port), without a path or query"
   }
@@ -176,9 +177,11 @@ export type Limits = typeof Limits.Type
 export const Server = Schema.Struct({
   name: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
   listen: ListenAddress,
-  protocol: Schema.optionalKey(Schema.Literals(["http"]).annotate({
-    message: "Expected \"http\" (https, http2, h2c and tcp listeners are not supported yet)"
+  protocol: Schema.optionalKey(Schema.Literals(["http", "https"]).annotate({
+    message: "Expected \"http\" or \"https\" (h2c and tcp listeners are not supported yet)"
   })),
+  /** Required by `protocol: https`, refused otherwise. */
+  tls: Schema.optionalKey(ListenerTls),
   limits: Schema.optionalKey(Limits),
   /**
    * Peers whose X-Forwarded-For is believed: the client's address is the rightmost entry not
@@ -261,6 +264,8 @@ export const Upstream = Schema.Struct({
   hash_on: Schema.optionalKey(HashOnText),
   endpoints: Schema.Array(Endpoint).pipe(Schema.check(Schema.isMinLength(1))),
   pool: Schema.optionalKey(Pool),
+  /** How `https://` endpoints are reached (CA, server name, client certificate, verification). */
+  tls: Schema.optionalKey(UpstreamTls),
   health_check: Schema.optionalKey(HealthCheck),
   outlier: Schema.optionalKey(Outlier),
   circuit_breaker: Schema.optionalKey(CircuitBreaker),
@@ -339,6 +344,12 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
     if (names.has(server.name)) issues.push({ path: ["servers", i, "name"], issue: `Duplicate server name ${server.name}` })
     names.add(server.name)
     claimListen(server.listen, ["servers", i, "listen"])
+    if (server.protocol === "https" && server.tls === undefined) {
+      issues.push({ path: ["servers", i, "tls"], issue: "protocol: https needs tls: { certificates: [ { cert: <file>, key: <file> } ] }" })
+    }
+    if (server.protocol !== "https" && server.tls !== undefined) {
+      issues.push({ path: ["servers", i, "tls"], issue: `tls applies only to protocol: https (this server is ${server.protocol ?? "http"})` })
+    }
     server.routes.forEach((route, j) => {
       const first = routeIds.get(route.id)
       if (first !== undefined) {
@@ -355,6 +366,9 @@ const crossChecks = (c: ConfigShape): Array<Issue> => {
   for (const [name, upstream] of Object.entries(c.upstreams)) {
     if (upstream.hash_on !== undefined && upstream.balance !== "consistent_hash") {
       issues.push({ path: ["upstreams", name, "hash_on"], issue: "hash_on applies only to balance: consistent_hash" })
+    }
+    if (upstream.tls !== undefined && !upstream.endpoints.some((e) => e.url.startsWith("https:"))) {
+      issues.push({ path: ["upstreams", name, "tls"], issue: "tls applies only to https:// endpoints (this upstream has none)" })
     }
     const seen = new Set<string>()
     upstream.endpoints.forEach((e, k) => {

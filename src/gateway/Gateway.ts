@@ -8,6 +8,7 @@ import type { ConfigError } from "../config/ConfigError.ts"
 import { ConfigSource, type FileSourceOptions } from "../config/ConfigSource.ts"
 import { ConfigChecks } from "../config/ConfigChecks.ts"
 import type { ListenError } from "../listener/Listen.ts"
+import { Certificates } from "../listener/Certificates.ts"
 import { Listeners } from "../listener/Listeners.ts"
 import { Readiness } from "../listener/Readiness.ts"
 import { RouteTable } from "../proxy/RouteTable.ts"
@@ -19,7 +20,7 @@ import { CustomMiddlewares, registeredCustomCheck } from "../middleware/CustomMi
 import { Limiters } from "../middleware/Limiters.ts"
 import type { Middleware } from "../middleware/Middleware.ts"
 
-export type GatewayServices = ConfigSource | Tracing | Upstreams | HealthChecks | RouteTable | Readiness | Listeners | Admin
+export type GatewayServices = ConfigSource | Tracing | Upstreams | HealthChecks | RouteTable | Readiness | Certificates | Listeners | Admin
 
 /**
  * The gateway on top of a given config source (swap it for one fed by your service registry).
@@ -51,6 +52,7 @@ export const layerWith = <E, RT = never>(
     Layer.provideMerge(Layer.mergeAll(
       options?.tracing ?? Tracing.layer,
       ProcessMetrics.layer,
+      Certificates.layer,
       Limiters.layer,
       options?.middlewares === undefined ? CustomMiddlewares.layerNone : CustomMiddlewares.layer(options.middlewares)
     )),

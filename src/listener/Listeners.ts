@@ -16,6 +16,7 @@ import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer, type Server as HttpServer } from "node:http"
+import { createServer as createHttpsServer } from "node:https"
 import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
@@ -26,7 +27,9 @@ import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../proxy/RouteTable.ts"
 import { listenerBindFailures, trackClientConnections } from "../telemetry/Metrics.ts"
 import { onClientError, onConnect } from "./ClientErrors.ts"
-import { listenScoped, type BoundAddress, type ListenError } from "./Listen.ts"
+import { Certificates } from "./Certificates.ts"
+import { trackHandshakeFailures } from "./HandshakeFailures.ts"
+import { ListenError, listenScoped, type BoundAddress } from "./Listen.ts"
 import { Readiness } from "./Readiness.ts"
 
 export const DEFAULT_DRAIN_TIMEOUT_MS = 30_000
@@ -44,6 +47,7 @@ interface Live {
   readonly at: ListenAt
   /** The address as bound. */
   readonly address: BoundAddress
+  readonly scheme: string
   /** The settings a running node:http server cannot change; a change re-binds. */
   readonly fixed: string
   readonly http: HttpServer
@@ -52,8 +56,13 @@ interface Live {
   readonly scope: Scope.Closeable
 }
 
+// Certificates are not among them: they swap into the running server (see Certificates.ts).
 const fixedSettings = (server: Server): string =>
-  JSON.stringify([server.protocol ?? "http", server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes])
+  JSON.stringify([
+    server.protocol ?? "http",
+    server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes,
+    server.tls?.min_version, server.tls?.alpn, server.tls?.client_auth
+  ])
 
 /**
  * How often node:http looks for connections past `header_timeout` / `request_timeout` (its
@@ -85,7 +94,10 @@ const applyLimits = (http: HttpServer, server: Server): void => {
 const listensAt = (live: Live, at: ListenAt): boolean =>
   live.at.host === at.host && (at.port === 0 || at.port === live.address.port)
 
-const url = (address: BoundAddress) => `http://${address.host}:${address.port}`
+/** How long a TLS handshake may take when the head's own timeout is off (node:tls's default). */
+const HANDSHAKE_TIMEOUT_MS = 120_000
+
+const url = (address: BoundAddress, scheme = "http") => `${scheme}://${address.host}:${address.port}`
 
 export class Listeners extends Context.Service<Listeners, {
   /**
@@ -94,13 +106,14 @@ export class Listeners extends Context.Service<Listeners, {
    */
   readonly addresses: ReadonlyMap<string, BoundAddress>
 }>()("fibergate/listener/Listeners") {
-  static readonly layer: Layer.Layer<Listeners, ListenError, ConfigSource | RouteTable | Readiness> = Layer.effect(
+  static readonly layer: Layer.Layer<Listeners, ListenError, ConfigSource | RouteTable | Readiness | Certificates> = Layer.effect(
     Listeners,
     Effect.gen(function*() {
       const source = yield* ConfigSource
       const config = yield* SubscriptionRef.get(source.config)
       const routes = yield* RouteTable
       const readiness = yield* Readiness
+      const certificates = yield* Certificates
       const context = yield* Effect.context<never>()
       let drainTimeout = config.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
       const lives = new Map<string, Live>()
@@ -108,8 +121,8 @@ export class Listeners extends Context.Service<Listeners, {
       // Removed and replaced listeners drain in fibers owned by this layer.
       const retiring = yield* FiberSet.make()
 
-      const makeServer = (server: Server, drain: DrainState): HttpServer => {
-        const http = createServer({
+      const makeServer = (server: Server, drain: DrainState): HttpServer | undefined => {
+        const options = {
           // node:http refuses a head once its counted bytes (target, names, values) reach
           // maxHeaderSize; max_header_bytes is the largest head that passes.
           maxHeaderSize: (server.limits?.max_header_bytes ?? limitDefaults.max_header_bytes) + 1,
@@ -117,7 +130,16 @@ export class Listeners extends Context.Service<Listeners, {
           requireHostHeader: false, // checked by the handler, which answers with the JSON error body
           connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
           shouldUpgradeCallback: declineUpgrade
-        })
+        }
+        let http: HttpServer
+        if (server.protocol === "https") {
+          const tls = certificates.serverOptions(server.name)
+          if (tls === undefined) return undefined
+          // The handshake is part of the head's time, as nginx counts it in client_header_timeout.
+          const header = timeouts(server).header
+          http = createHttpsServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS }) as unknown as HttpServer
+          trackHandshakeFailures(http as never, server.name, context, server.tls?.client_auth?.mode === "optional")
+        } else http = createServer(options)
         // The timeouts and limits a running server can change, set as a reload sets them
         // (node:http reads them per connection or per check).
         applyLimits(http, server)
@@ -131,7 +153,11 @@ export class Listeners extends Context.Service<Listeners, {
       const bind = Effect.fnUntraced(function*(server: Server, at: ListenAt) {
         const drain: DrainState = { draining: false }
         const http = makeServer(server, drain)
+        if (http === undefined) {
+          return yield* new ListenError({ listener: server.name, address: server.listen, message: "its certificates did not load (see the error above)" })
+        }
         const scope = yield* Scope.make()
+        if (server.protocol === "https") yield* certificates.attach(server.name, http as never).pipe(Scope.provide(scope))
         // Counted from the moment the socket listens (before any connection is accepted), and
         // dropped once the drain is over.
         let connections: Metric.Registration | undefined
@@ -139,7 +165,7 @@ export class Listeners extends Context.Service<Listeners, {
         const address = yield* listenScoped(server.name, http, at, () => drainTimeout, () => {
           connections = trackClientConnections(http, server.name, context)
         }).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
-        return { name: server.name, at, address, fixed: fixedSettings(server), http, drain, scope } satisfies Live
+        return { name: server.name, at, address, scheme: server.protocol ?? "http", fixed: fixedSettings(server), http, drain, scope } satisfies Live
       })
 
       const keep = (live: Live) => {
@@ -163,12 +189,14 @@ export class Listeners extends Context.Service<Listeners, {
 
       const reconcile = Effect.fnUntraced(function*(next: Config) {
         drainTimeout = next.shutdown?.drain_timeout ?? DEFAULT_DRAIN_TIMEOUT_MS
+        // New certificates first: a listener re-bound below is made with them.
+        yield* certificates.apply(next)
         const wanted = new Set(next.servers.map((s) => s.name))
         // Removed listeners go first, so that their addresses are free for the others.
         for (const live of [...lives.values()]) {
           if (wanted.has(live.name)) continue
           yield* retire(live)
-          yield* Effect.logInfo(`listener ${live.name} removed: stopped accepting on ${url(live.address)}, draining`)
+          yield* Effect.logInfo(`listener ${live.name} removed: stopped accepting on ${url(live.address, live.scheme)}, draining`)
         }
         for (const server of next.servers) {
           const at = parseListen(server.listen)!
@@ -178,7 +206,7 @@ export class Listeners extends Context.Service<Listeners, {
             if (Result.isFailure(bound)) yield* reportBindFailure(bound.failure, "the listener is not bound; the next config change retries")
             else {
               keep(bound.success)
-              yield* Effect.logInfo(`listener ${server.name} on ${url(bound.success.address)}`)
+              yield* Effect.logInfo(`listener ${server.name} on ${url(bound.success.address, bound.success.scheme)}`)
             }
             continue
           }
@@ -189,12 +217,12 @@ export class Listeners extends Context.Service<Listeners, {
             // The new address is bound first: if that fails, the listener keeps serving where it is.
             const bound = yield* Effect.result(bind(server, at))
             if (Result.isFailure(bound)) {
-              yield* reportBindFailure(bound.failure, `it keeps listening on ${url(live.address)}; the next config change retries`)
+              yield* reportBindFailure(bound.failure, `it keeps listening on ${url(live.address, live.scheme)}; the next config change retries`)
               continue
             }
             yield* retire(live)
             keep(bound.success)
-            yield* Effect.logInfo(`listener ${server.name} moved from ${url(live.address)} to ${url(bound.success.address)}`)
+            yield* Effect.logInfo(`listener ${server.name} moved from ${url(live.address, live.scheme)} to ${url(bound.success.address, bound.success.scheme)}`)
           } else {
             // Same address, settings only a new server can take: the old server stops accepting
             // (and drains what it has), then the new one binds the address it freed.
@@ -204,7 +232,7 @@ export class Listeners extends Context.Service<Listeners, {
               yield* reportBindFailure(bound.failure, "the listener is not bound; the next config change retries")
             } else {
               keep(bound.success)
-              yield* Effect.logInfo(`listener ${server.name} re-bound on ${url(bound.success.address)} with new settings`)
+              yield* Effect.logInfo(`listener ${server.name} re-bound on ${url(bound.success.address, bound.success.scheme)} with new settings`)
             }
           }
         }
@@ -225,10 +253,11 @@ export class Listeners extends Context.Service<Listeners, {
         })
       )
 
+      yield* certificates.apply(config)
       for (const server of config.servers) {
         const live = yield* bind(server, parseListen(server.listen)!)
         keep(live)
-        yield* Effect.logInfo(`listener ${server.name} on ${url(live.address)}`)
+        yield* Effect.logInfo(`listener ${server.name} on ${url(live.address, live.scheme)}`)
       }
       readiness.set(true)
       // `changes` starts with the config in force, which finds nothing to do unless a reload

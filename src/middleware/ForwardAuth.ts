@@ -29,7 +29,7 @@ export const authRequestHeaders = (request: PipelineRequest, only: ReadonlySet<s
   }
   out.push(
     "x-forwarded-method", request.method,
-    "x-forwarded-proto", "http",
+    "x-forwarded-proto", request.scheme,
     "x-forwarded-host", request.host,
     "x-forwarded-uri", request.path + request.query,
     "x-forwarded-for", request.clientIp

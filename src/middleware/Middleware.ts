@@ -23,6 +23,8 @@ export interface RequestView {
   /** The raw query with its `?`, or "". */
   readonly query: string
   readonly host: string
+  /** How the client reached the gateway: `https` on a TLS listener. */
+  readonly scheme: "http" | "https"
   /** The client's address, after the listener's `trusted_proxies`. */
   readonly clientIp: string
   /** The route's id. */

@@ -23,6 +23,7 @@ import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "../middleware/HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
+import { forwardedClientCert } from "./ClientCertificate.ts"
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -43,6 +44,10 @@ export interface CompiledRoute extends ExchangeRoute {
 export interface ListenerTable {
   readonly router: Router<CompiledRoute>
   readonly maxBodyBytes: number
+  /** `https` on a TLS listener: what X-Forwarded-Proto says. */
+  readonly scheme?: "http" | "https" | undefined
+  /** Whether the listener verifies client certificates: their details go upstream as X-Forwarded-Client-Cert. */
+  readonly clientCertificates?: boolean | undefined
   /** The listener's `trusted_proxies`; undefined: the client is the peer. */
   readonly trustedProxies?: CidrMatcher | undefined
   readonly accessLog: AccessLog | undefined
@@ -218,10 +223,14 @@ const forward = (request: ProxiedRequest): void => {
   headers.push(
     "host", host,
     "x-forwarded-for", scan.forwardedFor === undefined ? peer : `${scan.forwardedFor}, ${peer}`,
-    "x-forwarded-proto", "http",
+    "x-forwarded-proto", table.scheme ?? "http",
     "x-forwarded-host", host,
     "via", scan.via === undefined ? VIA : `${scan.via}, ${VIA}`
   )
+  if (table.clientCertificates === true) {
+    const xfcc = forwardedClientCert(req.socket)
+    if (xfcc !== undefined) headers.push("x-forwarded-client-cert", xfcc)
+  }
   const append = route.requestHeaders.append
   for (let i = 0; i < append.length; i++) headers.push(append[i])
   if (request.removed !== undefined) headers = dropHeaders(headers, request.removed)
@@ -354,6 +363,9 @@ class ProxiedRequest implements PipelineRequest {
   }
   get host(): string {
     return this.target.host
+  }
+  get scheme(): "http" | "https" {
+    return this.table.scheme ?? "http"
   }
   get route(): string {
     return this.compiled.id

@@ -74,6 +74,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
       case "expect":
       case "x-forwarded-proto":
       case "x-forwarded-host":
+      // Only the gateway vouches for a client certificate (Envoy's SANITIZE_SET).
+      case "x-forwarded-client-cert":
         continue
     }
     if (HOP_BY_HOP.has(lower)) continue

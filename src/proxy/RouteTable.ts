@@ -75,6 +75,8 @@ const compileListener = (
   }
   })),
   maxBodyBytes: server.limits?.max_body_bytes ?? limitDefaults.max_body_bytes,
+  scheme: server.protocol === "https" ? "https" : "http",
+  clientCertificates: server.tls?.client_auth !== undefined,
   trustedProxies: server.trusted_proxies === undefined || server.trusted_proxies.length === 0 ? undefined : compileCidrs(server.trusted_proxies),
   accessLog: accessLog?.(server.name),
   tracing: tracer === undefined ? undefined : { tracer, sampleRatio, listener: server.name },

@@ -23,6 +23,22 @@ const connectCodes = new Set([
   "EADDRNOTAVAIL"
 ])
 
+/** Certificate verification failures of node:tls (OpenSSL's X509 verify codes and Node's name check). */
+const certificateCodes = new Set([
+  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
+  "SELF_SIGNED_CERT_IN_CHAIN",
+  "DEPTH_ZERO_SELF_SIGNED_CERT",
+  "CERT_HAS_EXPIRED",
+  "CERT_NOT_YET_VALID",
+  "CERT_UNTRUSTED",
+  "CERT_REJECTED",
+  "CERT_SIGNATURE_FAILURE",
+  "HOSTNAME_MISMATCH",
+  "ERR_TLS_CERT_ALTNAME_INVALID"
+])
+
 /** The code the request-body limiter fails its stream with; surfaces here through undici. */
 export const BODY_TOO_LARGE = "FG_BODY_TOO_LARGE"
 
@@ -63,6 +79,9 @@ export const fromUpstreamError = (error: Error): GatewayError => {
   if (typeof code === "string") {
     if (code.startsWith("HPE_")) return invalidResponse(error)
     if (connectCodes.has(code)) return new UpstreamConnectError({ message: `Cannot connect to the upstream (${code})` })
+    // A TLS handshake that failed is a connection that could not be made (Envoy counts it so).
+    if (certificateCodes.has(code)) return new UpstreamConnectError({ message: `The upstream's certificate was not accepted (${code})` })
+    if (code.startsWith("ERR_SSL_")) return new UpstreamConnectError({ message: `The TLS handshake with the upstream failed (${code})` })
   }
   return new InternalError({ message: "Unexpected error while forwarding" })
 }

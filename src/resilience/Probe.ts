@@ -4,9 +4,12 @@
  * true/false and never fails; the caller bounds it with the check's timeout.
  */
 import * as Effect from "effect/Effect"
-import { request } from "node:http"
+import { request, type RequestOptions } from "node:http"
+import { request as httpsRequest } from "node:https"
 import { connect } from "node:net"
+import { upstreamTlsOptions } from "../config/CertificateFiles.ts"
 import type { HealthCheck } from "../config/Schema.ts"
+import type { UpstreamTls } from "../config/TlsSchema.ts"
 
 const MAX_BODY = 64 * 1024
 
@@ -28,18 +31,24 @@ export const tcpProbe = (host: string, port: number): Effect.Effect<boolean> =>
     return Effect.sync(() => socket.destroy())
   })
 
-export const httpProbe = (origin: URL, check: HealthCheck): Effect.Effect<boolean> => {
+/** An HTTP probe; over TLS for an `https:` origin, verified as the upstream's `tls:` says. */
+export const httpProbe = (origin: URL, check: HealthCheck, tls?: UpstreamTls): Effect.Effect<boolean> => {
   const [min, max] = parseStatusRange(check.expect_status)
   const expectBody = check.expect_body
+  const secure = origin.protocol === "https:"
+  // Read once per check, not per probe: the files were checked when the config decoded.
+  const tlsOptions = secure ? upstreamTlsOptions(tls) : undefined
   return Effect.callback<boolean>((resume) => {
-    const req = request({
+    const options: RequestOptions = {
       host: origin.hostname,
       port: origin.port,
       path: check.path ?? "/",
       method: "GET",
       agent: false,
-      headers: { host: check.host ?? origin.host, "user-agent": "fibergate-health-check", connection: "close" }
-    })
+      headers: { host: check.host ?? origin.host, "user-agent": "fibergate-health-check", connection: "close" },
+      ...tlsOptions
+    }
+    const req = secure ? httpsRequest(options) : request(options)
     req.once("error", () => resume(Effect.succeed(false)))
     req.once("response", (res) => {
       const statusOk = res.statusCode !== undefined && res.statusCode >= min && res.statusCode <= max
@@ -63,7 +72,7 @@ export const httpProbe = (origin: URL, check: HealthCheck): Effect.Effect<boolea
 }
 
 /** The probe a health-check config asks for. */
-export const probeFor = (origin: string, check: HealthCheck): Effect.Effect<boolean> => {
+export const probeFor = (origin: string, check: HealthCheck, tls?: UpstreamTls): Effect.Effect<boolean> => {
   const url = new URL(origin)
-  return check.type === "tcp" ? tcpProbe(url.hostname, Number(url.port || 80)) : httpProbe(url, check)
+  return check.type === "tcp" ? tcpProbe(url.hostname, Number(url.port || (url.protocol === "https:" ? 443 : 80))) : httpProbe(url, check, tls)
 }

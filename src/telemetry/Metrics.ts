@@ -277,3 +277,22 @@ export const listenerBindFailures = Metric.counter("fibergate_listener_bind_fail
 export const tracingExportFailures = Metric.counter("fibergate_tracing_export_failures_total", {
   description: "OTLP span export requests that failed, each try counted, by reason (http_<status>, network, error)"
 })
+
+/** Seconds until a listener certificate's notAfter (negative once expired), by listener, first DNS name and file. */
+export const tlsCertificateExpiry = Metric.gauge("fibergate_tls_certificate_expiry_seconds", {
+  description: "Seconds until the certificate expires, by listener, name (its first DNS name) and certificate file"
+})
+
+/** Certificate sets that did not load on a file change or a reload; the listener kept the ones it had. */
+export const certificateReloadFailures = Metric.counter("fibergate_tls_certificate_reload_failures_total", {
+  description: "Certificate reloads that failed (the listener kept serving its previous certificates), by listener"
+})
+
+/**
+ * TLS handshakes that failed, by listener and reason: protocol_version, no_shared_cipher,
+ * no_client_certificate, bad_client_certificate, not_tls (plain HTTP or garbage on a TLS port),
+ * timeout, client_reset, other.
+ */
+export const tlsHandshakeFailures = Metric.counter("fibergate_tls_handshake_failures_total", {
+  description: "Failed TLS handshakes, by listener and reason"
+})

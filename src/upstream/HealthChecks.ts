@@ -14,6 +14,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import type { Config, HealthCheck } from "../config/Schema.ts"
+import type { UpstreamTls } from "../config/TlsSchema.ts"
 import { Upstreams } from "./Upstreams.ts"
 import { initialHealth, observeProbe, type HealthState, type Thresholds } from "../resilience/HealthState.ts"
 import { probeFor } from "../resilience/Probe.ts"
@@ -27,7 +28,7 @@ export const healthCheckDefaults = {
 } as const
 
 /** A probe for an endpoint origin; swapped in tests to script probe results. */
-export type ProbeFactory = (origin: string, check: HealthCheck) => Effect.Effect<boolean>
+export type ProbeFactory = (origin: string, check: HealthCheck, tls?: UpstreamTls) => Effect.Effect<boolean>
 
 /**
  * Probes forever on the check's interval (with ±20% jitter so checks of many endpoints do not
@@ -73,8 +74,8 @@ export class HealthChecks extends Context.Service<HealthChecks, {
         const upstreams = yield* Upstreams
         const fibers = yield* FiberMap.make<string>()
         const states = new Map<string, HealthState>()
-        // The check config each running fiber was started with, to restart it when it changes.
-        const running = new Map<string, HealthCheck>()
+        // The check config (and TLS) each running fiber was started with, to restart it when it changes.
+        const running = new Map<string, string>()
 
         const publish = (upstream: string, origin: string) => (state: HealthState) =>
           Effect.sync(() => {
@@ -90,12 +91,12 @@ export class HealthChecks extends Context.Service<HealthChecks, {
           })
 
         const reconcile = Effect.fnUntraced(function*(config: Config) {
-          const wanted = new Map<string, { upstream: string; origin: string; check: HealthCheck }>()
+          const wanted = new Map<string, { upstream: string; origin: string; check: HealthCheck; tls: UpstreamTls | undefined }>()
           for (const [upstream, u] of Object.entries(config.upstreams)) {
             if (u.health_check === undefined) continue
             for (const e of u.endpoints) {
               const origin = new URL(e.url).origin
-              wanted.set(keyOf(upstream, origin), { upstream, origin, check: u.health_check })
+              wanted.set(keyOf(upstream, origin), { upstream, origin, check: u.health_check, tls: u.tls })
             }
           }
           for (const key of [...running.keys()]) {
@@ -105,12 +106,13 @@ export class HealthChecks extends Context.Service<HealthChecks, {
               yield* FiberMap.remove(fibers, key)
             }
           }
-          for (const [key, { check, origin, upstream }] of wanted) {
-            if (running.get(key) === check || JSON.stringify(running.get(key)) === JSON.stringify(check)) continue
-            running.set(key, check)
+          for (const [key, { check, origin, tls, upstream }] of wanted) {
+            const settings = JSON.stringify([check, tls])
+            if (running.get(key) === settings) continue
+            running.set(key, settings)
             const initial = states.get(key) ?? initialHealth
             yield* publish(upstream, origin)(initial)
-            yield* FiberMap.run(fibers, key, runHealthCheck({ probe: probeFor(origin, check), check, initial, publish: publish(upstream, origin) }))
+            yield* FiberMap.run(fibers, key, runHealthCheck({ probe: probeFor(origin, check, tls), check, initial, publish: publish(upstream, origin) }))
           }
         })
 

@@ -3,6 +3,8 @@
  * and live counters) and its balancer. Pools outlive config reloads when their endpoint and
  * pool settings do not change, so a reload keeps warm connections.
  */
+import { upstreamTlsOptions, type UpstreamTlsOptions } from "../config/CertificateFiles.ts"
+import { createHash } from "node:crypto"
 import { Pool } from "undici"
 import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
@@ -55,14 +57,21 @@ export const poolDefaults = { connections: 128, keep_alive: 60_000, connect_time
 /** undici's idle-read timeouts, the equivalent of nginx's `proxy_read_timeout` (60s). */
 export const READ_TIMEOUT_MS = 60_000
 
-const poolKeyOf = (upstream: Upstream): string => {
+// The TLS options are part of it, files' contents included: a reload after a CA or client
+// certificate was rotated on disk gives the endpoints new pools.
+const poolKeyOf = (upstream: Upstream, tls: UpstreamTlsOptions | undefined): string => {
   const pool = upstream.pool ?? {}
-  return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}`
+  const tlsKey = tls === undefined ? "" : createHash("sha256")
+    .update(JSON.stringify([tls.servername, tls.rejectUnauthorized]))
+    .update(tls.ca ?? "").update("\0").update(tls.cert ?? "").update("\0").update(tls.key ?? "")
+    .digest("base64")
+  return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}/${tlsKey}`
 }
 
-const makePool = (origin: string, upstream: Upstream): Pool => {
+const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | undefined): Pool => {
   const pool = upstream.pool ?? {}
   return new Pool(origin, {
+    ...(tls !== undefined && origin.startsWith("https:") ? { connect: tls } : {}),
     connections: pool.connections ?? poolDefaults.connections,
     keepAliveTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
     keepAliveMaxTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
@@ -95,7 +104,8 @@ export const buildUpstreamGroup = (
   onCircuitOpen: (endpoint: Endpoint, forMs: number) => void = () => {},
   metrics: UpstreamMetrics = noUpstreamMetrics
 ): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
-  const poolKey = poolKeyOf(upstream)
+  const tls = upstream.endpoints.some((e) => e.url.startsWith("https:")) ? upstreamTlsOptions(upstream.tls) : undefined
+  const poolKey = poolKeyOf(upstream, tls)
   const circuit = compileCircuitPolicy(upstream.circuit_breaker)
   const reusable = new Map<string, Endpoint>()
   const retiredPools: Array<Pool> = []
@@ -132,7 +142,7 @@ export const buildUpstreamGroup = (
       origin,
       hostname: url.hostname,
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
-      pool: makePool(origin, upstream),
+      pool: makePool(origin, upstream, tls),
       poolKey
     }
     if (old !== undefined) retiredPools.push(old.pool)

@@ -30,7 +30,7 @@ describe("fibergate check", () => {
         "        upstream: app",
         "upstreams:",
         "  app:",
-        "    endpoints: [ { url: \"https://127.0.0.1:3000\" } ]",
+        "    endpoints: [ { url: \"ftp://127.0.0.1:3000\" } ]",
         ""
       ].join("\n"))
       const result = yield* runCli(["check", "-c", path])
@@ -38,7 +38,7 @@ describe("fibergate check", () => {
       const output = result.stderr + result.stdout
       assert.include(output, `${path}:3:5: servers[0].listen: Expected a listen address such as 127.0.0.1:8080, :8080 or [::1]:8080`)
       assert.include(output, `${path}:6:9: servers[0].routes[0].upstrem: Unknown key`)
-      assert.include(output, `${path}:10:20: upstreams.app.endpoints[0].url: Expected an http:// URL (https upstreams are not supported yet)`)
+      assert.include(output, `${path}:10:20: upstreams.app.endpoints[0].url: Expected an http:// or https:// URL`)
       assert.notInclude(result.stdout, ": ok")
     }))
 

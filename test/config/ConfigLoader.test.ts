@@ -153,11 +153,11 @@ describe("ConfigLoader: shape and values", () => {
     )
   })
 
-  it("an https endpoint says https upstreams are not supported", () => {
-    const text = withUpstream("    endpoints: [ { url: \"https://127.0.0.1:3000\" } ]")
+  it("an endpoint of another scheme asks for http:// or https://", () => {
+    const text = withUpstream("    endpoints: [ { url: \"ftp://127.0.0.1:3000\" } ]")
     assertLine(
       failureOf(text),
-      `${FILE}:${at(text, "url")}: upstreams.app.endpoints[0].url: Expected an http:// URL (https upstreams are not supported yet)`
+      `${FILE}:${at(text, "url")}: upstreams.app.endpoints[0].url: Expected an http:// or https:// URL`
     )
   })
 
@@ -182,18 +182,36 @@ describe("ConfigLoader: shape and values", () => {
     assertLine(error, `${FILE}:${at(text, "listen: \"127")}: servers[1].listen: ${expected}`)
   })
 
-  it("protocol https has a clear 'not supported yet' message", () => {
+  it("protocol h2c has a clear 'not supported yet' message", () => {
     const text = yaml(
       "servers:",
       "  - name: web",
       "    listen: 127.0.0.1:8443",
-      "    protocol: https",
+      "    protocol: h2c",
       "    routes: []",
       "upstreams: {}"
     )
     assertLine(
       failureOf(text),
-      `${FILE}:${at(text, "protocol")}: servers[0].protocol: Expected "http" (https, http2, h2c and tcp listeners are not supported yet)`
+      `${FILE}:${at(text, "protocol")}: servers[0].protocol: Expected "http" or "https" (h2c and tcp listeners are not supported yet)`
+    )
+  })
+
+  it("a certificate file that cannot be read is reported at its certificate's line", () => {
+    const text = yaml(
+      "servers:",
+      "  - name: web",
+      "    listen: 127.0.0.1:8443",
+      "    protocol: https",
+      "    tls:",
+      "      certificates:",
+      "        - { cert: /nonexistent/fibergate.pem, key: /nonexistent/fibergate.key }",
+      "    routes: []",
+      "upstreams: {}"
+    )
+    assertLine(
+      failureOf(text),
+      `${FILE}:${at(text, "{ cert")}: servers[0].tls.certificates[0]: cannot read /nonexistent/fibergate.pem: ENOENT: no such file or directory, open '/nonexistent/fibergate.pem'`
     )
   })
 
@@ -386,7 +404,7 @@ describe("ConfigLoader: every error at once", () => {
       "        timeout: 5x",
       "upstreams:",
       "  app:",
-      "    endpoints: [ { url: \"https://127.0.0.1:3000\" } ]",
+      "    endpoints: [ { url: \"ftp://127.0.0.1:3000\" } ]",
       "bogus: true"
     )
     const error = failureOf(text)

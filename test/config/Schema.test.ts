@@ -195,9 +195,9 @@ describe("Schema: servers", () => {
     }), { examples: [[0], [65535], [65536], [99_999]] })
   })
 
-  it("protocol: only http", () => {
+  it("protocol: http or https", () => {
     accepts([...SERVER, "protocol"], "http")
-    rejects([...SERVER, "protocol"], "https", "Expected \"http\" (https, http2, h2c and tcp listeners are not supported yet)")
+    rejects([...SERVER, "protocol"], "h2c", "Expected \"http\" or \"https\" (h2c and tcp listeners are not supported yet)")
   })
 
   it("limits: byte and connection limits are whole numbers from 1; timeouts are durations", () => {
@@ -369,9 +369,10 @@ describe("Schema: upstreams", () => {
     accepts(path, "http://127.0.0.1:3000")
     accepts(path, "http://app.internal")
     accepts(path, "http://127.0.0.1:3000/")
-    rejects(path, "localhost:3000", "Expected an http:// URL (https upstreams are not supported yet)")
+    accepts(path, "https://127.0.0.1:3000")
+    rejects(path, "localhost:3000", "Expected an http:// or https:// URL")
     rejects(path, "not a url", "Expected an absolute URL such as http://127.0.0.1:3000")
-    rejects(path, "https://127.0.0.1:3000", "Expected an http:// URL (https upstreams are not supported yet)")
+    rejects(path, "ftp://127.0.0.1:3000", "Expected an http:// or https:// URL")
     const origin = "Expected an origin only (scheme, host and port), without a path or query"
     rejects(path, "http://127.0.0.1:3000/api", origin)
     rejects(path, "http://127.0.0.1:3000?x=1", origin)

@@ -16,6 +16,7 @@ export const requestFrom = (clientIp: string, extra: Partial<PipelineRequest> = 
     path: "/",
     query: "",
     host: "h",
+    scheme: "http",
     clientIp,
     route: "r",
     header: () => undefined,
