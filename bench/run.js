@@ -12,6 +12,7 @@ import os from "node:os"
 import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { middlewareVariants, startAuthServer, startRedis } from "./middlewares.js"
+import { fibergateTlsYaml, makeBenchCert, nginxTlsServer } from "./tls.js"
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(BENCH_DIR, "..")
@@ -64,6 +65,8 @@ const settings = {
   telemetryRounds: intArg("BENCH_TELEMETRY_ROUNDS", 5, 1),
   middlewares: boolArg("BENCH_MIDDLEWARES", "1"),
   middlewareRounds: intArg("BENCH_MIDDLEWARE_ROUNDS", 3, 1),
+  tls: boolArg("BENCH_TLS", "1"),
+  tlsRounds: intArg("BENCH_TLS_ROUNDS", 3, 1),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -841,12 +844,12 @@ function parseWrk(out) {
  * One wrk run. `threads` defaults to BENCH_THREADS; `script` + `scriptArgs` pass a Lua script
  * (its `init(args)` gets scriptArgs), e.g. bench/stop-after.lua for a request count.
  */
-async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = settings.threads, script, scriptArgs = [], headers = [] } = {}) {
+async function runWrk(wrkBin, port, urlPath, duration, connections, { threads = settings.threads, script, scriptArgs = [], headers = [], scheme = "http" } = {}) {
   threads = Math.min(threads, connections) // wrk needs connections >= threads
   const args = ["-t", String(threads), "-c", String(connections), "-d", duration.wrk, "--timeout", "5s", "--latency"]
   for (const h of headers) args.push("-H", h)
   if (script) args.push("-s", script)
-  args.push(`http://${HOST}:${port}${urlPath}`)
+  args.push(`${scheme}://${HOST}:${port}${urlPath}`)
   if (script && scriptArgs.length > 0) args.push("--", ...scriptArgs.map(String))
   const child = startChild("wrk", wrkBin, args, { capture: true, cpu: 1 })
   let out = ""
@@ -986,6 +989,65 @@ async function middlewareCost(nodeBin, upstreamPorts, fdRaise, measure) {
     redis?.stop()
   }
   return variants.map(({ label, rounds }) => ({ label, rounds }))
+}
+
+// ---------------------------------------------------------------------------------------------
+// TLS cost (pieces in bench/tls.js)
+
+/**
+ * fibergate's https listener and nginx's `listen ssl`, one worker each, through the same
+ * upstream, in alternating rounds: keep-alive HTTPS, then a new TLS connection per request.
+ * Returns [{ label, keepAlive: [rounds], handshakes: [rounds] }].
+ */
+async function tlsCost(nodeBin, nginxBin, feats, upstreamPorts, fdRaise, measure) {
+  const dir = path.join(tmpDir, "tls")
+  fs.mkdirSync(dir, { recursive: true })
+  const cert = makeBenchCert(dir)
+  const peers = []
+  try {
+    const fgPort = await freePort()
+    const adminPort = await freePort()
+    const yamlFile = path.join(dir, "fibergate-tls.yaml")
+    fs.writeFileSync(yamlFile, fibergateTlsYaml(fgPort, adminPort, upstreamPorts, cert))
+    const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
+    const logFile = path.join(dir, "fibergate-tls.log")
+    const fg = startChild("fibergate-tls", nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
+    peers.push({ label: "fibergate (https)", port: fgPort, child: fg, keepAlive: [], handshakes: [] })
+    await waitReady(fg, "fibergate (https)", async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
+      throw new Error(`${e.message}\n${tail(logFile)}`)
+    })
+    const ngPort = await freePort()
+    const c = nginxCommon(dir, "nginx-tls", feats)
+    const conf = `${c.main}
+http {
+  ${c.http}
+  upstream backend {
+${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
+    keepalive 64;
+  }
+${nginxTlsServer(ngPort, cert)}
+}
+`
+    const ng = await startNginx("nginx-tls", nginxBin, conf, dir, ngPort, 0)
+    peers.push({ label: `nginx ${feats.version} (listen ssl)`, port: ngPort, child: ng, keepAlive: [], handshakes: [] })
+    const close = { scheme: "https", headers: ["Connection: close"] }
+    for (const p of peers) await measure(p, "/", settings.warmup.seconds > 0 ? settings.warmup : settings.duration, settings.connections, { scheme: "https" })
+    for (let round = 0; round < settings.tlsRounds; round++) {
+      for (const [i] of peers.entries()) {
+        const p = peers[(i + round) % peers.length]
+        for (const [kind, opts] of [["keepAlive", { scheme: "https" }], ["handshakes", close]]) {
+          const cpuBefore = treeCpuSeconds(p.child.pid)
+          const r = await measure(p, "/", settings.duration, settings.connections, opts)
+          r.cpuUsPerRequest = r.requests ? ((treeCpuSeconds(p.child.pid) - cpuBefore) * 1e6) / r.requests : null
+          p[kind].push(r)
+          console.log(`bench: tls round ${round + 1}/${settings.tlsRounds} ${p.label} ${kind === "keepAlive" ? "keep-alive" : "new connection per request"}: ${fmtInt(r.rps)} req/s, p99 ${fmtMs(r.p99)}, ${r.cpuUsPerRequest?.toFixed(1)} µs CPU/request, ${r.errors} errors`)
+        }
+      }
+    }
+  } finally {
+    for (const p of peers) await stopChild(p.child)
+  }
+  return peers.map(({ label, keepAlive, handshakes }) => ({ label, keepAlive, handshakes }))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1362,6 +1424,13 @@ async function main() {
     middlewareRows = await middlewareCost(nodeBin, upstreamPorts, fdRaise, measure)
   }
 
+  // TLS: fibergate's https listener against nginx's, keep-alive and a handshake per request
+  let tlsRows = null
+  if (settings.tls && live.some((p) => p.key === "fibergate")) {
+    if (!which("openssl")) console.error("bench: tls cost: no openssl here, skipped (apt-get install openssl)")
+    else tlsRows = await tlsCost(nodeBin, tools.nginx, feats, upstreamPorts, fdRaise, measure)
+  }
+
   // leak check: fibergate only, BENCH_LEAK_RUNS runs of ~BENCH_LEAK_REQUESTS requests each, RSS after 2 s idle
   const fgLive = live.find((p) => p.key === "fibergate")
   let leak = null
@@ -1503,6 +1572,26 @@ async function main() {
       lines.push(
         `| ${v.label} | ${fmtInt(median(v.rounds.map((r) => r.rps)))} | ${fmtMs(median(v.rounds.map((r) => r.p99)))} | ${first ? "–" : `${(cost * 100).toFixed(1)}%`} | ${median(v.rounds.map((r) => r.cpuUsPerRequest ?? 0)).toFixed(1)} | ${first ? "–" : `${cpuCost >= 0 ? "+" : ""}${(cpuCost * 100).toFixed(1)}%`} | ${v.rounds.reduce((a, r) => a + r.errors, 0)} | ${v.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
       )
+    }
+  }
+
+  if (tlsRows !== null && tlsRows.length > 0) {
+    lines.push(
+      "",
+      `TLS, one worker each through the same upstream, \`wrk -t${settings.threads} -c${settings.connections} -d${settings.duration.wrk}\` over https, ${settings.tlsRounds} rounds alternating; "new connection per request" sends \`Connection: close\`, so every request pays a full handshake (P-256 certificate, no session resumption). Ratios are fibergate / nginx, the median of each round's ratio:`,
+      ""
+    )
+    lines.push(`| peer | keep-alive req/s | p99 | CPU µs/request | new connections/s | p99 | CPU µs/connection | errors |`, `| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`)
+    for (const p of tlsRows) {
+      const m = (rs, f) => median(rs.map(f))
+      lines.push(
+        `| ${p.label} | ${fmtInt(m(p.keepAlive, (r) => r.rps))} | ${fmtMs(m(p.keepAlive, (r) => r.p99))} | ${m(p.keepAlive, (r) => r.cpuUsPerRequest ?? 0).toFixed(1)} | ${fmtInt(m(p.handshakes, (r) => r.rps))} | ${fmtMs(m(p.handshakes, (r) => r.p99))} | ${m(p.handshakes, (r) => r.cpuUsPerRequest ?? 0).toFixed(1)} | ${[...p.keepAlive, ...p.handshakes].reduce((a, r) => a + r.errors, 0)} |`
+      )
+    }
+    if (tlsRows.length === 2) {
+      const [fg, ng] = tlsRows
+      const ratio = (kind) => median(fg[kind].map((r, i) => r.rps / ng[kind][i].rps))
+      lines.push("", `fibergate / nginx over TLS: keep-alive ${ratio("keepAlive").toFixed(2)}x, new connections ${ratio("handshakes").toFixed(2)}x`)
     }
   }
 

@@ -155,6 +155,11 @@ export const Route = Schema.Struct({
   })),
   timeout: Schema.optionalKey(DurationMs),
   retry: Schema.optionalKey(Retry),
+  /** WebSocket upgrades on this route (every route proxies them). */
+  websocket: Schema.optionalKey(Schema.Struct({
+    /** A tunnel with no byte either way for this long is closed (default 10m; 0: never). */
+    idle_timeout: Schema.optionalKey(DurationMs)
+  })),
   /** Run in order after the server's own; see MiddlewareSchema.ts. */
   middlewares: Schema.optionalKey(MiddlewareList)
 })

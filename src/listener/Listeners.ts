@@ -21,8 +21,8 @@ import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
 import type { DrainState } from "../proxy/Exchange.ts"
-import { declineUpgrade } from "../proxy/ClientConnection.ts"
-import { makeRequestHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
+import { acceptWebSocketUpgrade } from "../proxy/ClientConnection.ts"
+import { makeRequestHandler, makeUpgradeHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../proxy/RouteTable.ts"
 import { listenerBindFailures, trackClientConnections } from "../telemetry/Metrics.ts"
@@ -97,6 +97,12 @@ const listensAt = (live: Live, at: ListenAt): boolean =>
 /** How long a TLS handshake may take when the head's own timeout is off (node:tls's default). */
 const HANDSHAKE_TIMEOUT_MS = 120_000
 
+/** From now on responses close their connections, and WebSocket tunnels are told to go away (1001). */
+const startDraining = (live: Live): void => {
+  live.drain.draining = true
+  for (const tunnel of live.drain.tunnels ?? []) tunnel.goAway()
+}
+
 const url = (address: BoundAddress, scheme = "http") => `${scheme}://${address.host}:${address.port}`
 
 export class Listeners extends Context.Service<Listeners, {
@@ -129,7 +135,7 @@ export class Listeners extends Context.Service<Listeners, {
           insecureHTTPParser: false,
           requireHostHeader: false, // checked by the handler, which answers with the JSON error body
           connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
-          shouldUpgradeCallback: declineUpgrade
+          shouldUpgradeCallback: acceptWebSocketUpgrade
         }
         let http: HttpServer
         if (server.protocol === "https") {
@@ -145,13 +151,14 @@ export class Listeners extends Context.Service<Listeners, {
         applyLimits(http, server)
         const name = server.name
         http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))
+        http.on("upgrade", makeUpgradeHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("clientError", (error: Error, socket: Duplex) => onClientError(error, socket, routes.current(name)?.rejections))
         http.on("connect", (req: unknown, socket: Duplex) => onConnect(req, socket, routes.current(name)?.rejections))
         return http
       }
 
       const bind = Effect.fnUntraced(function*(server: Server, at: ListenAt) {
-        const drain: DrainState = { draining: false }
+        const drain: DrainState = { draining: false, tunnels: new Set() }
         const http = makeServer(server, drain)
         if (http === undefined) {
           return yield* new ListenError({ listener: server.name, address: server.listen, message: "its certificates did not load (see the error above)" })
@@ -177,7 +184,7 @@ export class Listeners extends Context.Service<Listeners, {
       // A retired listener is always the one in force under its name (a move binds the new one
       // first but keeps it only after this).
       const retire = (live: Live) => {
-        live.drain.draining = true
+        startDraining(live)
         lives.delete(live.name)
         addresses.delete(live.name)
         return FiberSet.run(retiring, Scope.close(live.scope, Exit.void))
@@ -244,7 +251,7 @@ export class Listeners extends Context.Service<Listeners, {
       yield* Effect.addFinalizer(() =>
         Effect.gen(function*() {
           readiness.set(false)
-          for (const live of lives.values()) live.drain.draining = true
+          for (const live of lives.values()) startDraining(live)
           const all = [...lives.values()]
           lives.clear()
           addresses.clear()

@@ -111,6 +111,10 @@ export class RateLimiterUnavailable extends Schema.TaggedError<RateLimiterUnavai
 export class AuthUnavailable extends Schema.TaggedError<AuthUnavailable>()("AuthUnavailable", fields) {
   readonly source = "upstream"
 }
+/** The listener is draining: a new WebSocket tunnel would be closed at once (503). */
+export class ShuttingDown extends Schema.TaggedError<ShuttingDown>()("ShuttingDown", fields) {
+  readonly source = "internal"
+}
 /** A bug or an unexpected failure inside the gateway (500). */
 export class InternalError extends Schema.TaggedError<InternalError>()("InternalError", fields) {
   readonly source = "internal"
@@ -139,6 +143,7 @@ export type GatewayError =
   | ConcurrencyLimited
   | RateLimiterUnavailable
   | AuthUnavailable
+  | ShuttingDown
   | InternalError
 
 const statusByTag: Record<GatewayError["_tag"], number> = {
@@ -164,6 +169,7 @@ const statusByTag: Record<GatewayError["_tag"], number> = {
   ConcurrencyLimited: 503,
   RateLimiterUnavailable: 503,
   AuthUnavailable: 503,
+  ShuttingDown: 503,
   InternalError: 500
 }
 

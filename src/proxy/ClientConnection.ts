@@ -296,9 +296,18 @@ export const existingConnection = (socket: Duplex): ClientConnection | undefined
 const upgrade = Symbol("fibergate.upgradeRequested")
 
 /**
- * node:http's `shouldUpgradeCallback`: no upgrade is offered (WebSocket proxying does not exist
- * yet), so the request is handed over as a plain one; it is marked, because node:http drops the
- * bytes read with its head, so nothing after it on the connection can be trusted.
+ * node:http's `shouldUpgradeCallback`: a WebSocket handshake (an HTTP/1.1 GET asking to
+ * upgrade to `websocket`, RFC 6455 §4.1) goes to the `upgrade` listener; any other upgrade
+ * (h2c, TLS) is declined and the request handed over as a plain one.
+ */
+export const acceptWebSocketUpgrade = (req: IncomingMessage): boolean =>
+  req.method === "GET" && req.httpVersionMajor === 1 && req.httpVersionMinor === 1 && /(?:^|,)\s*websocket\s*(?:,|$)/i.test(String(req.headers.upgrade ?? ""))
+    ? true
+    : declineUpgrade(req)
+
+/**
+ * Declines an upgrade: the request is handed over as a plain one; it is marked, because
+ * node:http drops the bytes read with its head, so nothing after it on the connection can be trusted.
  */
 export const declineUpgrade = (req: IncomingMessage): boolean => {
   ;(req as IncomingMessage & { [upgrade]?: boolean })[upgrade] = true

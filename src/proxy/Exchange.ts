@@ -4,6 +4,7 @@
  * ways (undici pauses reading the upstream while the client socket is full). One object per
  * request, methods on the prototype: no per-request closures beyond the one close listener.
  */
+import type { Tunnels } from "./WebSocketTunnel.ts"
 import type { IncomingMessage, ServerResponse } from "node:http"
 import type { Dispatcher } from "undici"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
@@ -32,6 +33,8 @@ const codingForHttp10 = new UpstreamProtocolError({ message: "The upstream's tra
 /** Set when the listener starts draining: responses written from then on close their connection. */
 export interface DrainState {
   draining: boolean
+  /** The listener's open WebSocket tunnels, told to go away when it drains. */
+  readonly tunnels?: Tunnels | undefined
 }
 
 /**

@@ -5,20 +5,22 @@
  */
 import type { CidrMatcher } from "../config/Cidr.ts"
 import { clientAddress, forwardedForList } from "./ClientAddress.ts"
-import type { IncomingMessage, ServerResponse } from "node:http"
+import { ServerResponse, type IncomingMessage } from "node:http"
+import type { Socket } from "node:net"
 import { Transform, type TransformCallback } from "node:stream"
 import type { Router } from "../routing/Router.ts"
 import type { PathRewrite } from "../routing/Rewrite.ts"
 import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
-import type { Rejections } from "../telemetry/Metrics.ts"
+import type { Rejections, WebSocketMetrics } from "../telemetry/Metrics.ts"
+import { Tunnel } from "./WebSocketTunnel.ts"
 import type * as Tracer from "effect/Tracer"
 import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute, type Resume } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
-import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, type GatewayError } from "../middleware/GatewayError.ts"
-import { closeAfterResponse, connectionOf, upgradeDeclined } from "./ClientConnection.ts"
+import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, ShuttingDown, type GatewayError } from "../middleware/GatewayError.ts"
+import { closeAfterResponse, connectionOf, existingConnection, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "../middleware/HopByHop.ts"
@@ -38,6 +40,8 @@ export interface CompiledRoute extends ExchangeRoute {
   readonly requestHeaders: HeaderRules
   /** The route's pipeline: its middlewares around the forwarder, run as one fiber per request. */
   readonly pipeline: Next
+  /** `websocket.idle_timeout` (0: none). */
+  readonly webSocketIdleMs: number
 }
 
 /** Everything one listener needs per request, swapped atomically on reload. */
@@ -54,6 +58,7 @@ export interface ListenerTable {
   /** Present when spans are exported; requests are then sampled by its ratio. */
   readonly tracing?: RequestTracing | undefined
   readonly rejections?: Rejections | undefined
+  readonly webSockets?: WebSocketMetrics | undefined
   /** What request fibers run with (the gateway's logger and services); absent: an empty context. */
   readonly context?: Context.Context<never> | undefined
 }
@@ -71,6 +76,7 @@ const tooLarge = new PayloadTooLarge({ message: "The request body is too large" 
 const unsupportedCoding = new NotImplemented({ message: "Transfer codings other than chunked are not supported" })
 const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
 const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
+const goingAway = new ShuttingDown({ message: "The listener is shutting down" })
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
 
 /** Counts request body bytes and fails the stream once it passes the limit (chunked bodies only). */
@@ -150,7 +156,38 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   else connection.hold(method, req, res, () => handle(table, req, res, method, drain, last))
 }
 
-const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState, last: boolean): void => {
+/** A WebSocket upgrade the listener accepted: the client's socket and what came after its head. */
+interface Upgrade {
+  readonly socket: Socket
+  readonly head: Buffer
+}
+
+/**
+ * Makes the node:http `upgrade` listener (WebSocket upgrades; see `isWebSocketUpgrade`). The
+ * request is routed and goes through its route's middlewares like any other; an answer that
+ * is not a 101 is written on the socket as a response that closes it.
+ */
+export const makeUpgradeHandler = (current: () => ListenerTable, drain: DrainState) =>
+(req: IncomingMessage, socket: Socket, head: Buffer): void => {
+  const res = new ServerResponse(req)
+  res.assignSocket(socket)
+  res.shouldKeepAlive = false
+  // The response of a refused upgrade ends the connection: nothing after it can be read.
+  res.once("finish", () => socket.destroySoon())
+  socket.once("error", () => socket.destroy())
+  // Requests pipelined before the upgrade still have responses to come: a 101 cannot jump them.
+  if (existingConnection(socket)?.inFlight) {
+    socket.destroy()
+    return
+  }
+  if (drain.draining) {
+    reject(current(), req, res, goingAway, true)
+    return
+  }
+  handle(current(), req, res, req.method ?? "GET", drain, false, { socket, head })
+}
+
+const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState, last: boolean, upgrade?: Upgrade): void => {
   if (last) closeAfterResponse(req, res)
   const url = req.url ?? "/"
   if (url === "*") {
@@ -194,6 +231,7 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
   const peer = req.socket.remoteAddress ?? ""
   const ip = clientAddress(peer, forwardedChain(scan, table.trustedProxies), table.trustedProxies)
   const request = new ProxiedRequest(table, req, res, method, url, scan, target, route, peer, ip, header, drain)
+  if (upgrade !== undefined) request.upgrade = upgrade
   request.run(route.pipeline)
 }
 
@@ -236,6 +274,10 @@ const forward = (request: ProxiedRequest): void => {
   if (request.removed !== undefined) headers = dropHeaders(headers, request.removed)
   const added = request.added
   if (added !== undefined) for (let i = 0; i < added.length; i++) headers.push(added[i])
+  if (request.upgrade !== undefined) {
+    tunnel(request, request.upgrade, endpoint, headers, route.rewrite(target.path) + request.query)
+    return
+  }
 
   // W3C Trace Context. A sampled request continues the client's trace (or starts one) and each
   // try sends its own client span as the upstream's parent. A request that is not sampled
@@ -248,7 +290,7 @@ const forward = (request: ProxiedRequest): void => {
   if (tracing !== undefined) {
     const parent = traceparent === undefined ? undefined : parseTraceParent(traceparent)
     if (shouldSample(parent, tracing.sampleRatio)) {
-      span = startServerSpan(tracing, parent, method, route.id, target.path, target.host, ip, req)
+      span = startServerSpan(tracing, parent, method, route.id, target.path, target.host, ip, req, table.scheme ?? "http")
       traceId = span.traceId
     } else if (parent !== undefined) {
       headers.push("traceparent", traceparent!)
@@ -295,6 +337,73 @@ const forward = (request: ProxiedRequest): void => {
   exchange.start(endpoint)
 }
 
+/** Joins the client to `endpoint` over a WebSocket tunnel; the request's fiber ends with it. */
+const tunnel = (request: ProxiedRequest, upgrade: Upgrade, endpoint: Endpoint, headers: Array<string>, path: string): void => {
+  const { compiled: route, req, res, table } = request
+  headers.push("connection", "upgrade", "upgrade", "websocket")
+  const group = route.group
+  group.active++
+  endpoint.active++
+  const started = performance.now()
+  const log = (status: number, bytesIn: number, bytesOut: number, error?: string) =>
+    table.accessLog?.write({
+      req,
+      clientIp: request.clientIp,
+      route: route.id,
+      path: request.target.path,
+      status,
+      bytesIn,
+      bytesOut,
+      durationMs: performance.now() - started,
+      upstream: endpoint.origin,
+      attempts: 1,
+      traceId: undefined,
+      error,
+      consumer: request.consumer
+    })
+  const done = () => {
+    group.active--
+    endpoint.active--
+    request.finished()
+  }
+  let opened = false
+  new Tunnel({
+    client: upgrade.socket,
+    head: upgrade.head,
+    res,
+    origin: endpoint.origin,
+    hostname: endpoint.hostname,
+    port: endpoint.port,
+    tls: endpoint.tls,
+    path,
+    headers,
+    connectTimeoutMs: group.connectTimeoutMs,
+    idleTimeoutMs: route.webSocketIdleMs,
+    tunnels: request.drain.tunnels ?? new Set(),
+    draining: () => request.drain.draining,
+    onRefused: (status, bytesOut) => {
+      route.metrics.record(request.method, status, performance.now() - started)
+      log(status, 0, bytesOut)
+      done()
+    },
+    onFailed: (error) => {
+      reject(table, req, res, error, true, request.target.path, route, request)
+      done()
+    },
+    onOpen: () => {
+      opened = true
+      table.webSockets?.opened(route.id)
+    },
+    onClosed: (bytesIn, bytesOut) => {
+      if (!opened) return
+      table.webSockets?.closed(route.id)
+      route.metrics.record(request.method, 101, performance.now() - started)
+      log(101, bytesIn, bytesOut)
+      done()
+    }
+  }).start()
+}
+
 /**
  * A request on its way: one fiber runs the route's pipeline over this view
  * (started synchronously, so a pipeline of synchronous checks finishes before `run` returns);
@@ -302,6 +411,8 @@ const forward = (request: ProxiedRequest): void => {
  */
 class ProxiedRequest implements PipelineRequest {
   consumer: string | undefined = undefined
+  /** Set on a WebSocket upgrade: the forwarder joins a tunnel instead of an exchange. */
+  upgrade: Upgrade | undefined = undefined
   query: string
   /** Request headers the middlewares removed or replaced. */
   removed: Set<string> | undefined = undefined
@@ -504,13 +615,14 @@ const startServerSpan = (
   path: string,
   host: string,
   clientIp: string,
-  req: IncomingMessage
+  req: IncomingMessage,
+  scheme: string
 ): Tracer.Span => {
   const span = startSpan(tracing.tracer, `${method} ${route}`, "server", externalParent(parent), nowNanos())
   span.attribute("http.request.method", method)
   span.attribute("http.route", route)
   span.attribute("url.path", path)
-  span.attribute("url.scheme", "http")
+  span.attribute("url.scheme", scheme)
   if (host !== "") span.attribute("server.address", host)
   span.attribute("client.address", clientIp)
   span.attribute("network.protocol.version", req.httpVersion)

@@ -19,7 +19,7 @@ import type { CompiledRoute, ListenerTable } from "./ProxyHandler.ts"
 import { makeAccessLog, type AccessLog } from "../telemetry/AccessLog.ts"
 import { Tracing } from "../telemetry/Tracing.ts"
 import type * as Tracer from "effect/Tracer"
-import { makeRejections, makeRouteMetrics, makeStoreErrorCounter, noRejections, noRouteMetrics, type Rejections, type RouteMetrics } from "../telemetry/Metrics.ts"
+import { makeRejections, makeRouteMetrics, makeStoreErrorCounter, makeWebSocketMetrics, noRejections, noRouteMetrics, noWebSocketMetrics, type Rejections, type RouteMetrics, type WebSocketMetrics } from "../telemetry/Metrics.ts"
 import type { UpstreamGroup } from "../upstream/UpstreamGroup.ts"
 import { Upstreams } from "../upstream/Upstreams.ts"
 import { compileRetryPolicy } from "../resilience/RetryPolicy.ts"
@@ -35,6 +35,9 @@ import { makeJwksCache, type JwksCache } from "../middleware/JwksCache.ts"
 import { Agent } from "undici"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
+/** A WebSocket tunnel with no byte either way for this long is closed (Envoy's stream idle timeout is 5m, nginx's proxy_read_timeout 60s). */
+export const WEBSOCKET_IDLE_TIMEOUT_MS = 600_000
+
 export const limitDefaults = {
   max_connections: 10_000,
   max_header_bytes: 16_384,
@@ -54,6 +57,7 @@ const compileListener = (
   tracer: Tracer.Tracer | undefined,
   sampleRatio: number,
   rejections: Rejections,
+  webSocketsFor: (listener: string) => WebSocketMetrics,
   context: Context.Context<never>
 ): ListenerTable => ({
   router: compileRouter(server.routes.map((route) => {
@@ -68,6 +72,7 @@ const compileListener = (
       requestHeaders: compileHeaderRules(route.headers?.request),
       responseHeaders: compileHeaderRules(route.headers?.response),
       timeoutMs: route.timeout,
+      webSocketIdleMs: route.websocket?.idle_timeout ?? WEBSOCKET_IDLE_TIMEOUT_MS,
       retry: compileRetryPolicy(route.retry),
       metrics: metricsFor(server.name, route.id),
       pipeline: composeSteps(steps ?? [], forwarder)
@@ -81,6 +86,7 @@ const compileListener = (
   accessLog: accessLog?.(server.name),
   tracing: tracer === undefined ? undefined : { tracer, sampleRatio, listener: server.name },
   rejections,
+  webSockets: webSocketsFor(server.name),
   context
 })
 
@@ -100,12 +106,13 @@ export const compileTables = (
   const metricsOff = config.telemetry?.metrics?.enabled === false
   const metricsFor = metricsOff ? () => noRouteMetrics : (listener: string, route: string) => makeRouteMetrics(context, listener, route)
   const rejections = metricsOff ? noRejections : makeRejections(context)
+  const webSocketsFor = metricsOff ? () => noWebSocketMetrics : (listener: string) => makeWebSocketMetrics(context, listener)
   // OpenTelemetry's default sampler samples everything; so does a tracing section without a ratio.
   const sampleRatio = config.telemetry?.tracing?.sample_ratio ?? 1
   // A reload that removed the endpoint turns tracing off rather than exporting to the old one.
   if (tracing?.fromConfig === true && (config.telemetry?.tracing?.otlp_endpoint ?? null) === null) tracer = undefined
   return new Map(
-    config.servers.map((server) => [server.name, compileListener(config, chain, server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections, context)])
+    config.servers.map((server) => [server.name, compileListener(config, chain, server, groups, accessLog, metricsFor, tracer, sampleRatio, rejections, webSocketsFor, context)])
   )
 }
 

@@ -296,3 +296,51 @@ export const certificateReloadFailures = Metric.counter("fibergate_tls_certifica
 export const tlsHandshakeFailures = Metric.counter("fibergate_tls_handshake_failures_total", {
   description: "Failed TLS handshakes, by listener and reason"
 })
+
+const webSocketsOpen = Metric.gauge("fibergate_websocket_connections", { description: "WebSocket tunnels open, by listener and route" })
+const webSocketsTotal = Metric.counter("fibergate_websocket_connections_total", { description: "WebSocket tunnels opened (the upstream answered 101), by listener and route" })
+
+/** Counts a listener's WebSocket tunnels as they open and close. */
+export interface WebSocketMetrics {
+  readonly opened: (route: string) => void
+  readonly closed: (route: string) => void
+}
+
+// Tunnels outlive the config they were opened under: a listener keeps its counts across reloads.
+const webSocketMetricsOf = new WeakMap<Context.Context<never>, Map<string, WebSocketMetrics>>()
+
+/** The WebSocket counts of `listener` (the same object for every config compiled in `context`). */
+export const makeWebSocketMetrics = (context: Context.Context<never>, listener: string): WebSocketMetrics => {
+  let byListener = webSocketMetricsOf.get(context)
+  if (byListener === undefined) webSocketMetricsOf.set(context, byListener = new Map())
+  const known = byListener.get(listener)
+  if (known !== undefined) return known
+  const made = newWebSocketMetrics(context, listener)
+  byListener.set(listener, made)
+  return made
+}
+
+const newWebSocketMetrics = (context: Context.Context<never>, listener: string): WebSocketMetrics => {
+  const open = new Map<string, { count: number; total: Metric.Metric<number, unknown> }>()
+  const of = (route: string) => {
+    let entry = open.get(route)
+    if (entry === undefined) {
+      const created = { count: 0, total: Metric.withAttributes(webSocketsTotal, { listener, route }) }
+      open.set(route, entry = created)
+      registerGauge(webSocketsOpen, { listener, route }, context, () => created.count)
+    }
+    return entry
+  }
+  return {
+    opened: (route) => {
+      const entry = of(route)
+      entry.count++
+      entry.total.updateUnsafe(1, context)
+    },
+    closed: (route) => {
+      of(route).count--
+    }
+  }
+}
+
+export const noWebSocketMetrics: WebSocketMetrics = { opened: () => {}, closed: () => {} }

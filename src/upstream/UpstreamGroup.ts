@@ -21,6 +21,8 @@ export interface Endpoint extends EndpointState, OutlierState, CircuitState {
   readonly hostname: string
   readonly port: number
   readonly pool: Pool
+  /** How an https:// endpoint is connected to outside the pool (WebSocket tunnels). */
+  readonly tls: UpstreamTlsOptions | undefined
   /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
   readonly poolKey: string
 }
@@ -42,6 +44,8 @@ export interface UpstreamGroup {
   /** Called on the request path when an endpoint's circuit opens. */
   readonly onCircuitOpen: (endpoint: Endpoint, forMs: number) => void
   readonly metrics: UpstreamMetrics
+  /** The pool's connect timeout, also a WebSocket tunnel's time to get its 101. */
+  readonly connectTimeoutMs: number
   /** Requests in flight to this upstream (all endpoints), for the admin API and the in-flight gauge. */
   active: number
 }
@@ -143,6 +147,7 @@ export const buildUpstreamGroup = (
       hostname: url.hostname,
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       pool: makePool(origin, upstream, tls),
+      tls: url.protocol === "https:" ? tls : undefined,
       poolKey
     }
     if (old !== undefined) retiredPools.push(old.pool)
@@ -176,6 +181,7 @@ export const buildUpstreamGroup = (
       circuit,
       onCircuitOpen,
       metrics,
+      connectTimeoutMs: upstream.pool?.connect_timeout ?? poolDefaults.connect_timeout,
       active: 0
     },
     retired: [...retiredPools, ...[...reusable.values()].map((e) => e.pool)]

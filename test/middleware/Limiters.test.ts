@@ -1,0 +1,59 @@
+/**
+ * The middleware state kept across reloads: a Redis limiter is kept while its settings are the
+ * same (each of url, key_prefix, timeout, on_error counts) and replaced or dropped otherwise;
+ * a concurrency semaphore is kept while its max is the same; the Redis store follows the
+ * limiter in force and falls back to the defaults without one.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Effect, References } from "effect"
+import { Limiters, redisStore } from "../../src/middleware/Limiters.ts"
+
+// Nothing listens there: the client keeps reconnecting in the background, which is all these tests need.
+const base = { url: "redis://127.0.0.1:1" }
+const quiet = <A, E, R>(effect: Effect.Effect<A, E, R>) => effect.pipe(Effect.provideService(References.MinimumLogLevel, "None"))
+
+describe("Limiters", () => {
+  it.effect("the same Redis settings keep the limiter; a change of any of them replaces it; none drops it", () =>
+    quiet(Effect.scoped(Effect.gen(function*() {
+      const limiters = yield* Limiters.make
+      assert.isUndefined(limiters.redis())
+      yield* limiters.useRedis(base)
+      const first = limiters.redis()
+      assert.strictEqual(first?.url, base.url)
+      yield* limiters.useRedis({ ...base })
+      assert.strictEqual(limiters.redis(), first)
+      let previous = first
+      for (const change of [{ key_prefix: "other:" }, { timeout: 75 }, { on_error: "deny" as const }, { url: "redis://127.0.0.1:2" }]) {
+        yield* limiters.useRedis({ ...base, ...change })
+        const next = limiters.redis()
+        assert.notStrictEqual(next, previous, JSON.stringify(change))
+        assert.isDefined(next)
+        previous = next
+      }
+      yield* limiters.useRedis(null)
+      assert.isUndefined(limiters.redis())
+      yield* limiters.useRedis(undefined)
+      assert.isUndefined(limiters.redis())
+    }))))
+
+  it.effect("the Redis store reads the limiter in force: its timeout and on_error, else 50 ms and allow", () =>
+    quiet(Effect.scoped(Effect.gen(function*() {
+      const limiters = yield* Limiters.make
+      const store = redisStore(limiters, () => {})
+      assert.deepStrictEqual([store.limiter(), store.timeoutMs(), store.failOpen()], [undefined, 50, true])
+      yield* limiters.useRedis({ ...base, timeout: 200, on_error: "deny" })
+      assert.deepStrictEqual([store.timeoutMs(), store.failOpen()], [200, false])
+      assert.strictEqual(store.limiter(), limiters.redis()?.limiter)
+    }))))
+
+  it.effect("a concurrency limit's semaphore is kept while its max is the same, replaced when it changes", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const limiters = yield* Limiters.make
+      const a = limiters.semaphore("routes.api#0", 2)
+      assert.strictEqual(limiters.semaphore("routes.api#0", 2), a)
+      assert.notStrictEqual(limiters.semaphore("routes.other#0", 2), a)
+      const b = limiters.semaphore("routes.api#0", 3)
+      assert.notStrictEqual(b, a)
+      assert.strictEqual(limiters.semaphore("routes.api#0", 3), b)
+    })))
+})
