@@ -36,6 +36,19 @@ describe("Limiters", () => {
       assert.isUndefined(limiters.redis())
     }))))
 
+  it.effect("a Redis limiter's defaults: key prefix fibergate:, 50 ms, on_error allow; each as set otherwise", () =>
+    quiet(Effect.scoped(Effect.gen(function*() {
+      const limiters = yield* Limiters.make
+      yield* limiters.useRedis(base)
+      const d = limiters.redis()!
+      assert.deepStrictEqual([d.prefix, d.timeoutMs, d.failOpen, d.limiter], ["fibergate:", 50, true, undefined])
+      yield* limiters.useRedis({ ...base, key_prefix: "", timeout: 5, on_error: "allow" })
+      const set = limiters.redis()!
+      assert.deepStrictEqual([set.prefix, set.timeoutMs, set.failOpen], ["", 5, true])
+      yield* limiters.useRedis({ ...base, on_error: "deny" })
+      assert.strictEqual(limiters.redis()!.failOpen, false)
+    }))))
+
   it.effect("the Redis store reads the limiter in force: its timeout and on_error, else 50 ms and allow", () =>
     quiet(Effect.scoped(Effect.gen(function*() {
       const limiters = yield* Limiters.make
