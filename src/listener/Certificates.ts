@@ -152,7 +152,6 @@ export class Certificates extends Context.Service<Certificates, {
       const swap = (listener: string, next: Loaded) => {
         loaded.set(listener, next)
         for (const server of servers.get(listener) ?? []) server.setSecureContext(next.defaults)
-        updateGauges()
       }
 
       /** Re-reads a listener's files; on failure the listener keeps what it has. */
@@ -167,6 +166,7 @@ export class Certificates extends Context.Service<Certificates, {
             )
           }
           swap(listener, next)
+          updateGauges()
           return Effect.logInfo(`listener ${listener}: certificates reloaded (${why}): ${next.pairs.map((p) => p.names.join(" ")).join(", ")}`)
         })
 

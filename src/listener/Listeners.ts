@@ -17,6 +17,7 @@ import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
 import { createServer, type Server as HttpServer } from "node:http"
 import { createServer as createHttpsServer } from "node:https"
+import type { Server as TlsServer } from "node:tls"
 import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
@@ -127,7 +128,8 @@ export class Listeners extends Context.Service<Listeners, {
       // Removed and replaced listeners drain in fibers owned by this layer.
       const retiring = yield* FiberSet.make()
 
-      const makeServer = (server: Server, drain: DrainState): HttpServer | undefined => {
+      /** The listener's server; an https one is also returned as the TLS server it is. */
+      const makeServer = (server: Server, drain: DrainState): { readonly http: HttpServer; readonly tls?: TlsServer } | undefined => {
         const options = {
           // node:http refuses a head once its counted bytes (target, names, values) reach
           // maxHeaderSize; max_header_bytes is the largest head that passes.
@@ -138,13 +140,17 @@ export class Listeners extends Context.Service<Listeners, {
           shouldUpgradeCallback: acceptWebSocketUpgrade
         }
         let http: HttpServer
+        let secure: TlsServer | undefined
         if (server.protocol === "https") {
           const tls = certificates.serverOptions(server.name)
           if (tls === undefined) return undefined
           // The handshake is part of the head's time, as nginx counts it in client_header_timeout.
           const header = timeouts(server).header
-          http = createHttpsServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS }) as unknown as HttpServer
-          trackHandshakeFailures(http as never, server.name, context, server.tls?.client_auth?.mode === "optional")
+          const https = createHttpsServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS })
+          trackHandshakeFailures(https, server.name, context, server.tls?.client_auth?.mode === "optional")
+          secure = https
+          // An https.Server is a node:http server over TLS: the same request, drain and limit API.
+          http = https as unknown as HttpServer
         } else http = createServer(options)
         // The timeouts and limits a running server can change, set as a reload sets them
         // (node:http reads them per connection or per check).
@@ -154,17 +160,18 @@ export class Listeners extends Context.Service<Listeners, {
         http.on("upgrade", makeUpgradeHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("clientError", (error: Error, socket: Duplex) => onClientError(error, socket, routes.current(name)?.rejections))
         http.on("connect", (req: unknown, socket: Duplex) => onConnect(req, socket, routes.current(name)?.rejections))
-        return http
+        return { http, ...(secure === undefined ? {} : { tls: secure }) }
       }
 
       const bind = Effect.fnUntraced(function*(server: Server, at: ListenAt) {
         const drain: DrainState = { draining: false, tunnels: new Set() }
-        const http = makeServer(server, drain)
-        if (http === undefined) {
+        const made = makeServer(server, drain)
+        if (made === undefined) {
           return yield* new ListenError({ listener: server.name, address: server.listen, message: "its certificates did not load (see the error above)" })
         }
         const scope = yield* Scope.make()
-        if (server.protocol === "https") yield* certificates.attach(server.name, http as never).pipe(Scope.provide(scope))
+        const { http, tls } = made
+        if (tls !== undefined) yield* certificates.attach(server.name, tls).pipe(Scope.provide(scope))
         // Counted from the moment the socket listens (before any connection is accepted), and
         // dropped once the drain is over.
         let connections: Metric.Registration | undefined
