@@ -175,15 +175,20 @@ export const Limits = Schema.Struct({
   /** From a request's first byte to the end of its head (0: off). */
   header_timeout: Schema.optionalKey(DurationMs),
   /** From a request's first byte to the end of its body (0: off). */
-  request_timeout: Schema.optionalKey(DurationMs)
+  request_timeout: Schema.optionalKey(DurationMs),
+  /** HTTP/2: streams a client may have open at once on one connection (SETTINGS_MAX_CONCURRENT_STREAMS). */
+  h2_max_concurrent_streams: Schema.optionalKey(PositiveInt),
+  /** HTTP/2: the largest header list (names, values, 32 bytes per field) a request may send. */
+  h2_max_header_list_bytes: Schema.optionalKey(PositiveInt)
 })
 export type Limits = typeof Limits.Type
 
 export const Server = Schema.Struct({
   name: Schema.String.pipe(Schema.check(Schema.isNonEmpty())),
   listen: ListenAddress,
-  protocol: Schema.optionalKey(Schema.Literals(["http", "https"]).annotate({
-    message: "Expected \"http\" or \"https\" (h2c and tcp listeners are not supported yet)"
+  /** `h2c`: HTTP/2 with prior knowledge, and HTTP/1.1 on the same port (told apart by the preface). */
+  protocol: Schema.optionalKey(Schema.Literals(["http", "https", "h2c"]).annotate({
+    message: "Expected \"http\", \"https\" or \"h2c\" (tcp listeners are not supported yet)"
   })),
   /** Required by `protocol: https`, refused otherwise. */
   tls: Schema.optionalKey(ListenerTls),

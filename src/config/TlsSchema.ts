@@ -18,15 +18,20 @@ export type CertificateFiles = typeof CertificateFiles.Type
 
 export const TLS_VERSIONS = ["TLSv1.2", "TLSv1.3"] as const
 
+export const ALPN_PROTOCOLS = ["h2", "http/1.1"] as const
+/** What an https listener offers when its `alpn` is not given. */
+export const DEFAULT_ALPN: ReadonlyArray<typeof ALPN_PROTOCOLS[number]> = ALPN_PROTOCOLS
+
 export const ListenerTls = Schema.Struct({
   /** SNI picks by each certificate's DNS names (exact, then wildcard); the first is the default. */
   certificates: Schema.Array(CertificateFiles).pipe(Schema.check(Schema.isMinLength(1))),
   /** The oldest version accepted (default TLSv1.2). */
   min_version: Schema.optionalKey(Schema.Literals(TLS_VERSIONS)),
-  /** Protocols offered over ALPN (default [http/1.1] until HTTP/2 lands). */
-  alpn: Schema.optionalKey(Schema.Array(Schema.Literals(["http/1.1"]).annotate({
-    message: "Expected \"http/1.1\" (h2 over ALPN is not supported yet)"
-  })).pipe(Schema.check(Schema.isMinLength(1)))),
+  /** Protocols offered over ALPN, in the server's order of preference (default [h2, http/1.1]). */
+  alpn: Schema.optionalKey(Schema.Array(Schema.Literals(ALPN_PROTOCOLS)).pipe(
+    Schema.check(Schema.isMinLength(1)),
+    Schema.check(Schema.makeFilter((list) => new Set(list).size === list.length || "Expected each protocol once"))
+  )),
   /** mTLS: client certificates verified against `ca`; `require` fails the handshake without one. */
   client_auth: Schema.optionalKey(Schema.Struct({
     ca: FilePath,

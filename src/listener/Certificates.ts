@@ -18,7 +18,7 @@ import { createSecureContext, type SecureContext, type SecureContextOptions, typ
 import { loadCaBundle, loadCertificatePair, type CertificatePair } from "../config/CertificateFiles.ts"
 import { debounceChanges, DEFAULT_DEBOUNCE, watchFileChanges } from "../config/FileWatch.ts"
 import type { Config } from "../config/Schema.ts"
-import type { ListenerTls } from "../config/TlsSchema.ts"
+import { DEFAULT_ALPN, type ListenerTls } from "../config/TlsSchema.ts"
 import { certificateReloadFailures, registerGauge, tlsCertificateExpiry } from "../telemetry/Metrics.ts"
 import { makeSniIndex, type SniIndex } from "./SniIndex.ts"
 
@@ -215,7 +215,7 @@ export class Certificates extends Context.Service<Certificates, {
           const clientAuth = current.tls.client_auth
           return {
             ...current.defaults,
-            ALPNProtocols: [...(current.tls.alpn ?? ["http/1.1"])],
+            ALPNProtocols: [...(current.tls.alpn ?? DEFAULT_ALPN)],
             requestCert: clientAuth !== undefined,
             rejectUnauthorized: clientAuth !== undefined && (clientAuth.mode ?? "require") === "require",
             SNICallback: (servername, callback) => callback(null, loaded.get(listener)?.sni.lookup(servername))

@@ -49,16 +49,20 @@ export const listen = (
 /**
  * Stops accepting at once (the listening socket is closed before this effect first yields),
  * closes idle keep-alive connections, and completes once the requests in flight have finished;
- * connections still open after `drainTimeoutMs` are cut.
+ * connections still open after `drainTimeoutMs` are cut (`cutRest` cuts those node:http does
+ * not track, such as HTTP/2 connections).
  *
  * @example
  * yield* drain(server, 30_000)
  */
-export const drain = (server: Server, drainTimeoutMs: number): Effect.Effect<void> =>
+export const drain = (server: Server, drainTimeoutMs: number, cutRest?: () => void): Effect.Effect<void> =>
   Effect.callback<void>((resume) => {
     // Cleared once the drain is over, so no timer outlives the server (a library user's
     // program ends when its gateway's scope closes, not a drain timeout later).
-    const deadline = setTimeout(() => server.closeAllConnections(), drainTimeoutMs)
+    const deadline = setTimeout(() => {
+      server.closeAllConnections()
+      cutRest?.()
+    }, drainTimeoutMs)
     server.close(() => {
       clearTimeout(deadline)
       resume(Effect.void)
@@ -78,9 +82,10 @@ export const listenScoped = (
   server: Server,
   at: { readonly host: string; readonly port: number },
   drainTimeoutMs: number | (() => number),
-  onBound?: () => void
+  onBound?: () => void,
+  cutRest?: () => void
 ): Effect.Effect<BoundAddress, ListenError, Scope.Scope> =>
   Effect.acquireRelease(
     listen(name, server, at, onBound),
-    () => drain(server, typeof drainTimeoutMs === "number" ? drainTimeoutMs : drainTimeoutMs())
+    () => drain(server, typeof drainTimeoutMs === "number" ? drainTimeoutMs : drainTimeoutMs(), cutRest)
   )

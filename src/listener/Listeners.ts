@@ -23,7 +23,9 @@ import { ConfigSource } from "../config/ConfigSource.ts"
 import { parseListen, type Config, type Server } from "../config/Schema.ts"
 import type { DrainState } from "../proxy/Exchange.ts"
 import { acceptWebSocketUpgrade } from "../proxy/ClientConnection.ts"
-import { makeRequestHandler, makeUpgradeHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
+import { makeHttp2RequestHandler, makeRequestHandler, makeUpgradeHandler, type ListenerTable } from "../proxy/ProxyHandler.ts"
+import { DEFAULT_ALPN } from "../config/TlsSchema.ts"
+import { makeHttp2Listener, routeByAlpn, routeByPreface, type Http2Listener } from "./Http2Listener.ts"
 import { compileRouter } from "../routing/Router.ts"
 import { limitDefaults, RouteTable } from "../proxy/RouteTable.ts"
 import { listenerBindFailures, trackClientConnections } from "../telemetry/Metrics.ts"
@@ -52,6 +54,8 @@ interface Live {
   /** The settings a running node:http server cannot change; a change re-binds. */
   readonly fixed: string
   readonly http: HttpServer
+  /** The HTTP/2 side of an https listener offering h2, or of an h2c one. */
+  readonly http2: Http2Listener | undefined
   readonly drain: DrainState
   /** Closing it stops accepting, drains, and drops the listener's metrics. */
   readonly scope: Scope.Closeable
@@ -98,11 +102,19 @@ const listensAt = (live: Live, at: ListenAt): boolean =>
 /** How long a TLS handshake may take when the head's own timeout is off (node:tls's default). */
 const HANDSHAKE_TIMEOUT_MS = 120_000
 
-/** From now on responses close their connections, and WebSocket tunnels are told to go away (1001). */
+/**
+ * From now on responses close their connections, HTTP/2 connections get a GOAWAY, and WebSocket
+ * tunnels are told to go away (1001).
+ */
 const startDraining = (live: Live): void => {
   live.drain.draining = true
+  live.http2?.goAway()
   for (const tunnel of live.drain.tunnels ?? []) tunnel.goAway()
 }
+
+/** Whether the listener speaks HTTP/2: h2c always, https unless its ALPN leaves h2 out. */
+const speaksHttp2 = (server: Server): boolean =>
+  server.protocol === "h2c" || (server.protocol === "https" && (server.tls?.alpn ?? DEFAULT_ALPN).includes("h2"))
 
 const url = (address: BoundAddress, scheme = "http") => `${scheme}://${address.host}:${address.port}`
 
@@ -128,8 +140,11 @@ export class Listeners extends Context.Service<Listeners, {
       // Removed and replaced listeners drain in fibers owned by this layer.
       const retiring = yield* FiberSet.make()
 
-      /** The listener's server; an https one is also returned as the TLS server it is. */
-      const makeServer = (server: Server, drain: DrainState): { readonly http: HttpServer; readonly tls?: TlsServer } | undefined => {
+      /**
+       * The listener's server; an https one is also returned as the TLS server it is, and the
+       * HTTP/2 side it hands connections to when it has one.
+       */
+      const makeServer = (server: Server, drain: DrainState): { readonly http: HttpServer; readonly tls?: TlsServer; readonly http2?: Http2Listener } | undefined => {
         const options = {
           // node:http refuses a head once its counted bytes (target, names, values) reach
           // maxHeaderSize; max_header_bytes is the largest head that passes.
@@ -147,7 +162,6 @@ export class Listeners extends Context.Service<Listeners, {
           // The handshake is part of the head's time, as nginx counts it in client_header_timeout.
           const header = timeouts(server).header
           const https = createHttpsServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS })
-          trackHandshakeFailures(https, server.name, context, server.tls?.client_auth?.mode === "optional")
           secure = https
           // An https.Server is a node:http server over TLS: the same request, drain and limit API.
           http = https as unknown as HttpServer
@@ -156,11 +170,19 @@ export class Listeners extends Context.Service<Listeners, {
         // (node:http reads them per connection or per check).
         applyLimits(http, server)
         const name = server.name
+        let http2: Http2Listener | undefined
+        if (speaksHttp2(server)) {
+          http2 = makeHttp2Listener(server, makeHttp2RequestHandler(() => routes.current(name) ?? emptyTable, drain), context)
+          // Before the handshake tracking: its refusals must come first (see HandshakeFailures.ts).
+          if (secure !== undefined) routeByAlpn(secure, http2)
+          else routeByPreface(http, http2, () => timeouts(server).header)
+        }
+        if (secure !== undefined) trackHandshakeFailures(secure, server.name, context, server.tls?.client_auth?.mode === "optional")
         http.on("request", makeRequestHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("upgrade", makeUpgradeHandler(() => routes.current(name) ?? emptyTable, drain))
         http.on("clientError", (error: Error, socket: Duplex) => onClientError(error, socket, routes.current(name)?.rejections))
         http.on("connect", (req: unknown, socket: Duplex) => onConnect(req, socket, routes.current(name)?.rejections))
-        return { http, ...(secure === undefined ? {} : { tls: secure }) }
+        return { http, ...(secure === undefined ? {} : { tls: secure }), ...(http2 === undefined ? {} : { http2 }) }
       }
 
       const bind = Effect.fnUntraced(function*(server: Server, at: ListenAt) {
@@ -170,16 +192,17 @@ export class Listeners extends Context.Service<Listeners, {
           return yield* new ListenError({ listener: server.name, address: server.listen, message: "its certificates did not load (see the error above)" })
         }
         const scope = yield* Scope.make()
-        const { http, tls } = made
+        const { http, http2, tls } = made
         if (tls !== undefined) yield* certificates.attach(server.name, tls).pipe(Scope.provide(scope))
+        if (http2 !== undefined) yield* Scope.addFinalizer(scope, Effect.sync(() => http2.close()))
         // Counted from the moment the socket listens (before any connection is accepted), and
         // dropped once the drain is over.
         let connections: Metric.Registration | undefined
         yield* Scope.addFinalizer(scope, Effect.sync(() => connections?.remove()))
         const address = yield* listenScoped(server.name, http, at, () => drainTimeout, () => {
           connections = trackClientConnections(http, server.name, context)
-        }).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
-        return { name: server.name, at, address, scheme: server.protocol ?? "http", fixed: fixedSettings(server), http, drain, scope } satisfies Live
+        }, http2?.destroyAll).pipe(Scope.provide(scope), Effect.onError(() => Scope.close(scope, Exit.void)))
+        return { name: server.name, at, address, scheme: server.protocol ?? "http", fixed: fixedSettings(server), http, http2, drain, scope } satisfies Live
       })
 
       const keep = (live: Live) => {
@@ -225,6 +248,7 @@ export class Listeners extends Context.Service<Listeners, {
             continue
           }
           applyLimits(live.http, server)
+          live.http2?.apply(server)
           const moved = !listensAt(live, at)
           if (!moved && live.fixed === fixedSettings(server)) continue
           if (moved) {

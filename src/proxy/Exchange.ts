@@ -17,6 +17,7 @@ import { closeAfterResponse, connectionOfResponse, type ClientConnection, type R
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "../middleware/HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
+import { HTTP2_SETTINGS, isHttp2, resetStream } from "./Http2Streams.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
@@ -28,7 +29,7 @@ import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Ou
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
 const JSON_TYPE = "application/json"
-const codingForHttp10 = new UpstreamProtocolError({ message: "The upstream's transfer coding cannot be sent to an HTTP/1.0 client" })
+const codingForClient = new UpstreamProtocolError({ message: "The upstream's transfer coding cannot be sent to an HTTP/1.0 or HTTP/2 client" })
 
 /** Set when the listener starts draining: responses written from then on close their connection. */
 export interface DrainState {
@@ -47,6 +48,7 @@ export const sendError = (res: ServerResponse, error: GatewayError, close: boole
     // A response still queued behind others (pipelining) has no socket yet: destroying it
     // alone would leave its half-written head to be flushed later, and the connection hung.
     // The connection is cut when its turn comes instead.
+    if (resetStream(res)) return 0
     if (res.socket === null) res.once("socket", (socket: Duplex) => socket.destroy())
     else res.destroy()
     return 0
@@ -617,10 +619,12 @@ export class Exchange implements Receiving, RetryingExchange {
     const drop = this.route.responseHeaders.drop
     // RFC 9110 §8.6: a 204 has no Content-Length; a 204 or a 304 has no body to frame.
     const bodiless = statusCode === 204 || statusCode === 304
+    const http2 = isHttp2(this.req)
     const out: Array<string> = []
     for (const name in headers) {
       const value = headers[name]
       if (value === undefined || HOP_BY_HOP.has(name)) continue
+      if (http2 && name === HTTP2_SETTINGS) continue
       if (extraHop !== undefined && extraHop.has(name)) continue
       if (drop !== undefined && drop.has(name)) continue
       if (bodiless && statusCode === 204 && name === "content-length") continue
@@ -633,10 +637,10 @@ export class Exchange implements Receiving, RetryingExchange {
     if (te !== undefined && !bodiless) {
       const codings = transferCodings(te)
       if (codings.others !== "") {
-        // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client, and dropping the coding
-        // would pass coded bytes off as the body.
-        if (this.req.httpVersionMinor === 0 && this.req.httpVersionMajor === 1) {
-          this.abort(new TryAbandoned("transfer coding an HTTP/1.0 client cannot take"), codingForHttp10)
+        // RFC 9112 §6.1: no Transfer-Encoding to an HTTP/1.0 client (nor in HTTP/2 at all), and
+        // dropping the coding would pass coded bytes off as the body.
+        if (this.req.httpVersionMajor === 2 || this.req.httpVersionMinor === 0) {
+          this.abort(new TryAbandoned("transfer coding the client cannot take"), codingForClient)
           return
         }
         out.push("transfer-encoding", `${codings.others}, chunked`)
@@ -658,7 +662,8 @@ export class Exchange implements Receiving, RetryingExchange {
     const head = this.head
     if (head !== undefined) {
       this.head = undefined
-      if (this.statusMessage !== undefined && this.statusMessage !== "") this.res.statusMessage = this.statusMessage
+      // HTTP/2 has no reason phrase (node:http2 warns when one is set).
+      if (this.statusMessage !== undefined && this.statusMessage !== "" && !isHttp2(this.req)) this.res.statusMessage = this.statusMessage
       // While draining, the response says `Connection: close` and the connection ends with it;
       // so does a response that starts while the client is still sending its body (an early
       // answer), since nothing will read the rest of that body to find the next request.

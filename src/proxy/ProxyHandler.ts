@@ -26,6 +26,8 @@ import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "../middleware/HopByHop.ts"
 import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
 import { forwardedClientCert } from "./ClientCertificate.ts"
+import { clientSocket, http2HasBody, isHttp2 } from "./Http2Streams.ts"
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2"
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -64,6 +66,13 @@ export interface ListenerTable {
 }
 
 const VIA = "1.1 fibergate"
+const VIA_HTTP2 = "2 fibergate"
+
+/** The Via list with this hop added, named by the protocol the request came in (RFC 9110 §7.6.3). */
+const viaOf = (via: string | undefined, req: IncomingMessage): string => {
+  const hop = req.httpVersionMajor === 2 ? VIA_HTTP2 : VIA
+  return via === undefined ? hop : `${via}, ${hop}`
+}
 
 /** The chain of client addresses to walk: X-Forwarded-For, else Forwarded's `for=` (parsed only behind trusted proxies). */
 const forwardedChain = (scan: { readonly forwardedFor: string | undefined; readonly forwarded: string | undefined }, trusted: CidrMatcher | undefined) =>
@@ -156,6 +165,18 @@ export const makeRequestHandler = (current: () => ListenerTable, drain: DrainSta
   else connection.hold(method, req, res, () => handle(table, req, res, method, drain, last))
 }
 
+/**
+ * Makes the node:http2 `request` listener for one listener: a stream is a request of its own,
+ * run at once (streams are independent, so none of HTTP/1.1's pipelining order applies), through
+ * the same routing, middlewares, retries and error answers. Draining is the connection's GOAWAY.
+ */
+export const makeHttp2RequestHandler = (current: () => ListenerTable, drain: DrainState) =>
+(req: Http2ServerRequest, res: Http2ServerResponse): void => {
+  // The compatibility API's request and response stand in for node:http's in everything the
+  // request path uses (see Http2Streams.ts for where they differ).
+  handle(current(), req as unknown as IncomingMessage, res as unknown as ServerResponse, req.method, drain, false)
+}
+
 /** A WebSocket upgrade the listener accepted: the client's socket and what came after its head. */
 interface Upgrade {
   readonly socket: Socket
@@ -198,7 +219,8 @@ const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse,
     } else reject(table, req, res, badTarget)
     return
   }
-  const scan = scanRequestHeaders(req.rawHeaders)
+  const http2 = isHttp2(req)
+  const scan = scanRequestHeaders(req.rawHeaders, http2 && http2HasBody(req))
   if (scan.hostCount > 1 || (scan.hostCount === 0 && req.httpVersionMinor === 1 && req.httpVersionMajor === 1)) {
     reject(table, req, res, badHost, true)
     return
@@ -263,10 +285,10 @@ const forward = (request: ProxiedRequest): void => {
     "x-forwarded-for", scan.forwardedFor === undefined ? peer : `${scan.forwardedFor}, ${peer}`,
     "x-forwarded-proto", table.scheme ?? "http",
     "x-forwarded-host", host,
-    "via", scan.via === undefined ? VIA : `${scan.via}, ${VIA}`
+    "via", viaOf(scan.via, req)
   )
   if (table.clientCertificates === true) {
-    const xfcc = forwardedClientCert(req.socket)
+    const xfcc = forwardedClientCert(clientSocket(req))
     if (xfcc !== undefined) headers.push("x-forwarded-client-cert", xfcc)
   }
   const append = route.requestHeaders.append

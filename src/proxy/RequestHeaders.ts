@@ -2,7 +2,8 @@
  * The request headers as they go upstream, built in one pass over node:http's raw headers:
  * hop-by-hop headers and `Expect` (already answered by node:http with 100 Continue) are
  * dropped, and what the proxy needs to know (Host, framing, X-Forwarded-For, Via, Connection)
- * is picked up on the way.
+ * is picked up on the way. HTTP/2's raw headers come through the same pass: `:authority` is the
+ * Host, the other pseudo-header fields are dropped, and split Cookie fields are joined.
  */
 import { HOP_BY_HOP } from "../middleware/HopByHop.ts"
 
@@ -16,7 +17,7 @@ export interface ForwardHeaders {
   readonly contentLength: number
 }
 
-export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders & {
+export const scanRequestHeaders = (raw: ReadonlyArray<string>, unframedBody = false): ForwardHeaders & {
   readonly forwardedFor: string | undefined
   /** RFC 7239 `Forwarded` (repeated fields joined); passed upstream as it came. */
   readonly forwarded: string | undefined
@@ -38,14 +39,31 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
   let chunked = false
   let transferEncoding: string | undefined
   let contentLength = -1
+  let authority: string | undefined
+  /** Where the first Cookie value is in `headers`, to join the others to it. */
+  let cookieAt = -1
   for (let i = 0; i < raw.length; i += 2) {
     const name = raw[i]
     const value = raw[i + 1]
     const lower = name.toLowerCase()
     switch (lower) {
       case "host":
+        // HTTP/2: a Host that says what :authority says is the same field (RFC 9113 §8.3.1).
+        if (authority !== undefined && value === authority) continue
         hostCount++
         host = value
+        continue
+      case ":authority":
+        authority = value
+        hostCount++
+        host = value
+        continue
+      case "cookie":
+        // HTTP/2 may split Cookie into one field per pair; HTTP/1.1 has one (RFC 9113 §8.2.3).
+        if (cookieAt === -1) {
+          cookieAt = headers.length + 1
+          headers.push(name, value)
+        } else headers[cookieAt] = `${headers[cookieAt]}; ${value}`
         continue
       case "x-forwarded-for":
         forwardedFor = forwardedFor === undefined ? value : `${forwardedFor}, ${value}`
@@ -78,9 +96,12 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>): ForwardHeaders &
       case "x-forwarded-client-cert":
         continue
     }
-    if (HOP_BY_HOP.has(lower)) continue
+    // HTTP/2's pseudo-header fields (:method, :path, :scheme) are in the request line already.
+    if (HOP_BY_HOP.has(lower) || lower.charCodeAt(0) === 58) continue
     headers.push(name, value)
   }
+  // An HTTP/2 body without Content-Length streams like a chunked one.
+  if (unframedBody && contentLength === -1) chunked = true
   return {
     headers,
     host,

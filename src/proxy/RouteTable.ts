@@ -44,7 +44,9 @@ export const limitDefaults = {
   max_body_bytes: 10 * 1024 * 1024,
   idle_timeout: 60_000,
   header_timeout: 60_000,
-  request_timeout: 300_000
+  request_timeout: 300_000,
+  h2_max_concurrent_streams: 100,
+  h2_max_header_list_bytes: 16_384
 } as const
 
 const compileListener = (

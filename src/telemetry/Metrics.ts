@@ -297,6 +297,19 @@ export const tlsHandshakeFailures = Metric.counter("fibergate_tls_handshake_fail
   description: "Failed TLS handshakes, by listener and reason"
 })
 
+/**
+ * HTTP/2 connections the gateway closed with a GOAWAY because of the client: rapid_reset
+ * (streams opened and reset in a loop), continuation_flood, invalid_frames, protocol_error, other.
+ */
+export const http2Goaways = Metric.counter("fibergate_http2_goaways_total", {
+  description: "HTTP/2 connections closed with a GOAWAY for the client's abuse or protocol errors, by listener and reason"
+})
+
+/** HTTP/2 connections open, by listener. */
+export const http2Sessions = Metric.gauge("fibergate_http2_connections", {
+  description: "HTTP/2 connections open, by listener"
+})
+
 const webSocketsOpen = Metric.gauge("fibergate_websocket_connections", { description: "WebSocket tunnels open, by listener and route" })
 const webSocketsTotal = Metric.counter("fibergate_websocket_connections_total", { description: "WebSocket tunnels opened (the upstream answered 101), by listener and route" })
 

@@ -182,18 +182,18 @@ describe("ConfigLoader: shape and values", () => {
     assertLine(error, `${FILE}:${at(text, "listen: \"127")}: servers[1].listen: ${expected}`)
   })
 
-  it("protocol h2c has a clear 'not supported yet' message", () => {
+  it("protocol tcp has a clear 'not supported yet' message", () => {
     const text = yaml(
       "servers:",
       "  - name: web",
       "    listen: 127.0.0.1:8443",
-      "    protocol: h2c",
+      "    protocol: tcp",
       "    routes: []",
       "upstreams: {}"
     )
     assertLine(
       failureOf(text),
-      `${FILE}:${at(text, "protocol")}: servers[0].protocol: Expected "http" or "https" (h2c and tcp listeners are not supported yet)`
+      `${FILE}:${at(text, "protocol")}: servers[0].protocol: Expected "http", "https" or "h2c" (tcp listeners are not supported yet)`
     )
   })
 

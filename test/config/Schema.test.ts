@@ -195,13 +195,14 @@ describe("Schema: servers", () => {
     }), { examples: [[0], [65535], [65536], [99_999]] })
   })
 
-  it("protocol: http or https", () => {
+  it("protocol: http, https or h2c", () => {
     accepts([...SERVER, "protocol"], "http")
-    rejects([...SERVER, "protocol"], "h2c", "Expected \"http\" or \"https\" (h2c and tcp listeners are not supported yet)")
+    accepts([...SERVER, "protocol"], "h2c")
+    rejects([...SERVER, "protocol"], "tcp", "Expected \"http\", \"https\" or \"h2c\" (tcp listeners are not supported yet)")
   })
 
   it("limits: byte and connection limits are whole numbers from 1; timeouts are durations", () => {
-    for (const key of ["max_connections", "max_header_bytes", "max_body_bytes"]) positiveInt([...SERVER, "limits", key])
+    for (const key of ["max_connections", "max_header_bytes", "max_body_bytes", "h2_max_concurrent_streams", "h2_max_header_list_bytes"]) positiveInt([...SERVER, "limits", key])
     for (const key of ["idle_timeout", "header_timeout", "request_timeout"]) duration([...SERVER, "limits", key])
   })
 })

@@ -125,7 +125,7 @@ describe("https listeners", () => {
       assert.match(problems[1].message, new RegExp(`^cannot read ${dir}/none.pem: ENOENT`))
     }))
 
-  it.effect("protocol: https needs tls, and tls needs protocol: https", () =>
+  it.effect("protocol: https needs tls, tls needs protocol: https, and alpn lists known protocols once each", () =>
     Effect.sync(() => {
       const base = httpsConfig("http://127.0.0.1:1", { certificates: [{ cert: "x", key: "y" }] })
       const { tls: _, ...noTls } = base.servers[0]
@@ -137,7 +137,19 @@ describe("https listeners", () => {
       assert.deepStrictEqual(Result.isFailure(plain) ? plain.failure.problems.map((p) => [p.path, p.message]) : [], [
         ["servers[0].tls", "tls applies only to protocol: https (this server is http)"]
       ])
-      const h2 = decodeConfig({ ...base, servers: [{ ...base.servers[0], tls: { certificates: [{ cert: "x", key: "y" }], alpn: ["h2"] } }] }, "t.yaml")
-      assert.deepStrictEqual(Result.isFailure(h2) ? h2.failure.problems.map((p) => p.path) : [], ["servers[0].tls.alpn[0]"])
+      const cleartext = decodeConfig({ ...base, servers: [{ ...base.servers[0], protocol: "h2c" }] }, "t.yaml")
+      assert.deepStrictEqual(Result.isFailure(cleartext) ? cleartext.failure.problems.map((p) => [p.path, p.message]) : [], [
+        ["servers[0].tls", "tls applies only to protocol: https (this server is h2c)"]
+      ])
+      const alpn = (list: ReadonlyArray<string>) => {
+        const decoded = decodeConfig({ ...base, servers: [{ ...base.servers[0], tls: { certificates: [{ cert: "x", key: "y" }], alpn: list } }] }, "t.yaml")
+        // The certificate files do not exist: only the ALPN problems are looked at here.
+        return Result.isFailure(decoded) ? decoded.failure.problems.filter((p) => p.path.includes("alpn")).map((p) => [p.path, p.message]) : []
+      }
+      assert.deepStrictEqual(alpn(["h2"]), [])
+      assert.deepStrictEqual(alpn(["http/1.1", "h2"]), [])
+      assert.deepStrictEqual(alpn(["h3"]), [["servers[0].tls.alpn[0]", "Expected \"h2\" | \"http/1.1\""]])
+      assert.deepStrictEqual(alpn(["h2", "h2"]), [["servers[0].tls.alpn", "Expected each protocol once"]])
+      assert.deepStrictEqual(alpn([]), [["servers[0].tls.alpn", "Expected a value with a length of at least 1"]])
     }))
 })

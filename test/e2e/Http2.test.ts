@@ -1,0 +1,427 @@
+/**
+ * HTTP/2 downstream through a real gateway: h2 over ALPN on https (h2 and http/1.1 on one port),
+ * h2c with prior knowledge (HTTP/1.1 on the same port, told apart by the preface), streams run
+ * through the same routing, middlewares and errors as HTTP/1.1, and the abuse bounds, each met
+ * by a hostile client that writes its frames by hand.
+ */
+import { assert, describe, it } from "@effect/vitest"
+import { Context, Effect, Exit, Fiber, Layer, References, Scope } from "effect"
+import { execFile } from "node:child_process"
+import { createHash } from "node:crypto"
+import { connect as connectH2, constants } from "node:http2"
+import { connect } from "node:net"
+import * as Gateway from "../../src/gateway/Gateway.ts"
+import { RAPID_RESET_MIN } from "../../src/listener/Http2Listener.ts"
+import { Listeners } from "../../src/listener/Listeners.ts"
+import { makeCa, makeCert } from "../support/certs.ts"
+import { FLAG, FRAME, frame, getFields, goawayCode, h2Get, h2Request, h2Session, headerBlock, rawH2, rstStream } from "../support/h2.ts"
+import { request, startGateway, startUpstream } from "../support/harness.ts"
+import { httpsConfig, scopedCertDir } from "../support/https.ts"
+import { eventually, within } from "../support/liveGateway.ts"
+import { growth, scrapeAdmin } from "../support/prometheus.ts"
+import { tlsGet } from "../support/tlsClient.ts"
+
+const h2cConfig = (upstream: string, server: Record<string, unknown> = {}, routes?: ReadonlyArray<Record<string, unknown>>) => ({
+  admin: { listen: "127.0.0.1:0" },
+  log: { level: "none", access_log: false },
+  servers: [{ name: "web", listen: "127.0.0.1:0", protocol: "h2c", routes: routes ?? [{ id: "all", upstream: "app" }], ...server }],
+  upstreams: { app: { endpoints: [{ url: upstream }] } }
+})
+
+const echoed = (body: Buffer) => JSON.parse(body.toString()) as { url: string; method: string; headers: Record<string, string>; bodyBytes: number }
+
+const curl = (args: ReadonlyArray<string>) =>
+  Effect.callback<{ readonly stdout: string; readonly stderr: string }, Error>((resume) => {
+    execFile("curl", ["-sS", "--max-time", "10", ...args], (error, stdout, stderr) =>
+      resume(error === null ? Effect.succeed({ stdout, stderr }) : Effect.fail(error)))
+  })
+
+describe("HTTP/2 downstream", () => {
+  it.live("h2c: a stream is routed by :authority; the upstream gets Host, no pseudo-header fields, one Cookie, Via 2; bodies go both ways", () =>
+    Effect.gen(function*() {
+      const a = yield* startUpstream("a")
+      const b = yield* startUpstream("b")
+      const gateway = yield* startGateway({
+        ...h2cConfig(a.url, {}, [{ id: "a", match: { host: "a.test" }, upstream: "app" }, { id: "b", upstream: "other" }]),
+        upstreams: { app: { endpoints: [{ url: a.url }] }, other: { endpoints: [{ url: b.url }] } }
+      })
+      const session = yield* h2Session(gateway.port)
+      const first = yield* h2Get(session, "/p?q=1", { ":authority": "a.test", cookie: ["x=1", "y=2"], "x-custom": "v" })
+      assert.strictEqual(first.status, 200)
+      assert.strictEqual(first.headers["x-upstream"], "a")
+      const seen = a.seen[0]
+      assert.strictEqual(seen.url, "/p?q=1")
+      assert.strictEqual(seen.headers.host, "a.test")
+      assert.strictEqual(seen.headers.cookie, "x=1; y=2")
+      assert.strictEqual(seen.headers["x-custom"], "v")
+      assert.strictEqual(seen.headers.via, "2 fibergate")
+      assert.strictEqual(seen.headers["x-forwarded-proto"], "http")
+      assert.isFalse(seen.rawHeaders.some((name, i) => i % 2 === 0 && name.startsWith(":")))
+      assert.strictEqual(seen.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === "cookie").length, 1)
+
+      // Another authority on the same connection goes to the other route.
+      const second = yield* h2Get(session, "/", { ":authority": "b.test" })
+      assert.strictEqual(second.headers["x-upstream"], "b")
+
+      // A body with Content-Length, and one without (HTTP/2 frames it; HTTP/1.1 upstream gets it chunked).
+      const body = Buffer.alloc(300_000, 7)
+      const sized = yield* Effect.promise(() => h2Request(session, { ":path": "/sized", ":authority": "a.test", "content-length": String(body.length) }, body))
+      assert.strictEqual(echoed(sized.body).bodyBytes, body.length)
+      assert.strictEqual(a.seen[1].headers["content-length"], String(body.length))
+      const unsized = yield* Effect.promise(() => h2Request(session, { ":path": "/unsized", ":authority": "a.test" }, body))
+      assert.strictEqual(echoed(unsized.body).bodyBytes, body.length)
+      assert.strictEqual(a.seen[2].headers["transfer-encoding"], "chunked")
+      assert.isTrue(a.seen[2].body.equals(body))
+    }))
+
+  it.live("h2c: HTTP/1.1 on the same port, also when the first bytes come one at a time; a preface that comes slowly is still HTTP/2", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const plain = yield* request(gateway.url("/h1"))
+      assert.strictEqual(plain.status, 200)
+      assert.strictEqual(JSON.parse(plain.body).headers.via, "1.1 fibergate")
+      const trickled = yield* Effect.promise(() => new Promise<string>((resolve) => {
+        const socket = connect(gateway.port, "127.0.0.1")
+        let got = ""
+        socket.on("data", (d) => {
+          got += d.toString()
+          if (got.includes("\r\n\r\n") && got.includes("\"upstream\"")) socket.end()
+        })
+        socket.on("close", () => resolve(got))
+        const bytes = Buffer.from("GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        let i = 0
+        const next = () => {
+          if (i < bytes.length) {
+            socket.write(bytes.subarray(i, ++i))
+            setTimeout(next, 2)
+          }
+        }
+        socket.once("connect", next)
+      }))
+      assert.match(trickled, /^HTTP\/1\.1 200 /)
+      const raw = yield* rawH2WithSlowPreface(gateway.port)
+      assert.strictEqual(raw, FRAME.SETTINGS)
+    }))
+
+  it.live("https offers h2 and http/1.1 on one port over ALPN; alpn: [http/1.1] leaves h2 out", () =>
+    Effect.gen(function*() {
+      const { dir } = yield* scopedCertDir
+      const ca = makeCa(dir)
+      const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }] }))
+      const session = yield* h2Session(gateway.port, { ca: ca.pem() })
+      assert.strictEqual(session.alpnProtocol, "h2")
+      const res = yield* h2Get(session, "/over-h2", { ":authority": "site.test" })
+      assert.strictEqual(res.status, 200)
+      assert.strictEqual(echoed(res.body).headers["x-forwarded-proto"], "https")
+      assert.strictEqual(echoed(res.body).headers.via, "2 fibergate")
+      const h1 = yield* tlsGet({ port: gateway.port, servername: "site.test", ca: ca.pem() })
+      assert.strictEqual(h1.status, 200)
+
+      const only = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }], alpn: ["http/1.1"] }))
+      const refused = yield* Effect.exit(h2Session(only.port, { ca: ca.pem() }).pipe(Effect.flatMap((s) => h2Get(s, "/"))))
+      assert.isTrue(Exit.isFailure(refused))
+      assert.strictEqual((yield* tlsGet({ port: only.port, servername: "site.test", ca: ca.pem() })).status, 200)
+    }))
+
+  it.live("curl: --http2 over https and --http2-prior-knowledge on h2c", () =>
+    Effect.gen(function*() {
+      const { dir } = yield* scopedCertDir
+      const ca = makeCa(dir)
+      const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
+      const app = yield* startUpstream("app")
+      const secure = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }] }))
+      const overTls = yield* curl([
+        "--http2", "--cacert", ca.cert, "--resolve", `site.test:${secure.port}:127.0.0.1`, "-w", "\n%{http_version}", `https://site.test:${secure.port}/curl`
+      ])
+      assert.match(overTls.stdout, /\n2$/)
+      assert.strictEqual(echoed(Buffer.from(overTls.stdout.replace(/\n2$/, ""))).url, "/curl")
+      const plain = yield* startGateway(h2cConfig(app.url))
+      const prior = yield* curl(["--http2-prior-knowledge", "-w", "\n%{http_version}", `http://127.0.0.1:${plain.port}/prior`])
+      assert.match(prior.stdout, /\n2$/)
+    }))
+
+  it.live("streams are multiplexed: 50 at once on one connection, each with its own answer", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => setTimeout(() => res.end(req.url), 20)
+      })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const session = yield* h2Session(gateway.port)
+      const paths = Array.from({ length: 50 }, (_, i) => `/n/${i}`)
+      const answers = yield* Effect.promise(() => Promise.all(paths.map((p) => h2Request(session, { ":path": p }))))
+      assert.deepStrictEqual(answers.map((r) => r.body.toString()), paths)
+      assert.strictEqual(app.seen.length, 50)
+    }))
+
+  it.live("the gateway's own answers over h2: no route 404, a middleware's 401, an unreachable upstream 502; a big response streams whole", () =>
+    Effect.gen(function*() {
+      const big = Buffer.alloc(4 * 1024 * 1024)
+      for (let i = 0; i < big.length; i++) big[i] = (i * 7) & 255
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => {
+          if (req.url === "/big") {
+            res.writeHead(200, { "content-type": "application/octet-stream", "http2-settings": "x", "set-cookie": ["a=1", "b=2"] })
+            res.end(big)
+          } else res.end("ok")
+        }
+      })
+      const gateway = yield* startGateway({
+        ...h2cConfig(app.url, {}, [
+          { id: "big", match: { path: { exact: "/big" } }, upstream: "app" },
+          { id: "auth", match: { path: { prefix: "/auth" } }, upstream: "app", middlewares: [{ api_key: { keys: [{ name: "k", sha256: createHash("sha256").update("s3cret").digest("hex") }] } }] },
+          { id: "down", match: { path: { prefix: "/down" } }, upstream: "down" }
+        ]),
+        upstreams: { app: { endpoints: [{ url: app.url }] }, down: { endpoints: [{ url: "http://127.0.0.1:1" }] } }
+      })
+      const session = yield* h2Session(gateway.port)
+      const none = yield* h2Get(session, "/nothing")
+      assert.strictEqual(none.status, 404)
+      assert.strictEqual(none.headers["content-type"], "application/json")
+      assert.strictEqual(JSON.parse(none.body.toString()).error, "RouteNotFound")
+      assert.strictEqual((yield* h2Get(session, "/auth")).status, 401)
+      assert.strictEqual((yield* h2Get(session, "/auth", { "x-api-key": "s3cret" })).status, 200)
+      assert.strictEqual((yield* h2Get(session, "/down")).status, 502)
+      const got = yield* h2Get(session, "/big")
+      assert.strictEqual(got.status, 200)
+      assert.strictEqual(createHash("sha256").update(got.body).digest("hex"), createHash("sha256").update(big).digest("hex"))
+      assert.deepStrictEqual(got.headers["set-cookie"], ["a=1", "b=2"])
+      assert.isUndefined(got.headers["http2-settings"])
+    }))
+
+  it.live("an upstream that fails after its head resets only that stream (INTERNAL_ERROR); the connection goes on", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => {
+          if (req.url === "/cut") {
+            res.writeHead(200, { "content-length": "1000" })
+            res.write("partial")
+            setTimeout(() => res.socket?.destroy(), 20)
+          } else res.end("fine")
+        }
+      })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const session = yield* h2Session(gateway.port)
+      const cut = yield* Effect.promise(() => new Promise<number>((resolve) => {
+        const stream = session.request({ ":path": "/cut" })
+        stream.on("error", () => {})
+        stream.resume()
+        stream.on("close", () => resolve(stream.rstCode))
+      }))
+      assert.strictEqual(cut, constants.NGHTTP2_INTERNAL_ERROR)
+      assert.strictEqual((yield* h2Get(session, "/after")).body.toString(), "fine")
+    }))
+
+  it.live("h2_max_concurrent_streams: streams past it are refused (REFUSED_STREAM) while the first ones are answered", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", { handler: (_req, res) => setTimeout(() => res.end("ok"), 200) })
+      const gateway = yield* startGateway(h2cConfig(app.url, { limits: { h2_max_concurrent_streams: 2 } }))
+      const raw = yield* rawH2(gateway.port)
+      const out: Array<Buffer> = []
+      for (let i = 0; i < 5; i++) out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1 + 2 * i, headerBlock(getFields(`/s/${i}`))))
+      raw.write(Buffer.concat(out))
+      yield* eventually(Effect.sync(() => raw.frames().filter((f) => f.type === FRAME.DATA && (f.flags & FLAG.END_STREAM) !== 0).length === 2), "two answered streams")
+      const resets = raw.frames().filter((f) => f.type === FRAME.RST_STREAM)
+      assert.deepStrictEqual(resets.map((f) => f.stream), [5, 7, 9])
+      assert.isTrue(resets.every((f) => f.payload.readUInt32BE(0) === constants.NGHTTP2_REFUSED_STREAM))
+      const settings = raw.frames().find((f) => f.type === FRAME.SETTINGS && f.payload.length > 0)!
+      assert.strictEqual(settingOf(settings.payload, constants.NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS), 2)
+      assert.strictEqual(app.seen.length, 2)
+    }))
+
+  it.live("h2_max_header_list_bytes: a header list past it resets its stream (ENHANCE_YOUR_CALM); one within it and the connection go on", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(h2cConfig(app.url, { limits: { h2_max_header_list_bytes: 8192 } }))
+      const session = yield* h2Session(gateway.port)
+      assert.strictEqual(session.remoteSettings.maxHeaderListSize, 8192)
+      // RFC 9113 §6.5.2: each field counts its name, its value and 32 bytes.
+      const fits = yield* h2Get(session, "/ok", { "x-big": "a".repeat(7000) })
+      assert.strictEqual(fits.status, 200)
+      // Held by nghttp2 once the client acknowledged the setting, by the gateway before.
+      for (const acknowledge of [true, false]) {
+        const past = yield* within(Effect.promise(() => rawHeaderListPast(gateway.port, 9000, acknowledge)), `a reset (acknowledged: ${acknowledge})`)
+        assert.strictEqual(past.reset, constants.NGHTTP2_ENHANCE_YOUR_CALM)
+        assert.strictEqual(past.next, 200)
+      }
+      assert.deepStrictEqual(app.seen.map((r) => r.url), ["/ok", "/next", "/next"])
+    }))
+
+  it.live("Rapid Reset: streams opened and reset in a loop end the connection with GOAWAY ENHANCE_YOUR_CALM, counted; the upstream sees a bounded few", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", { handler: (_req, res) => setTimeout(() => res.end("ok"), 50) })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const raw = yield* rawH2(gateway.port)
+      const out: Array<Buffer> = []
+      for (let i = 0; i < 2_000; i++) {
+        const id = 1 + 2 * i
+        out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, id, headerBlock(getFields(`/r/${i}`))))
+        out.push(rstStream(id, constants.NGHTTP2_CANCEL))
+      }
+      raw.write(Buffer.concat(out))
+      yield* within(Effect.promise(() => raw.closed), "the gateway closes the connection")
+      assert.strictEqual(goawayCode(raw.frames()), constants.NGHTTP2_ENHANCE_YOUR_CALM)
+      yield* eventually(
+        scrapeAdmin(gateway.adminPort).pipe(Effect.map((after) => growth(before, after, "fibergate_http2_goaways_total", { listener: "web", reason: "rapid_reset" }) === 1)),
+        "one rapid_reset GOAWAY counted"
+      )
+      assert.isAtMost(app.seen.length, 2 * RAPID_RESET_MIN)
+      // Other clients are served as before.
+      const session = yield* h2Session(gateway.port)
+      assert.strictEqual((yield* h2Get(session, "/after")).status, 200)
+    }))
+
+  it.live("a client cancelling some of its streams is not taken for Rapid Reset", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", { handler: (_req, res) => setTimeout(() => res.end("ok"), 5) })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const session = yield* h2Session(gateway.port)
+      for (let round = 0; round < 3 * RAPID_RESET_MIN; round++) {
+        // One cancelled stream for every two answered ones.
+        const cancelled = session.request({ ":path": `/c/${round}` })
+        cancelled.on("error", () => {})
+        cancelled.close(constants.NGHTTP2_CANCEL)
+        if (round % 2 === 0) {
+          const res = yield* Effect.promise(() => Promise.all([h2Request(session, { ":path": "/a" }), h2Request(session, { ":path": "/b" })]))
+          assert.isTrue(res.every((r) => r.status === 200))
+        }
+      }
+      assert.isFalse(session.destroyed || session.closed)
+      assert.strictEqual((yield* h2Get(session, "/last")).status, 200)
+    }))
+
+  it.live("a CONTINUATION flood ends the connection with a GOAWAY, counted as continuation_flood", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const raw = yield* rawH2(gateway.port)
+      const parts = [frame(FRAME.HEADERS, FLAG.END_STREAM, 1, headerBlock(getFields("/flood")))]
+      const filler = headerBlock([["x-f", "v".repeat(10)]])
+      for (let i = 0; i < 10_000; i++) parts.push(frame(FRAME.CONTINUATION, 0, 1, filler))
+      raw.write(Buffer.concat(parts))
+      yield* within(Effect.promise(() => raw.closed), "the gateway closes the connection")
+      assert.isDefined(goawayCode(raw.frames()))
+      yield* eventually(
+        scrapeAdmin(gateway.adminPort).pipe(Effect.map((after) =>
+          growth(before, after, "fibergate_http2_goaways_total", { listener: "web", reason: "continuation_flood" }) === 1
+        )),
+        "one continuation_flood GOAWAY counted"
+      )
+      assert.strictEqual(app.seen.length, 0)
+    }))
+
+  it.live("a drain sends GOAWAY: the stream in flight is answered, the connection then closes", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", { handler: (_req, res) => setTimeout(() => res.end("late"), 300) })
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Gateway.layer({ ...h2cConfig(app.url), shutdown: { drain_timeout: "5s" } }), scope).pipe(
+        Effect.provideService(References.MinimumLogLevel, "Warn")
+      )
+      const port = Context.get(context, Listeners).addresses.get("web")!.port
+      const session = yield* h2Session(port)
+      const goaway = new Promise<number>((resolve) => session.once("goaway", (code: number) => resolve(code)))
+      const inFlight = h2Request(session, { ":path": "/slow" })
+      yield* eventually(Effect.sync(() => app.seen.length === 1), "the request reached the upstream")
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      assert.strictEqual(yield* Effect.promise(() => goaway), constants.NGHTTP2_NO_ERROR)
+      const answer = yield* Effect.promise(() => inFlight)
+      assert.strictEqual(answer.body.toString(), "late")
+      yield* within(Fiber.join(closing), "the drain ends once the connection closed", 4_000)
+    }))
+
+  it.live("a reload's h2_max_concurrent_streams reaches new connections; a change of protocol re-binds", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const config = h2cConfig(app.url, { limits: { h2_max_concurrent_streams: 10 } })
+      const gateway = yield* startGateway(config)
+      const first = yield* h2Session(gateway.port)
+      assert.strictEqual(first.remoteSettings.maxConcurrentStreams, 10)
+      const admin = `http://127.0.0.1:${gateway.adminPort}/config`
+      const put = (next: unknown) => request(admin, { method: "PUT", headers: { "content-type": "application/json" }, body: JSON.stringify(next) })
+      assert.strictEqual((yield* put(h2cConfig(app.url, { limits: { h2_max_concurrent_streams: 3 } }))).status, 200)
+      const second = yield* h2Session(gateway.port)
+      assert.strictEqual(second.remoteSettings.maxConcurrentStreams, 3)
+      assert.strictEqual((yield* h2Get(first, "/old")).status, 200)
+      // Plain http: HTTP/2's preface is no request there.
+      assert.strictEqual((yield* put({ ...config, servers: [{ ...config.servers[0], protocol: "http" }] })).status, 200)
+      const refused = yield* Effect.promise(() => new Promise<boolean>((resolve) => {
+        const session = connectH2(`http://127.0.0.1:${gateway.port}`)
+        session.on("error", () => resolve(true))
+        const stream = session.request({ ":path": "/" })
+        stream.on("error", () => resolve(true))
+        stream.on("response", () => resolve(false))
+        stream.resume()
+      }))
+      assert.isTrue(refused)
+      assert.strictEqual((yield* request(gateway.url("/h1"))).status, 200)
+    }))
+})
+
+/** The value of setting `id` in a SETTINGS payload. */
+const settingOf = (payload: Buffer, id: number): number | undefined => {
+  for (let at = 0; at + 6 <= payload.length; at += 6) if (payload.readUInt16BE(at) === id) return payload.readUInt32BE(at + 2)
+  return undefined
+}
+
+/** Sends the preface a few bytes at a time; resolves with the type of the first frame that comes back. */
+const rawH2WithSlowPreface = (port: number) =>
+  Effect.promise(() => new Promise<number>((resolve) => {
+    const socket = connect(port, "127.0.0.1")
+    socket.on("error", () => {})
+    socket.once("data", (d: Buffer) => {
+      resolve(d[3])
+      socket.destroy()
+    })
+    const preface = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    socket.once("connect", async () => {
+      for (let at = 0; at < preface.length; at += 5) {
+        socket.write(preface.subarray(at, at + 5))
+        await new Promise((r) => setTimeout(r, 10))
+      }
+      socket.write(frame(FRAME.SETTINGS, 0, 0))
+    })
+  }))
+
+/**
+ * Sends a stream whose header list is `bytes` long (past the limit), split over HEADERS and
+ * CONTINUATION, then a plain GET on the same connection: the first's RST_STREAM code and the
+ * second's status.
+ */
+const rawHeaderListPast = (port: number, bytes: number, acknowledge: boolean) =>
+  new Promise<{ readonly reset: number; readonly next: number }>((resolve, reject) => {
+    // node:http2's client checks the size itself; a hand-made block goes past that check.
+    const socket = connect(port, "127.0.0.1")
+    let got = Buffer.alloc(0)
+    socket.on("error", reject)
+    socket.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      const frames: Array<{ type: number; stream: number; payload: Buffer; flags: number }> = []
+      for (let at = 0; at + 9 <= got.length;) {
+        const length = got.readUIntBE(at, 3)
+        if (at + 9 + length > got.length) break
+        frames.push({ type: got[at + 3], flags: got[at + 4], stream: got.readUInt32BE(at + 5), payload: got.subarray(at + 9, at + 9 + length) })
+        at += 9 + length
+      }
+      const reset = frames.find((f) => f.type === FRAME.RST_STREAM && f.stream === 1)
+      const answered = frames.find((f) => f.type === FRAME.HEADERS && f.stream === 3)
+      if (reset !== undefined && answered !== undefined) {
+        socket.destroy()
+        // :status 200 is index 8 of HPACK's static table (RFC 7541 Appendix A).
+        resolve({ reset: reset.payload.readUInt32BE(0), next: answered.payload[0] === 0x88 ? 200 : -1 })
+      }
+    })
+    socket.once("connect", () => {
+      socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+      socket.write(frame(FRAME.SETTINGS, 0, 0))
+      if (acknowledge) socket.write(frame(FRAME.SETTINGS, 1, 0))
+      const block = headerBlock([...getFields("/past"), ["x-big", "b".repeat(bytes)]])
+      const half = Math.floor(block.length / 2)
+      socket.write(frame(FRAME.HEADERS, FLAG.END_STREAM, 1, block.subarray(0, half)))
+      socket.write(frame(FRAME.CONTINUATION, FLAG.END_HEADERS, 1, block.subarray(half)))
+      socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3, headerBlock(getFields("/next"))))
+    })
+  })
