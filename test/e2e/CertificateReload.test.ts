@@ -15,6 +15,8 @@ import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { growth, hasSeries, scrapeAdmin } from "../support/prometheus.ts"
 import { tlsGet, tlsRequest } from "../support/tlsClient.ts"
+import { h2Request } from "../support/h2.ts"
+import { connect as connectH2 } from "node:http2"
 import { fingerprint, httpsConfig, scopedCertDir } from "../support/https.ts"
 
 /** Puts `from`'s files in place of `to`'s the way deploy tools do: a copy renamed over the old file. */
@@ -27,6 +29,26 @@ const replaceFiles = (from: CertFiles, to: { readonly cert: string; readonly key
 
 const toLoopback: LookupFunction = (_host, options, callback) =>
   options.all === true ? callback(null, [{ address: "127.0.0.1", family: 4 }]) : callback(null, "127.0.0.1", 4)
+
+/** One h2 connection: the certificate it was served and the statuses of three streams on it. */
+const h2Round = (port: number, ca: CertFiles) =>
+  new Promise<{ readonly fingerprint: string; readonly statuses: ReadonlyArray<number> }>((resolve, reject) => {
+    const session = connectH2(`https://127.0.0.1:${port}`, { ca: ca.pem(), servername: "site.test" })
+    session.once("error", reject)
+    session.once("connect", () => {
+      const cert = (session.socket as TLSSocket).getPeerX509Certificate()
+      Promise.all([0, 1, 2].map((i) => h2Request(session, { ":path": `/h2/${i}` }))).then(
+        (responses) => {
+          session.close()
+          resolve({ fingerprint: cert?.fingerprint256 ?? "", statuses: responses.map((r) => r.status) })
+        },
+        (error) => {
+          session.destroy()
+          reject(error)
+        }
+      )
+    })
+  })
 
 const served = (port: number, ca: CertFiles) => tlsGet({ port, servername: "site.test", ca: ca.pem() }).pipe(Effect.map((r) => r.fingerprint))
 
@@ -94,7 +116,7 @@ describe("certificate reload", () => {
       yield* eventually(served(gateway.port, ca).pipe(Effect.map((f) => f === fingerprint(other))), "the good pair once it is complete")
     }))
 
-  it.live("swaps under load: clients opening new TLS connections all through three swaps see no failed handshake or request", () =>
+  it.live("swaps under load: clients opening new TLS connections (HTTP/1.1, and h2 with several streams each) all through three swaps see no failed handshake or request", () =>
     Effect.gen(function*() {
       const { dir } = yield* scopedCertDir
       const ca = makeCa(dir)
@@ -119,7 +141,20 @@ describe("certificate reload", () => {
           }
         }
       }
-      const clients = Promise.all([client(), client(), client(), client()])
+      // h2: a new connection per round (new handshakes), three streams on it.
+      const h2Client = async () => {
+        while (!stop) {
+          try {
+            const { fingerprint: got, statuses } = await h2Round(gateway.port, ca)
+            if (statuses.some((s) => s !== 200)) failures.push(`h2 statuses ${statuses.join(",")}`)
+            seen.add(got)
+            done += statuses.length
+          } catch (error) {
+            failures.push(`h2: ${(error as Error).message}`)
+          }
+        }
+      }
+      const clients = Promise.all([client(), client(), client(), h2Client(), h2Client()])
       yield* eventually(Effect.sync(() => seen.has(fingerprint(certs[0]))), "the first certificate served")
       for (const next of certs.slice(1)) {
         replaceFiles(next, live)

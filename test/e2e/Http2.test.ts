@@ -18,7 +18,7 @@ import { FLAG, FRAME, frame, getFields, goawayCode, h2Get, h2Request, h2Session,
 import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually, within } from "../support/liveGateway.ts"
-import { growth, scrapeAdmin } from "../support/prometheus.ts"
+import { growth, scrapeAdmin, series } from "../support/prometheus.ts"
 import { tlsGet } from "../support/tlsClient.ts"
 
 const h2cConfig = (upstream: string, server: Record<string, unknown> = {}, routes?: ReadonlyArray<Record<string, unknown>>) => ({
@@ -59,6 +59,10 @@ describe("HTTP/2 downstream", () => {
       assert.isFalse(seen.rawHeaders.some((name, i) => i % 2 === 0 && name.startsWith(":")))
       assert.strictEqual(seen.rawHeaders.filter((name, i) => i % 2 === 0 && name.toLowerCase() === "cookie").length, 1)
 
+      // A Host that names another authority than :authority is malformed (RFC 9113 §8.3.1).
+      const mismatched = yield* h2Get(session, "/", { ":authority": "a.test", host: "b.test" })
+      assert.strictEqual(mismatched.status, 400)
+      assert.strictEqual((yield* h2Get(session, "/", { ":authority": "a.test", host: "a.test" })).headers["x-upstream"], "a")
       // Another authority on the same connection goes to the other route.
       const second = yield* h2Get(session, "/", { ":authority": "b.test" })
       assert.strictEqual(second.headers["x-upstream"], "b")
@@ -67,11 +71,11 @@ describe("HTTP/2 downstream", () => {
       const body = Buffer.alloc(300_000, 7)
       const sized = yield* Effect.promise(() => h2Request(session, { ":path": "/sized", ":authority": "a.test", "content-length": String(body.length) }, body))
       assert.strictEqual(echoed(sized.body).bodyBytes, body.length)
-      assert.strictEqual(a.seen[1].headers["content-length"], String(body.length))
+      assert.strictEqual(a.seen.at(-1)!.headers["content-length"], String(body.length))
       const unsized = yield* Effect.promise(() => h2Request(session, { ":path": "/unsized", ":authority": "a.test" }, body))
       assert.strictEqual(echoed(unsized.body).bodyBytes, body.length)
-      assert.strictEqual(a.seen[2].headers["transfer-encoding"], "chunked")
-      assert.isTrue(a.seen[2].body.equals(body))
+      assert.strictEqual(a.seen.at(-1)!.headers["transfer-encoding"], "chunked")
+      assert.isTrue(a.seen.at(-1)!.body.equals(body))
     }))
 
   it.live("h2c: HTTP/1.1 on the same port, also when the first bytes come one at a time; a preface that comes slowly is still HTTP/2", () =>
@@ -331,6 +335,28 @@ describe("HTTP/2 downstream", () => {
       const answer = yield* Effect.promise(() => inFlight)
       assert.strictEqual(answer.body.toString(), "late")
       yield* within(Fiber.join(closing), "the drain ends once the connection closed", 4_000)
+    }))
+
+  it.live("a connection idle for idle_timeout is closed with a GOAWAY; the next connection is served", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(h2cConfig(app.url, { limits: { idle_timeout: "300ms" } }))
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const session = yield* h2Session(gateway.port)
+      const goaway = new Promise<number>((resolve) => session.once("goaway", (code: number) => resolve(code)))
+      assert.strictEqual((yield* h2Get(session, "/once")).status, 200)
+      assert.strictEqual(series(yield* scrapeAdmin(gateway.adminPort), "fibergate_http2_connections", { listener: "web" }), 1)
+      assert.strictEqual(yield* within(Effect.promise(() => goaway), "a GOAWAY after the idle timeout", 3_000), constants.NGHTTP2_NO_ERROR)
+      yield* eventually(Effect.sync(() => session.closed || session.destroyed), "the connection closed")
+      yield* eventually(
+        scrapeAdmin(gateway.adminPort).pipe(Effect.map((s) => series(s, "fibergate_http2_connections", { listener: "web" }) === 0)),
+        "no HTTP/2 connection counted open"
+      )
+      const next = yield* h2Session(gateway.port)
+      assert.strictEqual((yield* h2Get(next, "/again")).status, 200)
+      const after = yield* scrapeAdmin(gateway.adminPort)
+      // Idle closes are no abuse.
+      assert.strictEqual(growth(before, after, "fibergate_http2_goaways_total", { listener: "web", reason: "protocol_error" }), 0)
     }))
 
   it.live("a reload's h2_max_concurrent_streams reaches new connections; a change of protocol re-binds", () =>

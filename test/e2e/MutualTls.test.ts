@@ -14,6 +14,7 @@ import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { growth, hasSeries, scrapeAdmin } from "../support/prometheus.ts"
 import { tlsGet, tlsRefusal } from "../support/tlsClient.ts"
+import { h2Request, h2Session } from "../support/h2.ts"
 
 const setup = (mode: "require" | "optional") =>
   Effect.gen(function*() {
@@ -52,6 +53,18 @@ describe("mTLS on an https listener", () => {
       const x509 = new X509Certificate(client.pem())
       const hash = createHash("sha256").update(x509.raw).digest("hex")
       assert.strictEqual(app.seen[0].headers["x-forwarded-client-cert"], `Hash=${hash};Subject="CN=billing,O=fibergate tests";URI=spiffe://test/billing;DNS=billing.internal`)
+    }))
+
+  it.live("require over h2: each stream carries the connection's X-Forwarded-Client-Cert", () =>
+    Effect.gen(function*() {
+      const { app, base, client } = yield* setup("require")
+      const session = yield* h2Session(base.port, { ca: base.ca, cert: client.pem(), key: readFileSync(client.key, "utf8") })
+      const answers = yield* Effect.promise(() => Promise.all([0, 1, 2].map((i) => h2Request(session, { ":path": `/s/${i}`, "x-forwarded-client-cert": "Hash=forged" }))))
+      assert.deepStrictEqual(answers.map((r) => r.status), [200, 200, 200])
+      const hash = createHash("sha256").update(new X509Certificate(client.pem()).raw).digest("hex")
+      assert.deepStrictEqual(app.seen.map((r) => r.headers["x-forwarded-client-cert"]), Array(3).fill(
+        `Hash=${hash};Subject="CN=billing,O=fibergate tests";URI=spiffe://test/billing;DNS=billing.internal`
+      ))
     }))
 
   it.live("require: no client certificate, or one from another CA, fails the handshake, counted by reason", () =>
