@@ -13,6 +13,7 @@ import path from "node:path"
 import { fileURLToPath } from "node:url"
 import { middlewareVariants, startAuthServer, startRedis } from "./middlewares.js"
 import { fibergateTlsYaml, makeBenchCert, nginxTlsServer } from "./tls.js"
+import { nginxH2Server, runH2load } from "./h2.js"
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(BENCH_DIR, "..")
@@ -67,6 +68,10 @@ const settings = {
   middlewareRounds: intArg("BENCH_MIDDLEWARE_ROUNDS", 3, 1),
   tls: boolArg("BENCH_TLS", "1"),
   tlsRounds: intArg("BENCH_TLS_ROUNDS", 3, 1),
+  h2: boolArg("BENCH_H2", "1"),
+  h2Rounds: intArg("BENCH_H2_ROUNDS", 3, 1),
+  h2Clients: intArg("BENCH_H2_CLIENTS", 10, 1),
+  h2Streams: intArg("BENCH_H2_STREAMS", 10, 1),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -212,6 +217,7 @@ function ensureTools() {
   const wanted = [
     ["wrk", "wrk"],
     ["nginx", "nginx-light"],
+    ["h2load", "nghttp2-client"],
   ]
   const missing = wanted.filter(([bin]) => !which(bin)).map(([, pkg]) => pkg)
   if (missing.length > 0) {
@@ -1050,6 +1056,62 @@ ${nginxTlsServer(ngPort, cert)}
   return peers.map(({ label, keepAlive, handshakes }) => ({ label, keepAlive, handshakes }))
 }
 
+/**
+ * HTTP/2: fibergate's https listener (h2 over ALPN) against nginx's `listen ssl http2`, one
+ * worker each, same upstream, h2load with BENCH_H2_CLIENTS connections of BENCH_H2_STREAMS
+ * concurrent streams, rounds alternating the order.
+ */
+async function h2Cost(nodeBin, nginxBin, h2loadBin, feats, upstreamPorts, fdRaise) {
+  const dir = path.join(tmpDir, "h2")
+  fs.mkdirSync(dir, { recursive: true })
+  const cert = makeBenchCert(dir)
+  const peers = []
+  try {
+    const fgPort = await freePort()
+    const adminPort = await freePort()
+    const yamlFile = path.join(dir, "fibergate-h2.yaml")
+    fs.writeFileSync(yamlFile, fibergateTlsYaml(fgPort, adminPort, upstreamPorts, cert))
+    const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
+    const logFile = path.join(dir, "fibergate-h2.log")
+    const fg = startChild("fibergate-h2", nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
+    peers.push({ label: "fibergate (https, h2)", port: fgPort, child: fg, rounds: [] })
+    await waitReady(fg, "fibergate (https, h2)", async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
+      throw new Error(`${e.message}\n${tail(logFile)}`)
+    })
+    const ngPort = await freePort()
+    const c = nginxCommon(dir, "nginx-h2", feats)
+    const conf = `${c.main}
+http {
+  ${c.http}
+  upstream backend {
+${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
+    keepalive 64;
+  }
+${nginxH2Server(ngPort, cert, 100)}
+}
+`
+    const ng = await startNginx("nginx-h2", nginxBin, conf, dir, ngPort, 0)
+    peers.push({ label: `nginx ${feats.version} (listen ssl http2)`, port: ngPort, child: ng, rounds: [] })
+    const load = { clients: settings.h2Clients, streams: settings.h2Streams }
+    const seconds = settings.duration.seconds
+    for (const p of peers) await runH2load(h2loadBin, `https://${HOST}:${p.port}/`, { ...load, seconds: Math.min(seconds, 3) })
+    for (let round = 0; round < settings.h2Rounds; round++) {
+      for (const [i] of peers.entries()) {
+        const p = peers[(i + round) % peers.length]
+        const cpuBefore = treeCpuSeconds(p.child.pid)
+        const r = await runH2load(h2loadBin, `https://${HOST}:${p.port}/`, { ...load, seconds })
+        r.cpuUsPerRequest = r.requests ? ((treeCpuSeconds(p.child.pid) - cpuBefore) * 1e6) / r.requests : null
+        r.rssKb = treeRss(p.child.pid)
+        p.rounds.push(r)
+        console.log(`bench: h2 round ${round + 1}/${settings.h2Rounds} ${p.label}: ${fmtInt(r.rps)} req/s, mean ${fmtMs(r.meanMs)}, ${r.cpuUsPerRequest?.toFixed(1)} µs CPU/request, RSS ${fmtMB(r.rssKb)} MB, ${r.errors} errors`)
+      }
+    }
+  } finally {
+    for (const p of peers) await stopChild(p.child)
+  }
+  return peers.map(({ label, rounds }) => ({ label, rounds }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // leak check, idle connections, route-table micro-benchmark
 
@@ -1431,6 +1493,14 @@ async function main() {
     else tlsRows = await tlsCost(nodeBin, tools.nginx, feats, upstreamPorts, fdRaise, measure)
   }
 
+  // HTTP/2: fibergate's h2 over ALPN against nginx's, h2load
+  let h2Rows = null
+  if (settings.h2 && live.some((p) => p.key === "fibergate")) {
+    const h2load = which("h2load")
+    if (!h2load || !which("openssl")) console.error("bench: h2: no h2load or openssl here, skipped (apt-get install nghttp2-client openssl)")
+    else h2Rows = await h2Cost(nodeBin, tools.nginx, h2load, feats, upstreamPorts, fdRaise)
+  }
+
   // leak check: fibergate only, BENCH_LEAK_RUNS runs of ~BENCH_LEAK_REQUESTS requests each, RSS after 2 s idle
   const fgLive = live.find((p) => p.key === "fibergate")
   let leak = null
@@ -1592,6 +1662,25 @@ async function main() {
       const [fg, ng] = tlsRows
       const ratio = (kind) => median(fg[kind].map((r, i) => r.rps / ng[kind][i].rps))
       lines.push("", `fibergate / nginx over TLS: keep-alive ${ratio("keepAlive").toFixed(2)}x, new connections ${ratio("handshakes").toFixed(2)}x`)
+    }
+  }
+
+  if (h2Rows !== null && h2Rows.length > 0) {
+    lines.push(
+      "",
+      `HTTP/2 over TLS, one worker each through the same HTTP/1.1 upstream, \`h2load -c${settings.h2Clients} -m${settings.h2Streams} -D${settings.duration.seconds}\`, ${settings.h2Rounds} rounds alternating; the ratio is the median of each round's fibergate / nginx:`,
+      ""
+    )
+    lines.push(`| peer | req/s (median) | mean per request | CPU µs/request | RSS MB | errors | per-round req/s |`, `| --- | ---: | ---: | ---: | ---: | ---: | --- |`)
+    for (const p of h2Rows) {
+      const m = (f) => median(p.rounds.map(f))
+      lines.push(
+        `| ${p.label} | ${fmtInt(m((r) => r.rps))} | ${fmtMs(m((r) => r.meanMs ?? 0))} | ${m((r) => r.cpuUsPerRequest ?? 0).toFixed(1)} | ${fmtMB(m((r) => r.rssKb ?? 0))} | ${p.rounds.reduce((a, r) => a + r.errors, 0)} | ${p.rounds.map((r) => fmtInt(r.rps)).join(", ")} |`
+      )
+    }
+    if (h2Rows.length === 2) {
+      const [fg, ng] = h2Rows
+      lines.push("", `fibergate / nginx over h2: ${median(fg.rounds.map((r, i) => r.rps / ng.rounds[i].rps)).toFixed(2)}x`)
     }
   }
 
