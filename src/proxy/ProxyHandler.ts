@@ -647,7 +647,8 @@ const startServerSpan = (
   span.attribute("url.scheme", scheme)
   if (host !== "") span.attribute("server.address", host)
   span.attribute("client.address", clientIp)
-  span.attribute("network.protocol.version", req.httpVersion)
+  // OpenTelemetry spells HTTP/2 as "2", not node:http2's "2.0".
+  span.attribute("network.protocol.version", req.httpVersionMajor === 2 ? "2" : req.httpVersion)
   span.attribute("fibergate.listener", tracing.listener)
   const ua = lookupHeader(req.rawHeaders, "user-agent")
   if (ua !== undefined) span.attribute("user_agent.original", ua)

@@ -18,6 +18,7 @@ import { FLAG, FRAME, frame, getFields, goawayCode, h2Get, h2Request, h2Session,
 import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually, within } from "../support/liveGateway.ts"
+import { eventually as spansArrive, startOtlpReceiver } from "../support/otlp.ts"
 import { growth, hasSeries, scrapeAdmin, series } from "../support/prometheus.ts"
 import { tlsGet } from "../support/tlsClient.ts"
 
@@ -76,6 +77,24 @@ describe("HTTP/2 downstream", () => {
       assert.strictEqual(echoed(unsized.body).bodyBytes, body.length)
       assert.strictEqual(a.seen.at(-1)!.headers["transfer-encoding"], "chunked")
       assert.isTrue(a.seen.at(-1)!.body.equals(body))
+    }))
+
+  it.live("a traced h2 request: the server span says network.protocol.version 2 and continues the client's traceparent", () =>
+    Effect.gen(function*() {
+      const receiver = yield* startOtlpReceiver
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway({
+        ...h2cConfig(app.url),
+        telemetry: { tracing: { otlp_endpoint: receiver.url, export_interval: "20ms", service_name: "h2-test" } }
+      })
+      const session = yield* h2Session(gateway.port)
+      const trace = "4bf92f3577b34da6a3ce929d0e0e4736"
+      assert.strictEqual((yield* h2Get(session, "/traced", { traceparent: `00-${trace}-00f067aa0ba902b7-01` })).status, 200)
+      assert.isTrue(yield* spansArrive(() => receiver.spans.some((s) => s.kind === 2)))
+      const server = receiver.spans.find((s) => s.kind === 2)!
+      assert.strictEqual(server.traceId, trace)
+      assert.deepInclude(server.attributes, { "network.protocol.version": "2", "url.path": "/traced", "http.response.status_code": 200 })
+      assert.strictEqual(app.seen[0].headers.traceparent?.slice(0, 35), `00-${trace}`)
     }))
 
   it.live("h2c: HTTP/1.1 on the same port, also when the first bytes come one at a time; a preface that comes slowly is still HTTP/2", () =>
