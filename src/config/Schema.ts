@@ -219,7 +219,8 @@ export const Pool = Schema.Struct({
   connections: Schema.optionalKey(PositiveInt),
   keep_alive: Schema.optionalKey(DurationMs),
   connect_timeout: Schema.optionalKey(DurationMs),
-  http2: Schema.optionalKey(Schema.Literals([false]).annotate({ message: "Expected false (HTTP/2 upstreams are not supported yet)" }))
+  /** HTTP/2 to the endpoints: over TLS offered by ALPN (HTTP/1.1 if the endpoint declines), prior knowledge over http://. */
+  http2: Schema.optionalKey(Schema.Boolean)
 })
 
 const StatusRange = Schema.String.pipe(

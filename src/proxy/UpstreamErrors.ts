@@ -82,6 +82,13 @@ export const fromUpstreamError = (error: Error): GatewayError => {
     // A TLS handshake that failed is a connection that could not be made (Envoy counts it so).
     if (certificateCodes.has(code)) return new UpstreamConnectError({ message: `The upstream's certificate was not accepted (${code})` })
     if (code.startsWith("ERR_SSL_")) return new UpstreamConnectError({ message: `The TLS handshake with the upstream failed (${code})` })
+    // HTTP/2 upstreams (pool.http2): framing nghttp2 refused is the upstream breaking the
+    // protocol (an HTTP/1.1 server spoken to by prior knowledge, too); a GOAWAY or RST_STREAM
+    // with an error is the upstream ending the exchange.
+    if (code === "ERR_HTTP2_ERROR" || code.startsWith("ERR_HTTP2_INVALID_")) {
+      return new UpstreamProtocolError({ message: `The upstream broke HTTP/2 (${code})` })
+    }
+    if (code.startsWith("ERR_HTTP2_")) return new UpstreamReset({ message: `The upstream ended the HTTP/2 exchange (${code})` })
   }
   return new InternalError({ message: "Unexpected error while forwarding" })
 }

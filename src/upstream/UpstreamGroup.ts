@@ -69,11 +69,12 @@ const poolKeyOf = (upstream: Upstream, tls: UpstreamTlsOptions | undefined): str
     .update(JSON.stringify([tls.servername, tls.rejectUnauthorized]))
     .update(tls.ca ?? "").update("\0").update(tls.cert ?? "").update("\0").update(tls.key ?? "")
     .digest("base64")
-  return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}/${tlsKey}`
+  return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}/${pool.http2 === true}/${tlsKey}`
 }
 
 const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | undefined): Pool => {
   const pool = upstream.pool ?? {}
+  const http2 = pool.http2 === true
   return new Pool(origin, {
     ...(tls !== undefined && origin.startsWith("https:") ? { connect: tls } : {}),
     connections: pool.connections ?? poolDefaults.connections,
@@ -82,7 +83,10 @@ const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | 
     connectTimeout: pool.connect_timeout ?? poolDefaults.connect_timeout,
     headersTimeout: READ_TIMEOUT_MS,
     bodyTimeout: READ_TIMEOUT_MS,
-    pipelining: 1
+    pipelining: 1,
+    // undici offers h2 over ALPN unless told not to; HTTP/1.1 stays the default, as in nginx and Envoy.
+    allowH2: http2,
+    ...(http2 && origin.startsWith("http:") ? { useH2c: true } : {})
   })
 }
 

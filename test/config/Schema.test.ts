@@ -403,12 +403,13 @@ describe("Schema: upstreams", () => {
     }
   })
 
-  it("pool: connections from 1, keep_alive and connect_timeout durations, http2 only false", () => {
+  it("pool: connections from 1, keep_alive and connect_timeout durations, http2 a boolean", () => {
     positiveInt([...UPSTREAM, "pool", "connections"])
     duration([...UPSTREAM, "pool", "keep_alive"])
     duration([...UPSTREAM, "pool", "connect_timeout"])
     accepts([...UPSTREAM, "pool", "http2"], false)
-    rejects([...UPSTREAM, "pool", "http2"], true, "Expected false (HTTP/2 upstreams are not supported yet)")
+    accepts([...UPSTREAM, "pool", "http2"], true)
+    rejects([...UPSTREAM, "pool", "http2"], "yes", "Expected boolean")
   })
 
   it("panic: fail_closed or fail_open", () => {

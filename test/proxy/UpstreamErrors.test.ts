@@ -90,6 +90,16 @@ describe("each mapped error says what happened, in the words the client's JSON b
     )
   })
 
+  it("HTTP/2: nghttp2's refusals and invalid frames are protocol errors; a GOAWAY or RST_STREAM is a reset", () => {
+    const of = (code: string) => fromUpstreamError(Object.assign(new Error("x"), { code }))
+    assert.strictEqual(of("ERR_HTTP2_ERROR")._tag, "UpstreamProtocolError")
+    assert.strictEqual(of("ERR_HTTP2_ERROR").message, "The upstream broke HTTP/2 (ERR_HTTP2_ERROR)")
+    assert.strictEqual(of("ERR_HTTP2_INVALID_HEADER_VALUE")._tag, "UpstreamProtocolError")
+    assert.strictEqual(of("ERR_HTTP2_SESSION_ERROR")._tag, "UpstreamReset")
+    assert.strictEqual(of("ERR_HTTP2_STREAM_ERROR").message, "The upstream ended the HTTP/2 exchange (ERR_HTTP2_STREAM_ERROR)")
+    assert.strictEqual(of("ERR_HTTP_OTHER")._tag, "InternalError")
+  })
+
   it("an error with no code anywhere (no cause, or a code that is not a string) is an InternalError", () => {
     assert.strictEqual(fromUpstreamError(new Error("plain")).message, "Unexpected error while forwarding")
     assert.strictEqual(fromUpstreamError(Object.assign(new Error("numeric"), { code: 42 }))._tag, "InternalError")
