@@ -124,6 +124,20 @@ export interface CountedBody {
   readonly seen: number
 }
 
+/**
+ * The trailer fields to pass on (hop-by-hop ones dropped), as an object: node:http2's
+ * `addTrailers` takes no list of pairs. Undefined when there are none.
+ */
+const trailerFields = (trailers: Record<string, string | Array<string> | undefined>): Record<string, string | Array<string>> | undefined => {
+  let fields: Record<string, string | Array<string>> | undefined
+  for (const name in trailers) {
+    const value = trailers[name]
+    if (value === undefined || HOP_BY_HOP.has(name)) continue
+    ;(fields ??= {})[name] = value
+  }
+  return fields
+}
+
 const failureOf = (error: GatewayError): TryFailure | undefined =>
   error._tag === "UpstreamConnectError"
     ? "connect-failure"
@@ -174,8 +188,8 @@ class Try implements Dispatcher.DispatchHandler {
   onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
     if (this.exchange.current === this) this.exchange.onResponseData(controller, chunk)
   }
-  onResponseEnd(): void {
-    if (this.exchange.current === this) this.exchange.onResponseEnd()
+  onResponseEnd(_controller: Dispatcher.DispatchController, trailers: Record<string, string | Array<string> | undefined>): void {
+    if (this.exchange.current === this) this.exchange.onResponseEnd(trailers)
   }
   onResponseError(_controller: Dispatcher.DispatchController, error: Error): void {
     if (this.exchange.current === this) this.exchange.onTryError(this, fromUpstreamError(error))
@@ -682,7 +696,7 @@ export class Exchange implements Receiving, RetryingExchange {
     }
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(trailers?: Record<string, string | Array<string> | undefined>): void {
     if (this.done) return
     const attempt = this.current
     if (attempt !== undefined) {
@@ -690,6 +704,12 @@ export class Exchange implements Receiving, RetryingExchange {
       this.endTrySpan(attempt, this.status, undefined)
     }
     this.writeHead()
+    // The upstream's trailers go on (gRPC's status is one): node:http2 sends them as the closing
+    // HEADERS, node:http after the last chunk of a chunked response (a sized one has no room).
+    if (trailers !== undefined) {
+      const fields = trailerFields(trailers)
+      if (fields !== undefined) this.res.addTrailers(fields)
+    }
     this.res.end()
     this.finish(this.status)
   }

@@ -6,7 +6,7 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, type Scope } from "effect"
 import { createSecureServer, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type Http2SecureServer } from "node:http2"
-import type { AddressInfo } from "node:net"
+import { connect, type AddressInfo } from "node:net"
 import { makeCa, makeCert } from "../support/certs.ts"
 import { h2Request, h2Session } from "../support/h2.ts"
 import { request, startGateway, startUpstream } from "../support/harness.ts"
@@ -66,6 +66,49 @@ const certs: Effect.Effect<{ readonly caPem: string; readonly caFile: string; re
 })
 
 describe("HTTP/2 upstreams (pool.http2)", () => {
+  it.live("trailers go on: an HTTP/2 upstream's to an h2 client, an HTTP/1.1 upstream's chunked ones to h2 and HTTP/1.1 clients", () =>
+    Effect.gen(function*() {
+      const h2Up = yield* Effect.acquireRelease(
+        Effect.callback<{ readonly server: Http2Server; readonly url: string }>((resume) => {
+          const server = createServer((_req, res) => {
+            res.writeHead(200, { "content-type": "application/grpc" })
+            res.addTrailers({ "grpc-status": "0", "grpc-message": "fine" })
+            res.end("payload")
+          })
+          server.listen(0, "127.0.0.1", () => resume(Effect.succeed({ server, url: `http://127.0.0.1:${(server.address() as AddressInfo).port}` })))
+        }),
+        (u) => Effect.sync(() => u.server.close())
+      )
+      const h1Up = yield* startUpstream("h1", {
+        rawHandler: (_req, res) => {
+          res.writeHead(200, { "content-type": "text/plain", trailer: "x-checksum" })
+          res.write("chunk")
+          res.addTrailers({ "x-checksum": "abc123" })
+          res.end()
+        }
+      })
+      const gateway = yield* startGateway({
+        ...config(h2Up.url, { pool: { http2: true } }, { protocol: "h2c", routes: [{ id: "h1", match: { path: { prefix: "/h1" } }, upstream: "h1" }, { id: "all", upstream: "app" }] }),
+        upstreams: { app: { endpoints: [{ url: h2Up.url }], pool: { http2: true } }, h1: { endpoints: [{ url: h1Up.url }] } }
+      })
+      const session = yield* h2Session(gateway.port)
+      const fromH2 = yield* Effect.promise(() => h2Request(session, { ":path": "/grpc" }))
+      assert.strictEqual(fromH2.body.toString(), "payload")
+      assert.strictEqual(fromH2.trailers?.["grpc-status"], "0")
+      assert.strictEqual(fromH2.trailers?.["grpc-message"], "fine")
+      const fromH1 = yield* Effect.promise(() => h2Request(session, { ":path": "/h1" }))
+      assert.strictEqual(fromH1.body.toString(), "chunk")
+      assert.strictEqual(fromH1.trailers?.["x-checksum"], "abc123")
+      // An HTTP/1.1 client gets them after the last chunk.
+      const raw = yield* Effect.promise(() => new Promise<string>((resolve) => {
+        const socket = connect(gateway.port, "127.0.0.1", () => socket.write("GET /h1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+        let got = ""
+        socket.on("data", (d) => (got += d.toString()))
+        socket.on("close", () => resolve(got))
+      }))
+      assert.match(raw, /\r\n0\r\nx-checksum: abc123\r\n\r\n$/)
+    }))
+
   it.live("h2c by prior knowledge to an http:// endpoint: an HTTP/1.1 client's request arrives as HTTP/2 with its authority, headers and body", () =>
     Effect.gen(function*() {
       const up = yield* startH2Upstream()
