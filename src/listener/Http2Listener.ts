@@ -51,8 +51,9 @@ const stateOf: unique symbol = Symbol("fibergate.http2SessionState")
 type Tracked<T> = T & { [stateOf]?: SessionState }
 
 export interface Http2Listener {
-  /** Where connections are handed over (see routeByAlpn, routeByPreface). */
   readonly server: Http2Server
+  /** Takes a connection over (see routeByAlpn, routeByPreface). */
+  take(socket: Socket): void
   readonly sessions: ReadonlySet<ServerHttp2Session>
   /** Takes the limits a reload changed; connections opened from then on get them. */
   apply(server: Server): void
@@ -129,8 +130,11 @@ export const makeHttp2Listener = (
     const state = this[stateOf]
     if (state === undefined || state.cut || this[gatewayReset] === true) return
     const session = state.session
-    // Streams cut because their connection went are not the client's resets.
+    // Streams cut because their connection went (node:http2 cancels them before it marks the
+    // session closed) are not the client's resets.
     if (session.closed || session.destroyed) return
+    const socket = session.socket as Socket | undefined
+    if (socket === undefined || socket.destroyed || socket.readableEnded) return
     state.resets++
     if (tooManyResets(state.resets, state.opened)) {
       state.cut = true
@@ -178,6 +182,12 @@ export const makeHttp2Listener = (
   return {
     server,
     sessions,
+    take: (socket) => {
+      // node:http's sockets are half-open: a client that ends its side would leave the session
+      // open, its socket waiting for an end from the gateway that nghttp2 never writes.
+      socket.allowHalfOpen = false
+      server.emit("connection", socket)
+    },
     apply: (next) => {
       idleMs = next.limits?.idle_timeout ?? limitDefaults.idle_timeout
       const settings = settingsOf(next)
@@ -205,7 +215,7 @@ export const routeByAlpn = (tls: TlsServer, h2: Http2Listener): void => {
   tls.on("secureConnection", (socket: TLSSocket) => {
     // Refused after its handshake (an unverified client certificate, see HandshakeFailures.ts).
     if (socket.destroyed) return
-    if (socket.alpnProtocol === "h2") h2.server.emit("connection", socket)
+    if (socket.alpnProtocol === "h2") h2.take(socket)
     else for (const listener of http1) listener.call(tls, socket)
   })
 }
@@ -239,7 +249,7 @@ export const routeByPreface = (http: HttpServer, h2: Http2Listener, headerTimeou
       socket.pause()
       socket.unshift(seen)
       // node:http2 reads what is buffered itself; node:http needs the socket flowing again.
-      if (isHttp2) h2.server.emit("connection", socket)
+      if (isHttp2) h2.take(socket)
       else {
         for (const listener of http1) listener.call(http, socket)
         socket.resume()

@@ -11,7 +11,7 @@ import { createHash } from "node:crypto"
 import { connect as connectH2, constants } from "node:http2"
 import { connect } from "node:net"
 import * as Gateway from "../../src/gateway/Gateway.ts"
-import { RAPID_RESET_MIN } from "../../src/listener/Http2Listener.ts"
+import { headerListBytes, RAPID_RESET_MIN } from "../../src/listener/Http2Listener.ts"
 import { Listeners } from "../../src/listener/Listeners.ts"
 import { makeCa, makeCert } from "../support/certs.ts"
 import { FLAG, FRAME, frame, getFields, goawayCode, h2Get, h2Request, h2Session, headerBlock, rawH2, rstStream } from "../support/h2.ts"
@@ -19,7 +19,7 @@ import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually, within } from "../support/liveGateway.ts"
 import { eventually as spansArrive, startOtlpReceiver } from "../support/otlp.ts"
-import { growth, hasSeries, scrapeAdmin, series } from "../support/prometheus.ts"
+import { growth, hasSeries, samplesOf, scrapeAdmin, series } from "../support/prometheus.ts"
 import { tlsGet } from "../support/tlsClient.ts"
 
 const h2cConfig = (upstream: string, server: Record<string, unknown> = {}, routes?: ReadonlyArray<Record<string, unknown>>) => ({
@@ -287,6 +287,14 @@ describe("HTTP/2 downstream", () => {
         assert.strictEqual(past.next, 200)
       }
       assert.deepStrictEqual(app.seen.map((r) => r.url), ["/ok", "/next", "/next"])
+      // The bound is inclusive, and 150 refusals on one connection are the gateway's resets, not
+      // the client's: no Rapid Reset, and none of them became a request.
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const outcome = yield* within(Effect.promise(() => manyOversized(gateway.port, 8192, 150)), "the requests after the refusals answered")
+      assert.deepStrictEqual(outcome, { exact: 200, refused: 150, last: 200, goaway: false })
+      const after = yield* scrapeAdmin(gateway.adminPort)
+      assert.strictEqual(requestsOf(after) - requestsOf(before), 2)
+      assert.strictEqual(rapidResets(after) - rapidResets(before), 0)
     }))
 
   it.live("Rapid Reset: streams opened and reset in a loop end the connection with GOAWAY ENHANCE_YOUR_CALM, counted; the upstream sees a bounded few", () =>
@@ -309,6 +317,9 @@ describe("HTTP/2 downstream", () => {
         "one rapid_reset GOAWAY counted"
       )
       assert.isAtMost(app.seen.length, 2 * RAPID_RESET_MIN)
+      // The streams the rest of the read opened were refused before they became requests.
+      const started = requestsOf(yield* scrapeAdmin(gateway.adminPort)) - requestsOf(before)
+      assert.isAtMost(started, 2 * RAPID_RESET_MIN, `${started} requests started`)
       // Other clients are served as before.
       const session = yield* h2Session(gateway.port)
       assert.strictEqual((yield* h2Get(session, "/after")).status, 200)
@@ -331,6 +342,64 @@ describe("HTTP/2 downstream", () => {
       }
       assert.isFalse(session.destroyed || session.closed)
       assert.strictEqual((yield* h2Get(session, "/last")).status, 200)
+    }))
+
+  it.live("the gateway's own resets are no Rapid Reset: 150 responses the upstream cuts on one connection are each reset, and the connection goes on", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => {
+          if (req.url === "/ok") return res.end("ok")
+          res.writeHead(200, { "content-length": "100" })
+          res.write("part")
+          setTimeout(() => res.socket?.destroy(), 5)
+        }
+      })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const session = yield* h2Session(gateway.port)
+      const codes: Array<number> = []
+      for (let batch = 0; batch < 5; batch++) {
+        codes.push(...(yield* Effect.promise(() => Promise.all(Array.from({ length: 30 }, (_, i) => new Promise<number>((resolve) => {
+          const stream = session.request({ ":path": `/cut/${batch}/${i}` })
+          stream.on("error", () => {})
+          stream.resume()
+          stream.on("close", () => resolve(stream.rstCode))
+        }))))))
+      }
+      assert.strictEqual(codes.length, 150)
+      assert.isTrue(codes.every((c) => c === constants.NGHTTP2_INTERNAL_ERROR))
+      assert.isFalse(session.closed || session.destroyed)
+      assert.strictEqual((yield* h2Get(session, "/ok")).body.toString(), "ok")
+      assert.strictEqual(rapidResets(yield* scrapeAdmin(gateway.adminPort)) - rapidResets(before), 0)
+    }))
+
+  it.live("a client that leaves with 100 streams open is no Rapid Reset", () =>
+    Effect.gen(function*() {
+      let arrived = 0
+      const app = yield* startUpstream("app", {
+        rawHandler: (_req, res) => {
+          arrived++
+          setTimeout(() => res.end("late"), 2_000)
+        }
+      })
+      const gateway = yield* startGateway(h2cConfig(app.url))
+      const before = yield* scrapeAdmin(gateway.adminPort)
+      const raw = yield* rawH2(gateway.port)
+      const out: Array<Buffer> = []
+      for (let i = 0; i < 100; i++) out.push(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1 + 2 * i, headerBlock(getFields(`/open/${i}`))))
+      raw.write(Buffer.concat(out))
+      yield* eventually(Effect.sync(() => arrived === 100), "100 requests at the upstream")
+      raw.socket.destroy()
+      // Each of them ends when the connection goes (counted as 499s).
+      yield* eventually(
+        scrapeAdmin(gateway.adminPort).pipe(Effect.map((s) => requestsOf(s) - requestsOf(before) === 100)),
+        "the 100 requests ended"
+      )
+      yield* eventually(
+        scrapeAdmin(gateway.adminPort).pipe(Effect.map((s) => series(s, "fibergate_http2_connections", { listener: "web" }) === 0)),
+        "the connection is closed on the gateway's side too"
+      )
+      assert.strictEqual(rapidResets(yield* scrapeAdmin(gateway.adminPort)) - rapidResets(before), 0)
     }))
 
   it.live("a CONTINUATION flood ends the connection with a GOAWAY, counted as continuation_flood", () =>
@@ -425,6 +494,62 @@ describe("HTTP/2 downstream", () => {
       assert.strictEqual((yield* request(gateway.url("/h1"))).status, 200)
     }))
 })
+
+const sum = (scrape: Parameters<typeof samplesOf>[0], name: string, labels: Record<string, string>) =>
+  samplesOf(scrape, name, labels).reduce((total, sample) => total + sample.value, 0)
+/** Requests the route `all` of listener `web` counted, whatever their status. */
+const requestsOf = (scrape: Parameters<typeof samplesOf>[0]) => sum(scrape, "fibergate_requests_total", { listener: "web", route: "all" })
+const rapidResets = (scrape: Parameters<typeof samplesOf>[0]) => sum(scrape, "fibergate_http2_goaways_total", { listener: "web", reason: "rapid_reset" })
+
+/**
+ * On a raw connection that never acknowledges the SETTINGS: a request whose header list is
+ * exactly `limit` bytes, `count` requests one byte past it, then a plain one. The statuses of
+ * the first and last, how many were reset with ENHANCE_YOUR_CALM, and whether a GOAWAY came.
+ */
+const manyOversized = (port: number, limit: number, count: number) =>
+  new Promise<{ readonly exact: number; readonly refused: number; readonly last: number; readonly goaway: boolean }>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1")
+    let got = Buffer.alloc(0)
+    const lastId = 3 + 2 * count + 2
+    const sized = (path: string, bytes: number): Array<readonly [string, string]> => {
+      const base = [...getFields(path), ["x-pad", ""] as const]
+      const pad = bytes - headerListBytes(base.flat())
+      return [...getFields(path), ["x-pad", "p".repeat(pad)]]
+    }
+    socket.on("error", reject)
+    socket.on("data", (d: Buffer) => {
+      got = Buffer.concat([got, d])
+      const frames: Array<{ type: number; stream: number; payload: Buffer }> = []
+      for (let at = 0; at + 9 <= got.length;) {
+        const length = got.readUIntBE(at, 3)
+        if (at + 9 + length > got.length) break
+        frames.push({ type: got[at + 3], stream: got.readUInt32BE(at + 5), payload: got.subarray(at + 9, at + 9 + length) })
+        at += 9 + length
+      }
+      const statusOf = (id: number) => {
+        const head = frames.find((f) => f.type === FRAME.HEADERS && f.stream === id)
+        return head === undefined ? 0 : head.payload[0] === 0x88 ? 200 : -1
+      }
+      if (statusOf(lastId) !== 0) {
+        socket.destroy()
+        resolve({
+          exact: statusOf(1),
+          refused: frames.filter((f) => f.type === FRAME.RST_STREAM && f.payload.readUInt32BE(0) === constants.NGHTTP2_ENHANCE_YOUR_CALM).length,
+          last: statusOf(lastId),
+          goaway: frames.some((f) => f.type === FRAME.GOAWAY)
+        })
+      }
+    })
+    socket.once("connect", () => {
+      socket.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+      socket.write(frame(FRAME.SETTINGS, 0, 0))
+      socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 1, headerBlock(sized("/exact", limit))))
+      for (let i = 0; i < count; i++) {
+        socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, 3 + 2 * i, headerBlock(sized(`/over/${i}`, limit + 1))))
+      }
+      socket.write(frame(FRAME.HEADERS, FLAG.END_HEADERS | FLAG.END_STREAM, lastId, headerBlock(getFields("/last"))))
+    })
+  })
 
 /** The value of setting `id` in a SETTINGS payload. */
 const settingOf = (payload: Buffer, id: number): number | undefined => {
