@@ -27,7 +27,7 @@ import { http2Goaways, http2Sessions, registerGauge } from "../telemetry/Metrics
 /** Client resets a connection may make before the Rapid Reset rule applies. */
 export const RAPID_RESET_MIN = 100
 
-/** node:http's own bound on header fields per request (its default is 128 for HTTP/2). */
+/** Header fields a request may have: node:http's bound (2000); node:http2's own default, 128, refuses real requests. */
 const MAX_HEADER_PAIRS = 2_000
 
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", "latin1")
