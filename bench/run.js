@@ -1001,41 +1001,56 @@ async function middlewareCost(nodeBin, upstreamPorts, fdRaise, measure) {
 // TLS cost (pieces in bench/tls.js)
 
 /**
- * fibergate's https listener and nginx's `listen ssl`, one worker each, through the same
- * upstream, in alternating rounds: keep-alive HTTPS, then a new TLS connection per request.
- * Returns [{ label, keepAlive: [rounds], handshakes: [rounds] }].
+ * Starts fibergate on an https listener and nginx with `nginxServer(port, cert)`, one worker
+ * each, proxying to `upstreamPorts`, with a fresh certificate in tmpDir/`name`. Each peer is
+ * pushed to `peers` as soon as it runs (so the caller's cleanup stops it); returns both.
  */
-async function tlsCost(nodeBin, nginxBin, feats, upstreamPorts, fdRaise, measure) {
-  const dir = path.join(tmpDir, "tls")
+async function startTlsPeers(name, nodeBin, nginxBin, feats, upstreamPorts, fdRaise, nginxServer, peers) {
+  const dir = path.join(tmpDir, name)
   fs.mkdirSync(dir, { recursive: true })
   const cert = makeBenchCert(dir)
-  const peers = []
-  try {
-    const fgPort = await freePort()
-    const adminPort = await freePort()
-    const yamlFile = path.join(dir, "fibergate-tls.yaml")
-    fs.writeFileSync(yamlFile, fibergateTlsYaml(fgPort, adminPort, upstreamPorts, cert))
-    const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
-    const logFile = path.join(dir, "fibergate-tls.log")
-    const fg = startChild("fibergate-tls", nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
-    peers.push({ label: "fibergate (https)", port: fgPort, child: fg, keepAlive: [], handshakes: [] })
-    await waitReady(fg, "fibergate (https)", async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
-      throw new Error(`${e.message}\n${tail(logFile)}`)
-    })
-    const ngPort = await freePort()
-    const c = nginxCommon(dir, "nginx-tls", feats)
-    const conf = `${c.main}
+  const fgPort = await freePort()
+  const adminPort = await freePort()
+  const yamlFile = path.join(dir, `fibergate-${name}.yaml`)
+  fs.writeFileSync(yamlFile, fibergateTlsYaml(fgPort, adminPort, upstreamPorts, cert))
+  const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
+  const logFile = path.join(dir, `fibergate-${name}.log`)
+  const fg = startChild(`fibergate-${name}`, nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
+  const fibergate = { label: `fibergate (${name})`, port: fgPort, child: fg }
+  peers.push(fibergate)
+  await waitReady(fg, fibergate.label, async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
+    throw new Error(`${e.message}\n${tail(logFile)}`)
+  })
+  const ngPort = await freePort()
+  const c = nginxCommon(dir, `nginx-${name}`, feats)
+  const conf = `${c.main}
 http {
   ${c.http}
   upstream backend {
 ${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
     keepalive 64;
   }
-${nginxTlsServer(ngPort, cert)}
+${nginxServer(ngPort, cert)}
 }
 `
-    const ng = await startNginx("nginx-tls", nginxBin, conf, dir, ngPort, 0)
-    peers.push({ label: `nginx ${feats.version} (listen ssl)`, port: ngPort, child: ng, keepAlive: [], handshakes: [] })
+  const ng = await startNginx(`nginx-${name}`, nginxBin, conf, dir, ngPort, 0)
+  const nginx = { label: `nginx (${name})`, port: ngPort, child: ng }
+  peers.push(nginx)
+  return [fibergate, nginx]
+}
+
+/**
+ * fibergate's https listener and nginx's `listen ssl`, one worker each, through the same
+ * upstream, in alternating rounds: keep-alive HTTPS, then a new TLS connection per request.
+ * Returns [{ label, keepAlive: [rounds], handshakes: [rounds] }].
+ */
+async function tlsCost(nodeBin, nginxBin, feats, upstreamPorts, fdRaise, measure) {
+  const peers = []
+  try {
+    const started = await startTlsPeers("tls", nodeBin, nginxBin, feats, upstreamPorts, fdRaise, (port, cert) => nginxTlsServer(port, cert), peers)
+    started[0].label = "fibergate (https)"
+    started[1].label = `nginx ${feats.version} (listen ssl)`
+    for (const p of started) Object.assign(p, { keepAlive: [], handshakes: [] })
     const close = { scheme: "https", headers: ["Connection: close"] }
     for (const p of peers) await measure(p, "/", settings.warmup.seconds > 0 ? settings.warmup : settings.duration, settings.connections, { scheme: "https" })
     for (let round = 0; round < settings.tlsRounds; round++) {
@@ -1062,36 +1077,12 @@ ${nginxTlsServer(ngPort, cert)}
  * concurrent streams, rounds alternating the order.
  */
 async function h2Cost(nodeBin, nginxBin, h2loadBin, feats, upstreamPorts, fdRaise) {
-  const dir = path.join(tmpDir, "h2")
-  fs.mkdirSync(dir, { recursive: true })
-  const cert = makeBenchCert(dir)
   const peers = []
   try {
-    const fgPort = await freePort()
-    const adminPort = await freePort()
-    const yamlFile = path.join(dir, "fibergate-h2.yaml")
-    fs.writeFileSync(yamlFile, fibergateTlsYaml(fgPort, adminPort, upstreamPorts, cert))
-    const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
-    const logFile = path.join(dir, "fibergate-h2.log")
-    const fg = startChild("fibergate-h2", nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
-    peers.push({ label: "fibergate (https, h2)", port: fgPort, child: fg, rounds: [] })
-    await waitReady(fg, "fibergate (https, h2)", async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
-      throw new Error(`${e.message}\n${tail(logFile)}`)
-    })
-    const ngPort = await freePort()
-    const c = nginxCommon(dir, "nginx-h2", feats)
-    const conf = `${c.main}
-http {
-  ${c.http}
-  upstream backend {
-${upstreamPorts.map((p) => `    server ${HOST}:${p};`).join("\n")}
-    keepalive 64;
-  }
-${nginxH2Server(ngPort, cert, 100)}
-}
-`
-    const ng = await startNginx("nginx-h2", nginxBin, conf, dir, ngPort, 0)
-    peers.push({ label: `nginx ${feats.version} (listen ssl http2)`, port: ngPort, child: ng, rounds: [] })
+    const started = await startTlsPeers("h2", nodeBin, nginxBin, feats, upstreamPorts, fdRaise, (port, cert) => nginxH2Server(port, cert, 100), peers)
+    started[0].label = "fibergate (https, h2)"
+    started[1].label = `nginx ${feats.version} (listen ssl http2)`
+    for (const p of started) p.rounds = []
     const load = { clients: settings.h2Clients, streams: settings.h2Streams }
     const seconds = settings.duration.seconds
     for (const p of peers) await runH2load(h2loadBin, `https://${HOST}:${p.port}/`, { ...load, seconds: Math.min(seconds, 3) })

@@ -29,6 +29,15 @@ const h2cConfig = (upstream: string, server: Record<string, unknown> = {}, route
   upstreams: { app: { endpoints: [{ url: upstream }] } }
 })
 
+/** A CA, a certificate for site.test it signed, and an echo upstream, for an https listener. */
+const siteAndUpstream = Effect.gen(function*() {
+  const { dir } = yield* scopedCertDir
+  const ca = makeCa(dir)
+  const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
+  const app = yield* startUpstream("app")
+  return { ca, site, app }
+})
+
 const echoed = (body: Buffer) => JSON.parse(body.toString()) as { url: string; method: string; headers: Record<string, string>; bodyBytes: number }
 
 const curl = (args: ReadonlyArray<string>) =>
@@ -129,10 +138,7 @@ describe("HTTP/2 downstream", () => {
 
   it.live("https offers h2 and http/1.1 on one port over ALPN; alpn: [http/1.1] leaves h2 out", () =>
     Effect.gen(function*() {
-      const { dir } = yield* scopedCertDir
-      const ca = makeCa(dir)
-      const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
-      const app = yield* startUpstream("app")
+      const { ca, site, app } = yield* siteAndUpstream
       const gateway = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }] }))
       const session = yield* h2Session(gateway.port, { ca: ca.pem() })
       assert.strictEqual(session.alpnProtocol, "h2")
@@ -151,10 +157,7 @@ describe("HTTP/2 downstream", () => {
 
   it.live("curl: --http2 over https and --http2-prior-knowledge on h2c", () =>
     Effect.gen(function*() {
-      const { dir } = yield* scopedCertDir
-      const ca = makeCa(dir)
-      const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
-      const app = yield* startUpstream("app")
+      const { ca, site, app } = yield* siteAndUpstream
       const secure = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }] }))
       const overTls = yield* curl([
         "--http2", "--cacert", ca.cert, "--resolve", `site.test:${secure.port}:127.0.0.1`, "-w", "\n%{http_version}", `https://site.test:${secure.port}/curl`
@@ -168,10 +171,7 @@ describe("HTTP/2 downstream", () => {
 
   it.live("h2load: 2000 requests over 4 connections of 25 concurrent streams each, over TLS, all answered 200", () =>
     Effect.gen(function*() {
-      const { dir } = yield* scopedCertDir
-      const ca = makeCa(dir)
-      const site = makeCert(dir, ca, { cn: "site.test", names: ["site.test"] })
-      const app = yield* startUpstream("app")
+      const { ca, site, app } = yield* siteAndUpstream
       const gateway = yield* startGateway(httpsConfig(app.url, { certificates: [{ cert: site.cert, key: site.key }] }))
       const out = yield* Effect.callback<string, Error>((resume) => {
         execFile("h2load", ["-n", "2000", "-c", "4", "-m", "25", `https://127.0.0.1:${gateway.port}/load`], { timeout: 20_000 }, (error, stdout) =>
