@@ -151,7 +151,7 @@ export const makeHttp2Listener = (
     if (idleMs > 0) session.setTimeout(idleMs, onIdle)
     if (draining) session.close()
   })
-  server.on("stream", (stream: Tracked<ServerHttp2Stream> & { [gatewayReset]?: boolean }, _headers: unknown, _flags: number, raw: ReadonlyArray<string>) => {
+  server.on("stream", (stream: Tracked<ServerHttp2Stream>, _headers: unknown, _flags: number, raw: ReadonlyArray<string>) => {
     const session = stream.session as Tracked<ServerHttp2Session> | undefined
     const state = session?.[stateOf]
     if (state === undefined) return
@@ -161,8 +161,8 @@ export const makeHttp2Listener = (
     }
     // node:http2 holds a stream's header list to SETTINGS_MAX_HEADER_LIST_SIZE only once the
     // client acknowledged that setting (64 KiB before); a client that never does is held here.
+    // (Refused before the Rapid Reset count listens to the stream: not a client reset.)
     if (session!.pendingSettingsAck && headerListBytes(raw) > maxHeaderList) {
-      stream[gatewayReset] = true
       stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM)
       return
     }

@@ -19,7 +19,7 @@ import { request, startGateway, startUpstream } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually, within } from "../support/liveGateway.ts"
 import { eventually as spansArrive, startOtlpReceiver } from "../support/otlp.ts"
-import { growth, hasSeries, samplesOf, scrapeAdmin, series } from "../support/prometheus.ts"
+import { assertAbsent, growth, hasSeries, samplesOf, scrapeAdmin, series } from "../support/prometheus.ts"
 import { tlsGet } from "../support/tlsClient.ts"
 
 const h2cConfig = (upstream: string, server: Record<string, unknown> = {}, routes?: ReadonlyArray<Record<string, unknown>>) => ({
@@ -492,6 +492,8 @@ describe("HTTP/2 downstream", () => {
       }))
       assert.isTrue(refused)
       assert.strictEqual((yield* request(gateway.url("/h1"))).status, 200)
+      // The re-bound listener speaks no HTTP/2: its HTTP/2 connection gauge went with the old one.
+      assertAbsent(yield* scrapeAdmin(gateway.adminPort), "fibergate_http2_connections", { listener: "web" })
     }))
 })
 
