@@ -136,6 +136,31 @@ describe("HTTP/2 downstream", () => {
       assert.strictEqual(raw, FRAME.SETTINGS)
     }))
 
+  it.live("h2c: a connection that sends nothing, or part of the preface, is cut after header_timeout; one that decided keeps going past it", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway(h2cConfig(app.url, { limits: { header_timeout: "300ms", idle_timeout: "10s" } }))
+      const closedAfter = (first: string) =>
+        Effect.promise(() => new Promise<number>((resolve) => {
+          const started = Date.now()
+          const socket = connect(gateway.port, "127.0.0.1", () => {
+            if (first !== "") socket.write(first)
+          })
+          socket.on("error", () => {})
+          socket.resume()
+          socket.on("close", () => resolve(Date.now() - started))
+        }))
+      const silent = yield* within(closedAfter(""), "a silent connection cut", 3_000)
+      assert.isAtLeast(silent, 250)
+      yield* within(closedAfter("PRI * HTTP/2.0\r\n"), "a stalled preface cut", 3_000)
+      // Decided (HTTP/2): the sniffing's timeout is gone; the connection lives on past it.
+      const session = yield* h2Session(gateway.port)
+      assert.strictEqual((yield* h2Get(session, "/first")).status, 200)
+      yield* Effect.sleep("700 millis")
+      assert.isFalse(session.closed || session.destroyed)
+      assert.strictEqual((yield* h2Get(session, "/later")).status, 200)
+    }))
+
   it.live("https offers h2 and http/1.1 on one port over ALPN; alpn: [http/1.1] leaves h2 out", () =>
     Effect.gen(function*() {
       const { ca, site, app } = yield* siteAndUpstream
