@@ -209,3 +209,62 @@ export const errorResponse = (error: GatewayError): ErrorResponse => ({
   body: `{"error":"${error._tag}","message":${JSON.stringify(error.message)}}`,
   headers: headersOf(error)
 })
+
+/**
+ * The gRPC status of each gateway error (grpc/doc/statuscodes.md and http-grpc-status-mapping.md,
+ * as Envoy answers them): what a gRPC client gets instead of the HTTP status.
+ */
+const grpcStatusByTag: { readonly [K in GatewayError["_tag"]]: number } = {
+  RouteNotFound: 12, // UNIMPLEMENTED
+  BadRequest: 3, // INVALID_ARGUMENT
+  PayloadTooLarge: 8, // RESOURCE_EXHAUSTED
+  RequestTimeout: 4, // DEADLINE_EXCEEDED
+  NotImplemented: 12,
+  HeadersTooLarge: 8,
+  MethodNotAllowed: 12,
+  NoHealthyUpstream: 14, // UNAVAILABLE
+  CircuitOpen: 14,
+  UpstreamConnectError: 14,
+  UpstreamTimeout: 4,
+  UpstreamConnectTimeout: 4,
+  UpstreamResponseTimeout: 4,
+  UpstreamBodyTimeout: 4,
+  UpstreamReset: 14,
+  UpstreamProtocolError: 13, // INTERNAL
+  Unauthorized: 16, // UNAUTHENTICATED
+  Forbidden: 7, // PERMISSION_DENIED
+  RateLimited: 8,
+  ConcurrencyLimited: 8,
+  RateLimiterUnavailable: 14,
+  AuthUnavailable: 14,
+  ShuttingDown: 14,
+  InternalError: 13
+}
+
+/** gRPC's percent-encoding of grpc-message (PROTOCOL-HTTP2.md): printable ASCII but %, as is. */
+const grpcMessage = (text: string): string => {
+  let out = ""
+  for (const byte of Buffer.from(text, "utf8")) {
+    out += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, "0")}`
+  }
+  return out
+}
+
+/** Whether a request's Content-Type makes it a gRPC call (`application/grpc`, `+proto`, `;…`). */
+export const isGrpc = (contentType: string | undefined): boolean =>
+  contentType !== undefined && contentType.length >= 16 && contentType.slice(0, 16).toLowerCase() === "application/grpc" &&
+  (contentType.length === 16 || contentType[16] === "+" || contentType[16] === ";")
+
+/**
+ * A gateway error as a gRPC client takes it: HTTP 200 with the status in a Trailers-Only
+ * response (grpc-status, grpc-message in the head, no body), plus the error's own headers.
+ *
+ * @example
+ * grpcErrorHeaders(new RouteNotFound({ message: "no route" })) // => ["grpc-status", "12", "grpc-message", "no route"]
+ */
+export const grpcErrorHeaders = (error: GatewayError): Array<string> => {
+  const head = ["grpc-status", String(grpcStatusByTag[error._tag]), "grpc-message", grpcMessage(error.message)]
+  const extra = headersOf(error)
+  for (let i = 0; i < extra.length; i++) head.push(extra[i])
+  return head
+}

@@ -11,13 +11,14 @@ import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { RouteMetrics } from "../telemetry/Metrics.ts"
 import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
-import { errorResponse, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "../middleware/GatewayError.ts"
+import { errorResponse, grpcErrorHeaders, isGrpc, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "../middleware/GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { closeAfterResponse, connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "../middleware/HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import { HTTP2_SETTINGS, isHttp2, resetStream } from "./Http2Streams.ts"
+import { lookupHeader } from "./RequestHeaders.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
@@ -53,8 +54,17 @@ export const sendError = (res: ServerResponse, error: GatewayError, close: boole
     else res.destroy()
     return 0
   }
-  const { body, headers, status } = errorResponse(error)
   if (close) closeAfterResponse(res.req, res)
+  if (isGrpc(lookupHeader(res.req.rawHeaders, "content-type"))) {
+    // A gRPC client reads the status from grpc-status, not from HTTP (which stays 200).
+    const head = grpcErrorHeaders(error)
+    head.push("content-type", "application/grpc")
+    if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])
+    res.writeHead(200, head)
+    res.end()
+    return 200
+  }
+  const { body, headers, status } = errorResponse(error)
   const head = ["content-type", JSON_TYPE, "content-length", String(Buffer.byteLength(body)), "cache-control", "no-store"]
   for (let i = 0; i < headers.length; i++) head.push(headers[i])
   if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])

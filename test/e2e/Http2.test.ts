@@ -256,6 +256,36 @@ describe("HTTP/2 downstream", () => {
       assert.isUndefined(got.headers["http2-settings"])
     }))
 
+  it.live("a gRPC call the gateway refuses gets HTTP 200 with grpc-status and grpc-message (Trailers-Only); other requests keep the JSON errors", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app")
+      const gateway = yield* startGateway({
+        ...h2cConfig(app.url, {}, [
+          { id: "auth", match: { path: { prefix: "/auth.Svc/" } }, upstream: "app", middlewares: [{ api_key: { keys: [{ name: "k", sha256: createHash("sha256").update("s").digest("hex") }] } }] },
+          { id: "limited", match: { path: { prefix: "/limited.Svc/" } }, upstream: "app", middlewares: [{ rate_limit: { key: "global", limit: 1, window: "1m" } }] },
+          { id: "down", match: { path: { prefix: "/down.Svc/" } }, upstream: "down" }
+        ]),
+        upstreams: { app: { endpoints: [{ url: app.url }] }, down: { endpoints: [{ url: "http://127.0.0.1:1" }] } }
+      })
+      const session = yield* h2Session(gateway.port)
+      const call = (path: string) => Effect.promise(() => h2Request(session, { ":path": path, "content-type": "application/grpc+proto", te: "trailers" }, Buffer.alloc(5)))
+      const statusOf = (r: Awaited<ReturnType<typeof h2Request>>) => [r.status, r.headers["grpc-status"], r.body.length]
+      assert.deepStrictEqual(statusOf(yield* call("/nothing.Svc/Get")), [200, "12", 0])
+      const unauthenticated = yield* call("/auth.Svc/Get")
+      assert.deepStrictEqual(statusOf(unauthenticated), [200, "16", 0])
+      assert.strictEqual(unauthenticated.headers["content-type"], "application/grpc")
+      assert.isString(unauthenticated.headers["grpc-message"])
+      assert.strictEqual((yield* call("/limited.Svc/Get")).status, 200)
+      const limited = yield* call("/limited.Svc/Get")
+      assert.deepStrictEqual(statusOf(limited), [200, "8", 0])
+      assert.isDefined(limited.headers["retry-after"])
+      assert.deepStrictEqual(statusOf(yield* call("/down.Svc/Get")), [200, "14", 0])
+      // Not gRPC: the JSON error as before.
+      const plain = yield* h2Get(session, "/nothing")
+      assert.strictEqual(plain.status, 404)
+      assert.isUndefined(plain.headers["grpc-status"])
+    }))
+
   it.live("an upstream that fails after its head resets only that stream (INTERNAL_ERROR); the connection goes on", () =>
     Effect.gen(function*() {
       const app = yield* startUpstream("app", {

@@ -49,3 +49,36 @@ describe("the headers an error's status calls for", () => {
     assert.deepStrictEqual(E.errorResponse(new E.Forbidden({ message: "m" })).headers, [])
   })
 })
+
+describe("gateway errors to gRPC clients", () => {
+  it("a gRPC call is application/grpc, alone or with +format or ;parameters", () => {
+    assert.isTrue(E.isGrpc("application/grpc"))
+    assert.isTrue(E.isGrpc("Application/GRPC+proto"))
+    assert.isTrue(E.isGrpc("application/grpc;charset=utf-8"))
+    assert.isFalse(E.isGrpc("application/grpc-web"))
+    assert.isFalse(E.isGrpc("application/json"))
+    assert.isFalse(E.isGrpc("application/grp"))
+    assert.isFalse(E.isGrpc(undefined))
+  })
+
+  it.each([
+    [new E.RouteNotFound({ message: "m" }), "12"],
+    [new E.NoHealthyUpstream({ message: "m" }), "14"],
+    [new E.CircuitOpen({ message: "m" }), "14"],
+    [new E.UpstreamTimeout({ message: "m" }), "4"],
+    [new E.UpstreamResponseTimeout({ message: "m" }), "4"],
+    [new E.RateLimited({ message: "m", retryAfter: 3 }), "8"],
+    [new E.Unauthorized({ message: "m" }), "16"],
+    [new E.Forbidden({ message: "m" }), "7"],
+    [new E.BadRequest({ message: "m" }), "3"],
+    [new E.InternalError({ message: "m" }), "13"]
+  ])("%s → grpc-status %s", (error, status) => {
+    assert.deepStrictEqual(E.grpcErrorHeaders(error).slice(0, 2), ["grpc-status", status])
+  })
+
+  it("grpc-message is percent-encoded outside printable ASCII, and % itself; the error's own headers follow", () => {
+    assert.deepStrictEqual(E.grpcErrorHeaders(new E.RateLimited({ message: "100% — wait", retryAfter: 3 })), [
+      "grpc-status", "8", "grpc-message", "100%25 %E2%80%94 wait", "retry-after", "3"
+    ])
+  })
+})
