@@ -16,7 +16,7 @@
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import type { Server as HttpServer } from "node:http"
-import { constants, createServer, type Http2Server, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2"
+import { constants, createServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2"
 import type { Socket } from "node:net"
 import type { Server as TlsServer, TLSSocket } from "node:tls"
 import type { Server } from "../config/Schema.ts"
@@ -51,10 +51,8 @@ const stateOf: unique symbol = Symbol("fibergate.http2SessionState")
 type Tracked<T> = T & { [stateOf]?: SessionState }
 
 export interface Http2Listener {
-  readonly server: Http2Server
   /** Takes a connection over (see routeByAlpn, routeByPreface). */
   take(socket: Socket): void
-  readonly sessions: ReadonlySet<ServerHttp2Session>
   /** Takes the limits a reload changed; connections opened from then on get them. */
   apply(server: Server): void
   /** GOAWAY to every connection, and to any opened from now on: they finish their streams, then close. */
@@ -180,8 +178,6 @@ export const makeHttp2Listener = (
   })
 
   return {
-    server,
-    sessions,
     take: (socket) => {
       // node:http's sockets are half-open: a client that ends its side would leave the session
       // open, its socket waiting for an end from the gateway that nghttp2 never writes.
