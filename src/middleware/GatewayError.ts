@@ -256,6 +256,18 @@ export const isGrpc = (contentType: string | undefined): boolean =>
   (contentType.length === 16 || contentType[16] === "+" || contentType[16] === ";")
 
 /**
+ * A gateway error as the trailers that end a gRPC response already under way (its head and
+ * whole messages went out): the status a client reads at the end of a stream.
+ *
+ * @example
+ * grpcErrorTrailers(new UpstreamTimeout({ message: "late" })) // => { "grpc-status": "4", "grpc-message": "late" }
+ */
+export const grpcErrorTrailers = (error: GatewayError): Record<string, string> => ({
+  "grpc-status": String(grpcStatusByTag[error._tag]),
+  "grpc-message": grpcMessage(error.message)
+})
+
+/**
  * A gateway error as a gRPC client takes it: HTTP 200 with the status in a Trailers-Only
  * response (grpc-status, grpc-message in the head, no body), plus the error's own headers.
  *

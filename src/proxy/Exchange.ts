@@ -11,14 +11,16 @@ import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { RouteMetrics } from "../telemetry/Metrics.ts"
 import type { PickContext } from "../upstream/Endpoint.ts"
 import type { Endpoint, UpstreamGroup } from "../upstream/UpstreamGroup.ts"
-import { errorResponse, grpcErrorHeaders, isGrpc, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "../middleware/GatewayError.ts"
+import { errorResponse, grpcErrorHeaders, grpcErrorTrailers, isGrpc, PayloadTooLarge, UpstreamProtocolError, UpstreamResponseTimeout, UpstreamTimeout, type GatewayError } from "../middleware/GatewayError.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { closeAfterResponse, connectionOfResponse, type ClientConnection, type Receiving } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import { connectionTokens, HOP_BY_HOP } from "../middleware/HopByHop.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
-import { HTTP2_SETTINGS, isHttp2, resetStream } from "./Http2Streams.ts"
+import { endWithHead, HTTP2_SETTINGS, isHttp2, resetStream } from "./Http2Streams.ts"
 import { lookupHeader } from "./RequestHeaders.ts"
+import { GrpcFraming } from "./GrpcCalls.ts"
+import { RequestBody } from "./RequestBody.ts"
 import type { Duplex, Readable } from "node:stream"
 import type * as Tracer from "effect/Tracer"
 import { endSpan, formatTraceParent, startSpan } from "../telemetry/Tracing.ts"
@@ -30,7 +32,13 @@ import { ejectionMs, recordOutcome, type OutlierFailure } from "../resilience/Ou
 import { abandonProbe, circuitTryStarted, openDurationMs, recordCircuit } from "../resilience/Circuit.ts"
 
 const JSON_TYPE = "application/json"
+const bodyTooLarge = new PayloadTooLarge({ message: "The request body is too large" })
+const routeTimeout = new UpstreamTimeout({ message: "The route timeout expired" })
+const callDeadline = new UpstreamTimeout({ message: "The call's grpc-timeout expired" })
 const codingForClient = new UpstreamProtocolError({ message: "The upstream's transfer coding cannot be sent to an HTTP/1.0 or HTTP/2 client" })
+
+/** undici takes the TLS name per request (its types leave it out); see Endpoint.servername. */
+type ServernameDispatch = Dispatcher.DispatchOptions & { readonly servername: string | undefined }
 
 /** Set when the listener starts draining: responses written from then on close their connection. */
 export interface DrainState {
@@ -60,8 +68,11 @@ export const sendError = (res: ServerResponse, error: GatewayError, close: boole
     const head = grpcErrorHeaders(error)
     head.push("content-type", "application/grpc")
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) head.push(extra[i])
-    res.writeHead(200, head)
-    res.end()
+    if (isHttp2(res.req)) endWithHead(res, 200, head)
+    else {
+      res.writeHead(200, head)
+      res.end()
+    }
     return 200
   }
   const { body, headers, status } = errorResponse(error)
@@ -103,6 +114,8 @@ export interface UpstreamRequest {
   body: Readable | Buffer | null
   /** The declared Content-Length, -1 when none (a counted stream then says how much came). */
   readonly contentLength: number
+  /** A gRPC call's own deadline (grpc-timeout) in ms, when it comes before the route timeout. */
+  readonly deadlineMs: number | undefined
 }
 
 /** What the request's pipeline adds to the exchange it hands a request to. */
@@ -129,10 +142,6 @@ interface Held {
   lost: GatewayError | undefined
 }
 
-/** A request body stream that counts the bytes that went through it. */
-export interface CountedBody {
-  readonly seen: number
-}
 
 /**
  * The trailer fields to pass on (hop-by-hop ones dropped), as an object: node:http2's
@@ -254,6 +263,8 @@ export class Exchange implements Receiving, RetryingExchange {
   /** The response head received from the upstream and not yet written (see onResponseStart). */
   private head: Array<string> | undefined = undefined
   private statusMessage: string | undefined = undefined
+  /** The message framing of a gRPC response to an HTTP/2 client, once its head is accepted. */
+  private grpc: GrpcFraming | undefined = undefined
   private attempts = 0
   private tracer: Tracer.Tracer | undefined = undefined
   /** The server span of a sampled request. */
@@ -302,9 +313,8 @@ export class Exchange implements Receiving, RetryingExchange {
     // Until its body is in, a refusal the parser finds on this connection is this request's.
     this.connection = connectionOfResponse(res)
     if (this.connection !== undefined) this.connection.receiving = this
-    if (route.timeoutMs !== undefined) {
-      this.timer = setTimeout(() => this.onRouteTimeout(), route.timeoutMs)
-    }
+    const timeoutMs = request.deadlineMs ?? route.timeoutMs
+    if (timeoutMs !== undefined) this.timer = setTimeout(() => this.onRouteTimeout(), timeoutMs)
   }
 
   /** Ties the exchange to its trace: the server span when sampled; the trace id either way. */
@@ -343,10 +353,8 @@ export class Exchange implements Receiving, RetryingExchange {
     const request = this.request
     let headers = request.headers
     if (this.span !== undefined) headers = this.startTrySpan(attempt, number)
-    endpoint.pool.dispatch(
-      { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers, body: request.body },
-      attempt
-    )
+    const options: ServernameDispatch = { origin: endpoint.origin, method: request.method as "GET", path: request.path, headers, body: request.body, servername: endpoint.servername }
+    endpoint.pool.dispatch(options, attempt)
   }
 
   /**
@@ -391,7 +399,7 @@ export class Exchange implements Receiving, RetryingExchange {
 
   private onRouteTimeout() {
     this.timer = undefined
-    this.abort(new Error("route timeout"), new UpstreamTimeout({ message: "The route timeout expired" }))
+    this.abort(new Error("route timeout"), this.request.deadlineMs === undefined ? routeTimeout : callDeadline)
   }
 
   private onTryTimeout(attempt: Try) {
@@ -400,6 +408,7 @@ export class Exchange implements Receiving, RetryingExchange {
     // Decide first (retry or answer 504): undici calls onResponseError synchronously from
     // abort(), and by then this try must no longer be current.
     this.onTryError(attempt, new UpstreamResponseTimeout({ message: "The per-try timeout expired" }))
+    this.cutBody()
     attempt.controller?.abort(new TryAbandoned("per-try timeout"))
   }
 
@@ -408,7 +417,10 @@ export class Exchange implements Receiving, RetryingExchange {
    * budget and the request (no body, or a buffered one) allow it, on another endpoint when
    * there is one.
    */
-  onTryError(attempt: Try, error: GatewayError): void {
+  onTryError(attempt: Try, reported: GatewayError): void {
+    // A body cut at max_body_bytes fails the try with whichever error undici saw first.
+    const body = this.request.body
+    const error = body instanceof RequestBody && body.overLimit ? bodyTooLarge : reported
     // Only for the current try of a running exchange (Try and onTryTimeout check).
     const held = this.held
     if (held !== undefined && held.attempt === attempt) {
@@ -544,12 +556,29 @@ export class Exchange implements Receiving, RetryingExchange {
       }
     }
     this.finish(error === undefined ? 499 : this.answerError(error), error?._tag ?? "ClientClosed")
+    this.cutBody()
     attempt?.controller?.abort(reason)
+  }
+
+  /** Before undici aborts a request whose body is still streaming (see RequestBody.cutUpstream). */
+  private cutBody() {
+    const body = this.request.body
+    if (body instanceof RequestBody) body.cutUpstream()
   }
 
   /** Answers with a gateway error (counted in the bytes sent when the log wants them). */
   private answerError(error: GatewayError): number {
     const headersSent = this.res.headersSent
+    if (headersSent && this.grpc !== undefined && this.grpc.atBoundary) {
+      // A gRPC response cut after whole messages still ends with a status the client can read
+      // (a timeout is DEADLINE_EXCEEDED, not the INTERNAL of a reset stream).
+      this.res.addTrailers(grpcErrorTrailers(error))
+      // What is left of the request's body (the upstream no longer reads it) is read and
+      // dropped: node:http2 resets a stream whose body is unread before its trailers go out.
+      this.req.resume()
+      this.res.end()
+      return this.status
+    }
     // A request whose body is still coming cannot leave the connection reusable: the rest of
     // the body would have to be read first, and nothing reads it any more.
     const status = sendError(this.res, error, this.drain.draining || !this.req.complete, this.pipeline?.responseHeaders)
@@ -584,7 +613,7 @@ export class Exchange implements Receiving, RetryingExchange {
         route: this.route.id,
         path: this.path,
         status,
-        bytesIn: Buffer.isBuffer(body) ? body.length : body !== null && "seen" in body ? (body as CountedBody).seen : Math.max(0, this.request.contentLength),
+        bytesIn: Buffer.isBuffer(body) ? body.length : body instanceof RequestBody ? body.seen : Math.max(0, this.request.contentLength),
         bytesOut: this.bytes,
         durationMs: elapsed,
         upstream: this.current?.endpoint.origin ?? this.tried?.[this.tried.length - 1]?.origin ?? "-",
@@ -676,6 +705,7 @@ export class Exchange implements Receiving, RetryingExchange {
     if (extra !== undefined) for (let i = 0; i < extra.length; i++) out.push(extra[i])
     this.status = statusCode
     this.statusMessage = statusMessage
+    if (http2 && isGrpc(headers["content-type"] as string | undefined)) this.grpc = new GrpcFraming()
     // The head is written with the first body chunk (or the end), in the same write: until then
     // nothing has reached the client, so a reset right after the upstream's head can still be
     // retried or answered with a clean 502 instead of a cut connection.
@@ -700,6 +730,7 @@ export class Exchange implements Receiving, RetryingExchange {
     if (this.done) return
     this.writeHead()
     this.bytes += chunk.length
+    if (this.grpc !== undefined) this.grpc.feed(chunk)
     if (!this.res.write(chunk)) {
       controller.pause()
       this.res.once("drain", () => controller.resume())
@@ -713,14 +744,20 @@ export class Exchange implements Receiving, RetryingExchange {
       this.endTry(attempt)
       this.endTrySpan(attempt, this.status, undefined)
     }
-    this.writeHead()
-    // The upstream's trailers go on (gRPC's status is one): node:http2 sends them as the closing
-    // HEADERS, node:http after the last chunk of a chunked response (a sized one has no room).
-    if (trailers !== undefined) {
-      const fields = trailerFields(trailers)
+    const fields = trailers === undefined ? undefined : trailerFields(trailers)
+    const head = this.head
+    if (head !== undefined && fields === undefined && isHttp2(this.req)) {
+      // Neither body nor trailers: the head alone ends the stream, as the upstream's did (a
+      // gRPC Trailers-Only response stays one).
+      this.head = undefined
+      endWithHead(this.res, this.status, head)
+    } else {
+      this.writeHead()
+      // The upstream's trailers go on (gRPC's status is one): node:http2 sends them as the closing
+      // HEADERS, node:http after the last chunk of a chunked response (a sized one has no room).
       if (fields !== undefined) this.res.addTrailers(fields)
+      this.res.end()
     }
-    this.res.end()
     this.finish(this.status)
   }
 }

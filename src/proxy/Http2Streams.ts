@@ -4,7 +4,7 @@
  * middlewares, retries and error answers run for both; these are the few places where it differs.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { constants, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Stream } from "node:http2"
+import { constants, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream, type ServerHttp2Stream } from "node:http2"
 import type { Socket } from "node:net"
 
 /** Marks a stream the gateway reset itself (not the client: see the Rapid Reset bound in Http2Listener.ts). */
@@ -26,8 +26,53 @@ export const resetStream = (res: ServerResponse): boolean => {
   const stream = streamOf(res)
   if (stream === undefined) return false
   stream[gatewayReset] = true
-  if (!stream.closed) stream.close(constants.NGHTTP2_INTERNAL_ERROR)
+  closeStream(stream, constants.NGHTTP2_INTERNAL_ERROR)
   return true
+}
+
+const cut = new Error("stream reset by the gateway")
+
+/**
+ * Resets an HTTP/2 stream, either side's: `close(code)`, except for a stream with writes still
+ * queued, which is destroyed instead. On node 24, `close()` with data queued leaves the session
+ * writing empty frames for ever: a full core and memory growing until the process dies (seen
+ * with a slow client when an upstream failed mid-response, and with an upstream request whose
+ * body was cut; nodejs/node#58252 is the family). `destroy()` resets the stream just the same,
+ * with INTERNAL_ERROR, or NO_ERROR when that is the code asked for.
+ */
+export const closeStream = (stream: Http2Stream, code: number): void => {
+  if (stream.closed || stream.destroyed) return
+  if (stream.writableLength === 0) stream.close(code)
+  else stream.destroy(code === constants.NGHTTP2_NO_ERROR ? undefined : cut)
+}
+
+/**
+ * Answers a stream with a head alone, in one HEADERS frame that ends the stream. node:http2's
+ * `writeHead` sends the head at once without ending, so `end()` would add an empty DATA frame;
+ * to a gRPC client the difference matters: a status in the head counts only in a Trailers-Only
+ * response, a HEADERS frame with END_STREAM (PROTOCOL-HTTP2.md).
+ */
+export const endWithHead = (res: ServerResponse, status: number, head: ReadonlyArray<string>): void => {
+  res.statusCode = status
+  for (let i = 0; i < head.length; i += 2) res.appendHeader(head[i], head[i + 1])
+  res.end()
+}
+
+/**
+ * The `finish` listener of the stream under a request with a body (the response is written):
+ * when the client is still sending the body (an early answer: an error, a refusal, an upstream
+ * that did not wait), it is asked to stop with RST_STREAM NO_ERROR (RFC 9113 §8.1). Left open,
+ * the stream waits on a body nobody reads for as long as the connection lasts. The reset waits
+ * a turn of the event loop: the closing HEADERS (trailers) are sent after `finish`.
+ */
+export function stopUnreadBody(this: ServerHttp2Stream): void {
+  if (!this.closed && this.state.remoteClose !== 1) setImmediate(resetUnread, this)
+}
+
+const resetUnread = (stream: ServerHttp2Stream & { [gatewayReset]?: boolean }): void => {
+  if (stream.closed || stream.destroyed || stream.state.remoteClose === 1) return
+  stream[gatewayReset] = true
+  closeStream(stream, constants.NGHTTP2_NO_ERROR)
 }
 
 /**

@@ -7,7 +7,6 @@ import type { CidrMatcher } from "../config/Cidr.ts"
 import { clientAddress, forwardedForList } from "./ClientAddress.ts"
 import { ServerResponse, type IncomingMessage } from "node:http"
 import type { Socket } from "node:net"
-import { Transform, type TransformCallback } from "node:stream"
 import type { Router } from "../routing/Router.ts"
 import type { PathRewrite } from "../routing/Rewrite.ts"
 import { parseRequestTarget } from "../routing/RequestTarget.ts"
@@ -17,16 +16,17 @@ import { Tunnel } from "./WebSocketTunnel.ts"
 import type * as Tracer from "effect/Tracer"
 import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
-import { Exchange, sendError, type CountedBody, type DrainState, type ExchangeRoute, type Resume } from "./Exchange.ts"
+import { Exchange, sendError, type DrainState, type ExchangeRoute, type Resume } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
 import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, ShuttingDown, type GatewayError } from "../middleware/GatewayError.ts"
 import { closeAfterResponse, connectionOf, existingConnection, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
 import { connectionTokens } from "../middleware/HopByHop.ts"
-import { BODY_TOO_LARGE } from "./UpstreamErrors.ts"
+import { RequestBody } from "./RequestBody.ts"
 import { forwardedClientCert } from "./ClientCertificate.ts"
-import { clientSocket, http2HasBody, isHttp2 } from "./Http2Streams.ts"
+import { clientSocket, http2HasBody, isHttp2, stopUnreadBody } from "./Http2Streams.ts"
+import { grpcTimeoutMs } from "./GrpcCalls.ts"
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2"
 import * as Cause from "effect/Cause"
 import type * as Context from "effect/Context"
@@ -87,21 +87,6 @@ const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is ava
 const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
 const goingAway = new ShuttingDown({ message: "The listener is shutting down" })
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
-
-/** Counts request body bytes and fails the stream once it passes the limit (chunked bodies only). */
-class BodyLimit extends Transform implements CountedBody {
-  seen = 0
-  private readonly limit: number
-  constructor(limit: number) {
-    super()
-    this.limit = limit
-  }
-  override _transform(chunk: Buffer, _encoding: BufferEncoding, callback: TransformCallback) {
-    this.seen += chunk.length
-    if (this.seen > this.limit) callback(Object.assign(new Error("request body too large"), { code: BODY_TOO_LARGE }))
-    else callback(null, chunk)
-  }
-}
 
 /**
  * Answers a request the gateway refuses itself, counts it by reason and logs it like any
@@ -174,6 +159,7 @@ export const makeHttp2RequestHandler = (current: () => ListenerTable, drain: Dra
 (req: Http2ServerRequest, res: Http2ServerResponse): void => {
   // The compatibility API's request and response stand in for node:http's in everything the
   // request path uses (see Http2Streams.ts for where they differ).
+  if (http2HasBody(req as unknown as IncomingMessage)) req.stream.once("finish", stopUnreadBody)
   handle(current(), req as unknown as IncomingMessage, res as unknown as ServerResponse, req.method, drain, false)
 }
 
@@ -326,13 +312,26 @@ const forward = (request: ProxiedRequest): void => {
     if (table.accessLog !== undefined) traceId = parseTraceParent(traceparent)?.traceId
   }
 
+  // A gRPC call's deadline ends the exchange like the route timeout, whichever comes first; the
+  // upstream is told the deadline the gateway keeps (Envoy's grpc_timeout_header_max).
+  let deadlineMs: number | undefined
+  const grpcTimeout = scan.grpcTimeout
+  if (grpcTimeout !== undefined) {
+    const stated = grpcTimeoutMs(grpcTimeout)
+    if (stated !== undefined && route.timeoutMs !== undefined && route.timeoutMs < stated) headers.push("grpc-timeout", `${route.timeoutMs}m`)
+    else {
+      deadlineMs = stated
+      headers.push("grpc-timeout", grpcTimeout)
+    }
+  }
+
   const upstreamPath = route.rewrite(target.path) + request.query
   const retry = route.retry
   // A body small enough to buffer (retry.buffer_bytes) is read whole first, so a retry can
   // send it again; any other body streams and its request is never retried. The exchange
   // exists while the body is read: a client that leaves, or the route timeout, ends it.
   if (scan.hasBody && retry !== undefined && !scan.chunked && scan.contentLength <= retry.bufferBytes && retry.methods.has(method)) {
-    const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body: null, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
+    const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body: null, contentLength: scan.contentLength, deadlineMs }, table.accessLog, target.path, pickContext, drain)
     exchange.trace(tracing?.tracer, span, traceId)
     exchange.pipeline = request
     exchange.resume = request.handOver()
@@ -343,16 +342,17 @@ const forward = (request: ProxiedRequest): void => {
     })
     return
   }
-  let body: IncomingMessage | BodyLimit | null = null
+  let body: IncomingMessage | RequestBody | null = null
   if (scan.hasBody) {
-    if (scan.chunked) {
-      // Chunked bodies are counted (for the access log) and cut off at max_body_bytes.
-      const limited = new BodyLimit(table.maxBodyBytes)
-      req.pipe(limited)
-      body = limited
+    if (scan.chunked || group.http2) {
+      // Chunked bodies are counted (for the access log) and cut off at max_body_bytes; a body
+      // to an HTTP/2 upstream goes through one too, to be cut before undici closes its stream.
+      const counted = new RequestBody(scan.chunked ? table.maxBodyBytes : Infinity)
+      req.pipe(counted)
+      body = counted
     } else body = req
   }
-  const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength }, table.accessLog, target.path, pickContext, drain)
+  const exchange = new Exchange(req, res, route, { method, path: upstreamPath, headers, body, contentLength: scan.contentLength, deadlineMs }, table.accessLog, target.path, pickContext, drain)
   if (traceId !== undefined) exchange.trace(tracing?.tracer, span, traceId)
   exchange.pipeline = request
   exchange.resume = request.handOver()

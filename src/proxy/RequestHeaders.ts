@@ -27,6 +27,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>, unframedBody = fa
   readonly traceparent: string | undefined
   /** The `Transfer-Encoding` value (repeated fields joined), taken out like every hop-by-hop field. */
   readonly transferEncoding: string | undefined
+  /** gRPC's `grpc-timeout`, taken out: the proxy puts back the deadline it keeps (see GrpcCalls.ts). */
+  readonly grpcTimeout: string | undefined
 } => {
   const headers: Array<string> = []
   let host: string | undefined
@@ -39,6 +41,8 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>, unframedBody = fa
   let chunked = false
   let transferEncoding: string | undefined
   let contentLength = -1
+  let grpcTimeout: string | undefined
+  let trailersAccepted = false
   let authority: string | undefined
   /** Where the first Cookie value is in `headers`, to join the others to it. */
   let cookieAt = -1
@@ -81,6 +85,17 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>, unframedBody = fa
       case "traceparent":
         traceparent = value
         continue
+      case "grpc-timeout":
+        grpcTimeout = value
+        continue
+      case "te":
+        // TE is hop-by-hop, but its `trailers` says the client takes trailers, which the proxy
+        // passes on: gRPC servers may insist on it (RFC 9110 §10.1.4; HTTP/2 allows no other TE).
+        if (!trailersAccepted && acceptsTrailers(value)) {
+          trailersAccepted = true
+          headers.push("te", "trailers")
+        }
+        continue
       case "transfer-encoding":
         chunked = true
         transferEncoding = transferEncoding === undefined ? value : `${transferEncoding}, ${value}`
@@ -112,10 +127,17 @@ export const scanRequestHeaders = (raw: ReadonlyArray<string>, unframedBody = fa
     connection,
     traceparent,
     transferEncoding,
+    grpcTimeout,
     chunked,
     contentLength,
     hasBody: chunked || contentLength > 0
   }
+}
+
+/** Whether a TE value lists `trailers` (RFC 9110 §10.1.4: a token, case-insensitive, no weight). */
+const acceptsTrailers = (value: string): boolean => {
+  for (const part of value.split(",")) if (part.trim().toLowerCase() === "trailers") return true
+  return false
 }
 
 /** Removes the headers named lower-case in `drop` from a flat name/value list. */

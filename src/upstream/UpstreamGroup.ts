@@ -5,7 +5,8 @@
  */
 import { upstreamTlsOptions, type UpstreamTlsOptions } from "../config/CertificateFiles.ts"
 import { createHash } from "node:crypto"
-import { Pool } from "undici"
+import { isIP } from "node:net"
+import { buildConnector, Pool } from "undici"
 import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
@@ -21,7 +22,13 @@ export interface Endpoint extends EndpointState, OutlierState, CircuitState {
   readonly hostname: string
   readonly port: number
   readonly pool: Pool
-  /** How an https:// endpoint is connected to outside the pool (WebSocket tunnels). */
+  /**
+   * The name an https:// endpoint's certificate is checked for: `tls.server_name`, else the
+   * URL's host, never the client's Host (undici and node:https would take that by default).
+   * Passed on every request, so the pool never reconnects because the Host changed.
+   */
+  readonly servername: string | undefined
+  /** How an https:// endpoint is connected to outside the pool (WebSocket tunnels); its servername set as above. */
   readonly tls: UpstreamTlsOptions | undefined
   /** Identity of the pool settings, to decide on reload whether the pool can be reused. */
   readonly poolKey: string
@@ -44,6 +51,8 @@ export interface UpstreamGroup {
   /** Called on the request path when an endpoint's circuit opens. */
   readonly onCircuitOpen: (endpoint: Endpoint, forMs: number) => void
   readonly metrics: UpstreamMetrics
+  /** Whether the endpoints are spoken to in HTTP/2 (`pool.http2`). */
+  readonly http2: boolean
   /** The pool's connect timeout, also a WebSocket tunnel's time to get its 101. */
   readonly connectTimeoutMs: number
   /** Requests in flight to this upstream (all endpoints), for the admin API and the in-flight gauge. */
@@ -72,15 +81,25 @@ const poolKeyOf = (upstream: Upstream, tls: UpstreamTlsOptions | undefined): str
   return `${pool.connections ?? poolDefaults.connections}/${pool.keep_alive ?? poolDefaults.keep_alive}/${pool.connect_timeout ?? poolDefaults.connect_timeout}/${pool.http2 === true}/${tlsKey}`
 }
 
+/**
+ * undici's TLS connector, except that an IP address as the name to check is not sent as SNI
+ * (RFC 6066 has no IP names; node:tls warns), the certificate is then checked for the IP.
+ */
+const connectorFor = (tls: UpstreamTlsOptions, http2: boolean, timeout: number): buildConnector.connector => {
+  const connect = buildConnector({ ...tls, allowH2: http2, timeout })
+  return (options, callback) => connect(options.servername != null && isIP(options.servername) !== 0 ? { ...options, servername: undefined } : options, callback)
+}
+
 const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | undefined): Pool => {
   const pool = upstream.pool ?? {}
   const http2 = pool.http2 === true
+  const connectTimeout = pool.connect_timeout ?? poolDefaults.connect_timeout
   return new Pool(origin, {
-    ...(tls !== undefined && origin.startsWith("https:") ? { connect: tls } : {}),
+    ...(tls !== undefined && origin.startsWith("https:") ? { connect: connectorFor(tls, http2, connectTimeout) } : {}),
     connections: pool.connections ?? poolDefaults.connections,
     keepAliveTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
     keepAliveMaxTimeout: pool.keep_alive ?? poolDefaults.keep_alive,
-    connectTimeout: pool.connect_timeout ?? poolDefaults.connect_timeout,
+    connectTimeout,
     headersTimeout: READ_TIMEOUT_MS,
     bodyTimeout: READ_TIMEOUT_MS,
     pipelining: 1,
@@ -132,6 +151,7 @@ export const buildUpstreamGroup = (
     }
     // New pool settings mean a new pool, but the endpoint's health is still what checks found.
     if (old !== undefined) reusable.delete(origin)
+    const servername = url.protocol === "https:" ? tls?.servername ?? url.hostname.replace(/^\[|\]$/g, "") : undefined
     const fresh: Endpoint = {
       ...makeEndpointState(origin, weight),
       healthy: old?.healthy ?? true,
@@ -151,7 +171,8 @@ export const buildUpstreamGroup = (
       hostname: url.hostname,
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       pool: makePool(origin, upstream, tls),
-      tls: url.protocol === "https:" ? tls : undefined,
+      servername,
+      tls: servername === undefined ? undefined : { ...tls, rejectUnauthorized: tls?.rejectUnauthorized ?? true, servername: isIP(servername) === 0 ? servername : "" },
       poolKey
     }
     if (old !== undefined) retiredPools.push(old.pool)
@@ -185,6 +206,7 @@ export const buildUpstreamGroup = (
       circuit,
       onCircuitOpen,
       metrics,
+      http2: upstream.pool?.http2 === true,
       connectTimeoutMs: upstream.pool?.connect_timeout ?? poolDefaults.connect_timeout,
       active: 0
     },

@@ -24,7 +24,7 @@ describe("forwarding: the header rules of the data path", () => {
       const res = yield* raw(
         gateway.port,
         "GET /hop HTTP/1.1\r\nHost: x\r\nProxy-Authorization: Basic dXNlcjpzZWNyZXQ=\r\nAuthorization: Bearer end-to-end\r\n" +
-          "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: trailers\r\nTrailer: x-sum\r\nX-Kept: k\r\n\r\n"
+          "Keep-Alive: timeout=5\r\nProxy-Connection: keep-alive\r\nTE: gzip\r\nTrailer: x-sum\r\nX-Kept: k\r\n\r\n"
       )
       assert.strictEqual(res.status, 200)
       const seen = upstream.seen[0]

@@ -286,6 +286,33 @@ describe("HTTP/2 downstream", () => {
       assert.isUndefined(plain.headers["grpc-status"])
     }))
 
+  it.live("a route timeout mid-response to a client that stopped reading: the stream is reset and the gateway goes on answering (its queued writes dropped)", () =>
+    Effect.gen(function*() {
+      const app = yield* startUpstream("app", {
+        handler: (req, res) => {
+          if (req.url === "/big") {
+            res.writeHead(200, { "content-length": String(8 * 1024 * 1024) })
+            // Then stalls: the route timeout ends the exchange with the gateway's writes queued.
+            res.write(Buffer.alloc(4 * 1024 * 1024))
+          } else res.end("fine")
+        }
+      })
+      const gateway = yield* startGateway(h2cConfig(app.url, {}, [{ id: "all", upstream: "app", timeout: "500ms" }]))
+      const slow = yield* h2Session(gateway.port)
+      const reset = yield* within(Effect.callback<number>((resume) => {
+        // Never read: the gateway's writes to this stream stay queued when the upstream fails.
+        const stream = slow.request({ ":path": "/big" })
+        stream.pause()
+        stream.on("error", () => {})
+        stream.on("close", () => resume(Effect.succeed(stream.rstCode ?? -1)))
+      }), "the reset of the unread stream")
+      assert.strictEqual(reset, constants.NGHTTP2_INTERNAL_ERROR)
+      // A spinning session would hold the event loop: a new connection would get no answer.
+      const other = yield* h2Session(gateway.port)
+      const fine = yield* within(h2Get(other, "/fine"), "a request after the reset", 2000)
+      assert.strictEqual(fine.status, 200)
+    }))
+
   it.live("an upstream that fails after its head resets only that stream (INTERNAL_ERROR); the connection goes on", () =>
     Effect.gen(function*() {
       const app = yield* startUpstream("app", {
