@@ -573,9 +573,6 @@ export class Exchange implements Receiving, RetryingExchange {
       // A gRPC response cut after whole messages still ends with a status the client can read
       // (a timeout is DEADLINE_EXCEEDED, not the INTERNAL of a reset stream).
       this.res.addTrailers(grpcErrorTrailers(error))
-      // What is left of the request's body (the upstream no longer reads it) is read and
-      // dropped: node:http2 resets a stream whose body is unread before its trailers go out.
-      this.req.resume()
       this.res.end()
       return this.status
     }

@@ -34,11 +34,11 @@ const cut = new Error("stream reset by the gateway")
 
 /**
  * Resets an HTTP/2 stream, either side's: `close(code)`, except for a stream with writes still
- * queued, which is destroyed instead. On node 24, `close()` with data queued leaves the session
- * writing empty frames for ever: a full core and memory growing until the process dies (seen
- * with a slow client when an upstream failed mid-response, and with an upstream request whose
- * body was cut; nodejs/node#58252 is the family). `destroy()` resets the stream just the same,
- * with INTERNAL_ERROR, or NO_ERROR when that is the code asked for.
+ * queued, which is destroyed instead. On node 24.21, `close()` with data queued can leave the
+ * session writing frames for ever: a full core and memory growing until the process aborts
+ * (reproduced with node:http2 alone, on either side; the gateway hit it through undici, see
+ * RequestBody.ts; nodejs/node#58252 is a related close-while-writing bug). `destroy()` resets
+ * the stream all the same, with INTERNAL_ERROR, or NO_ERROR when that is the code asked for.
  */
 export const closeStream = (stream: Http2Stream, code: number): void => {
   if (stream.closed || stream.destroyed) return

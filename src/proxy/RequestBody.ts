@@ -32,8 +32,9 @@ export class RequestBody extends Transform {
     this.seen += chunk.length
     if (this.seen > this.limit) {
       this.overLimit = true
-      // The body's error reaches undici first (it answers 413), and the stream it then closes
-      // must not have writes still queued: cut first, the reset's events come after.
+      // The error first, so that it is the one undici reports; then the cut, which takes
+      // effect at once, before undici's reaction to the error closes its stream (queued
+      // writes and close() hang node 24's HTTP/2 session).
       callback(Object.assign(new Error("request body too large"), { code: BODY_TOO_LARGE }))
       this.cutUpstream()
     } else callback(null, chunk)
