@@ -233,7 +233,9 @@ const StatusRange = Schema.String.pipe(
 
 /** Active health checking of every endpoint of an upstream (rise/fall thresholds as HAProxy's). */
 export const HealthCheck = Schema.Struct({
-  type: Schema.optionalKey(Schema.Literals(["http", "tcp"])),
+  type: Schema.optionalKey(Schema.Literals(["http", "tcp", "grpc"])),
+  /** `type: grpc`: the service grpc.health.v1.Health/Check asks about; the server as a whole when absent. */
+  service: Schema.optionalKey(Schema.String),
   path: Schema.optionalKey(AbsolutePath),
   expect_status: Schema.optionalKey(StatusRange),
   expect_body: Schema.optionalKey(Schema.String),
@@ -242,7 +244,11 @@ export const HealthCheck = Schema.Struct({
   timeout: Schema.optionalKey(DurationMs),
   healthy_threshold: Schema.optionalKey(PositiveInt),
   unhealthy_threshold: Schema.optionalKey(PositiveInt)
-})
+}).pipe(Schema.check(Schema.makeFilter((c: { readonly type?: string; readonly service?: string; readonly path?: string; readonly expect_status?: string; readonly expect_body?: string }) =>
+  c.type === "grpc"
+    ? (c.path === undefined && c.expect_status === undefined && c.expect_body === undefined) || "path, expect_status and expect_body are for type: http (a gRPC check calls grpc.health.v1.Health/Check)"
+    : c.service === undefined || "service is for type: grpc"
+)))
 export type HealthCheck = typeof HealthCheck.Type
 
 /** What a failed try was, for outlier detection and the circuit breaker. */

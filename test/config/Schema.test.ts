@@ -420,8 +420,8 @@ describe("Schema: upstreams", () => {
 describe("Schema: health_check", () => {
   const HC = [...UPSTREAM, "health_check"]
 
-  it("type http or tcp; path absolute; strings for body and host; durations; thresholds from 1", () => {
-    literals([...HC, "type"], ["http", "tcp"], "Expected \"http\" | \"tcp\"")
+  it("type http, tcp or grpc; path absolute; strings for body and host; durations; thresholds from 1", () => {
+    literals([...HC, "type"], ["http", "tcp", "grpc"], "Expected \"http\" | \"tcp\" | \"grpc\"")
     accepts([...HC, "path"], "/healthz")
     rejects([...HC, "path"], "healthz", ABSOLUTE)
     accepts([...HC, "expect_body"], "ok")
