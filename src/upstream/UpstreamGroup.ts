@@ -151,7 +151,9 @@ export const buildUpstreamGroup = (
     }
     // New pool settings mean a new pool, but the endpoint's health is still what checks found.
     if (old !== undefined) reusable.delete(origin)
-    const servername = url.protocol === "https:" ? tls?.servername ?? url.hostname.replace(/^\[|\]$/g, "") : undefined
+    // `tls` exists whenever an endpoint is https://.
+    const secure = url.protocol === "https:" ? tls : undefined
+    const servername = secure === undefined ? undefined : secure.servername ?? url.hostname.replace(/^\[|\]$/g, "")
     const fresh: Endpoint = {
       ...makeEndpointState(origin, weight),
       healthy: old?.healthy ?? true,
@@ -172,7 +174,7 @@ export const buildUpstreamGroup = (
       port: url.port === "" ? (url.protocol === "https:" ? 443 : 80) : Number(url.port),
       pool: makePool(origin, upstream, tls),
       servername,
-      tls: servername === undefined ? undefined : { ...tls, rejectUnauthorized: tls?.rejectUnauthorized ?? true, servername: isIP(servername) === 0 ? servername : "" },
+      tls: secure === undefined ? undefined : { ...secure, servername: isIP(servername!) === 0 ? servername : "" },
       poolKey
     }
     if (old !== undefined) retiredPools.push(old.pool)

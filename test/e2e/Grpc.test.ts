@@ -17,10 +17,16 @@ import { startGateway } from "../support/harness.ts"
 import { scopedCertDir } from "../support/https.ts"
 import { within } from "../support/liveGateway.ts"
 
-const config = (upstream: string, options: { readonly server?: Record<string, unknown>; readonly route?: Record<string, unknown>; readonly upstream?: Record<string, unknown> } = {}) => ({
+const config = (upstream: string, options: {
+  readonly server?: Record<string, unknown>
+  readonly route?: Record<string, unknown>
+  /** The listener's routes, instead of the one route `all` (with `route` added to it). */
+  readonly routes?: ReadonlyArray<Record<string, unknown>>
+  readonly upstream?: Record<string, unknown>
+} = {}) => ({
   admin: { listen: "127.0.0.1:0" },
   log: { level: "none", access_log: false },
-  servers: [{ name: "grpc", listen: "127.0.0.1:0", protocol: "h2c", routes: [{ id: "all", upstream: "app", ...options.route }], ...options.server }],
+  servers: [{ name: "grpc", listen: "127.0.0.1:0", protocol: "h2c", routes: options.routes ?? [{ id: "all", upstream: "app", ...options.route }], ...options.server }],
   upstreams: { app: { endpoints: [{ url: upstream }], pool: { http2: true }, ...options.upstream } }
 })
 
@@ -198,19 +204,13 @@ describe("gRPC through the gateway", () => {
     Effect.gen(function*() {
       // Never answers: only the gateway's deadline can end these calls.
       const app = yield* rawUpstream(() => {})
-      const gateway = yield* startGateway({
-        ...config(app.url),
-        servers: [{
-          name: "grpc",
-          listen: "127.0.0.1:0",
-          protocol: "h2c",
-          routes: [
-            { id: "capped", match: { path: { prefix: "/capped.Svc" } }, upstream: "app", timeout: "300ms" },
-            { id: "long", match: { path: { prefix: "/long.Svc" } }, upstream: "app", timeout: "10s" },
-            { id: "open", upstream: "app" }
-          ]
-        }]
-      })
+      const gateway = yield* startGateway(config(app.url, {
+        routes: [
+          { id: "capped", match: { path: { prefix: "/capped.Svc" } }, upstream: "app", timeout: "300ms" },
+          { id: "long", match: { path: { prefix: "/long.Svc" } }, upstream: "app", timeout: "10s" },
+          { id: "open", upstream: "app" }
+        ]
+      }))
       const session = yield* h2Session(gateway.port)
       const timed = (path: string, timeout: string) =>
         Effect.gen(function*() {
@@ -307,18 +307,14 @@ describe("gRPC through the gateway", () => {
       const app = yield* echoing
       const key = createHash("sha256").update("secret").digest("hex")
       const gateway = yield* startGateway({
-        ...config(app.url),
-        servers: [{
-          name: "grpc",
-          listen: "127.0.0.1:0",
-          protocol: "h2c",
+        ...config(app.url, {
           routes: [
             { id: "limited", match: { path: { exact: "/test.Echo/Unary" }, headers: { "x-route": "limited" } }, upstream: "app", middlewares: [{ rate_limit: { key: "global", limit: 1, window: "1m" } }] },
             { id: "auth", match: { path: { exact: "/test.Echo/Unary" }, headers: { "x-route": "auth" } }, upstream: "app", middlewares: [{ api_key: { keys: [{ name: "k", sha256: key }] } }] },
             { id: "down", match: { path: { exact: "/test.Echo/Unary" }, headers: { "x-route": "down" } }, upstream: "down" },
             { id: "streams", match: { path: { exact: "/test.Echo/ServerStream" } }, upstream: "app" }
           ]
-        }],
+        }),
         upstreams: { app: { endpoints: [{ url: app.url }], pool: { http2: true } }, down: { endpoints: [{ url: "http://127.0.0.1:1" }], pool: { http2: true } } }
       })
       const client = yield* grpcClient(gateway.port)
