@@ -2,7 +2,8 @@
  * HTTP/2 on a listener. A node:http2 server that never listens itself takes the connections its
  * listener hands over: on `https` those whose ALPN chose h2, on `h2c` those that open with the
  * HTTP/2 preface. HTTP/1.1 connections stay with the listener's node:http server, so both
- * protocols share one port, one connection limit and one drain.
+ * protocols share one port, one connection limit and one drain. Extended CONNECT is on (RFC
+ * 8441), for WebSockets on streams (see WebSocketTunnel.ts).
  *
  * Abuse bounds (each GOAWAY counted in `fibergate_http2_goaways_total{listener,reason}`):
  * - streams past `h2_max_concurrent_streams` are refused by nghttp2 (RST_STREAM REFUSED_STREAM);
@@ -64,6 +65,8 @@ export interface Http2Listener {
 }
 
 const settingsOf = (server: Server) => ({
+  // Extended CONNECT (RFC 8441): WebSockets over HTTP/2 streams.
+  enableConnectProtocol: true,
   maxConcurrentStreams: server.limits?.h2_max_concurrent_streams ?? limitDefaults.h2_max_concurrent_streams,
   maxHeaderListSize: server.limits?.h2_max_header_list_bytes ?? limitDefaults.h2_max_header_list_bytes
 })
@@ -173,9 +176,12 @@ export const makeHttp2Listener = (
     if (reason !== undefined) count(reason)
   })
   // Streams refused above still come here (node:http2's compatibility layer makes them requests).
-  server.on("request", (req: Http2ServerRequest, res: Http2ServerResponse) => {
+  const onStreamRequest = (req: Http2ServerRequest, res: Http2ServerResponse) => {
     if (!req.stream.closed) onRequest(req, res)
-  })
+  }
+  server.on("request", onStreamRequest)
+  // node:http2 emits CONNECT streams apart; the request handler tells WebSockets from the rest.
+  server.on("connect", onStreamRequest)
 
   return {
     take: (socket) => {

@@ -25,9 +25,14 @@ const streamOf = (res: ServerResponse): (ServerHttp2Stream & { [gatewayReset]?: 
 export const resetStream = (res: ServerResponse): boolean => {
   const stream = streamOf(res)
   if (stream === undefined) return false
-  stream[gatewayReset] = true
-  closeStream(stream, constants.NGHTTP2_INTERNAL_ERROR)
+  resetByGateway(stream, constants.NGHTTP2_INTERNAL_ERROR)
   return true
+}
+
+/** Resets a client's stream with `code`, marked as the gateway's own reset. */
+export const resetByGateway = (stream: ServerHttp2Stream & { [gatewayReset]?: boolean }, code: number): void => {
+  stream[gatewayReset] = true
+  closeStream(stream, code)
 }
 
 const cut = new Error("stream reset by the gateway")
@@ -69,10 +74,9 @@ export function stopUnreadBody(this: ServerHttp2Stream): void {
   if (!this.closed && this.state.remoteClose !== 1) setImmediate(resetUnread, this)
 }
 
-const resetUnread = (stream: ServerHttp2Stream & { [gatewayReset]?: boolean }): void => {
+const resetUnread = (stream: ServerHttp2Stream): void => {
   if (stream.closed || stream.destroyed || stream.state.remoteClose === 1) return
-  stream[gatewayReset] = true
-  closeStream(stream, constants.NGHTTP2_NO_ERROR)
+  resetByGateway(stream, constants.NGHTTP2_NO_ERROR)
 }
 
 /**

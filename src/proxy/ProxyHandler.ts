@@ -12,13 +12,14 @@ import type { PathRewrite } from "../routing/Rewrite.ts"
 import { parseRequestTarget } from "../routing/RequestTarget.ts"
 import type { AccessLog } from "../telemetry/AccessLog.ts"
 import type { Rejections, WebSocketMetrics } from "../telemetry/Metrics.ts"
-import { Tunnel } from "./WebSocketTunnel.ts"
+import { Tunnel, type TunnelClient } from "./WebSocketTunnel.ts"
+import { isWebSocketConnect, webSocketKey } from "./WebSocketHandshake.ts"
 import type * as Tracer from "effect/Tracer"
 import { externalParent, nowNanos, parseTraceParent, randomSpanId, randomTraceId, shouldSample, startSpan, type RequestTracing, type TraceParent } from "../telemetry/Tracing.ts"
 import type { Endpoint } from "../upstream/UpstreamGroup.ts"
 import { Exchange, sendError, type DrainState, type ExchangeRoute, type Resume } from "./Exchange.ts"
 import { dropHeaders, lookupHeader, scanRequestHeaders } from "./RequestHeaders.ts"
-import { BadRequest, CircuitOpen, errorResponse, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, ShuttingDown, type GatewayError } from "../middleware/GatewayError.ts"
+import { BadRequest, CircuitOpen, errorResponse, MethodNotAllowed, NoHealthyUpstream, NotImplemented, PayloadTooLarge, RouteNotFound, ShuttingDown, type GatewayError } from "../middleware/GatewayError.ts"
 import { closeAfterResponse, connectionOf, existingConnection, upgradeDeclined } from "./ClientConnection.ts"
 import { transferCodings } from "./TransferCoding.ts"
 import type { HeaderRules } from "./HeaderRules.ts"
@@ -86,6 +87,7 @@ const unsupportedCoding = new NotImplemented({ message: "Transfer codings other 
 const noEndpoint = new NoHealthyUpstream({ message: "No upstream endpoint is available" })
 const circuitOpen = new CircuitOpen({ message: "The upstream's circuit breakers are open" })
 const goingAway = new ShuttingDown({ message: "The listener is shutting down" })
+const connectRefused = new MethodNotAllowed({ message: "CONNECT is not supported, except to open a WebSocket (RFC 8441)" })
 const isOpen = (e: Endpoint) => e.circuit !== "closed"
 
 /**
@@ -159,15 +161,22 @@ export const makeHttp2RequestHandler = (current: () => ListenerTable, drain: Dra
 (req: Http2ServerRequest, res: Http2ServerResponse): void => {
   // The compatibility API's request and response stand in for node:http's in everything the
   // request path uses (see Http2Streams.ts for where they differ).
-  if (http2HasBody(req as unknown as IncomingMessage)) req.stream.once("finish", stopUnreadBody)
-  handle(current(), req as unknown as IncomingMessage, res as unknown as ServerResponse, req.method, drain, false)
+  const request = req as unknown as IncomingMessage
+  const response = res as unknown as ServerResponse
+  if (req.method === "CONNECT") {
+    // An extended CONNECT opens a WebSocket (RFC 8441); it is routed as the GET of an HTTP/1.1
+    // handshake would be. Plain CONNECT tunnels are not offered, as on HTTP/1.1.
+    if (!isWebSocketConnect(request)) reject(current(), request, response, connectRefused)
+    else if (drain.draining) reject(current(), request, response, goingAway)
+    else handle(current(), request, response, "GET", drain, false, { kind: "http2", readable: req, stream: req.stream, key: webSocketKey() })
+    return
+  }
+  if (http2HasBody(request)) req.stream.once("finish", stopUnreadBody)
+  handle(current(), request, response, req.method, drain, false)
 }
 
-/** A WebSocket upgrade the listener accepted: the client's socket and what came after its head. */
-interface Upgrade {
-  readonly socket: Socket
-  readonly head: Buffer
-}
+/** A WebSocket handshake the listener accepted: an HTTP/1.1 connection or an HTTP/2 stream. */
+type Upgrade = TunnelClient
 
 /**
  * Makes the node:http `upgrade` listener (WebSocket upgrades; see `isWebSocketUpgrade`). The
@@ -191,7 +200,7 @@ export const makeUpgradeHandler = (current: () => ListenerTable, drain: DrainSta
     reject(current(), req, res, goingAway, true)
     return
   }
-  handle(current(), req, res, req.method ?? "GET", drain, false, { socket, head })
+  handle(current(), req, res, req.method ?? "GET", drain, false, { kind: "http1", socket, head })
 }
 
 const handle = (table: ListenerTable, req: IncomingMessage, res: ServerResponse, method: string, drain: DrainState, last: boolean, upgrade?: Upgrade): void => {
@@ -359,10 +368,19 @@ const forward = (request: ProxiedRequest): void => {
   exchange.start(endpoint)
 }
 
+const webSocketKeyField: ReadonlySet<string> = new Set(["sec-websocket-key"])
+
 /** Joins the client to `endpoint` over a WebSocket tunnel; the request's fiber ends with it. */
 const tunnel = (request: ProxiedRequest, upgrade: Upgrade, endpoint: Endpoint, headers: Array<string>, path: string): void => {
   const { compiled: route, req, res, table } = request
   headers.push("connection", "upgrade", "upgrade", "websocket")
+  // An HTTP/2 client sends no key (RFC 8441 §5): the upstream's handshake gets the gateway's.
+  if (upgrade.kind === "http2") {
+    headers = dropHeaders(headers, webSocketKeyField)
+    headers.push("sec-websocket-key", upgrade.key)
+  }
+  // What the client was told: 101 on HTTP/1.1, 200 on an HTTP/2 stream.
+  const accepted = upgrade.kind === "http1" ? 101 : 200
   const group = route.group
   group.active++
   endpoint.active++
@@ -390,8 +408,7 @@ const tunnel = (request: ProxiedRequest, upgrade: Upgrade, endpoint: Endpoint, h
   }
   let opened = false
   new Tunnel({
-    client: upgrade.socket,
-    head: upgrade.head,
+    client: upgrade,
     res,
     origin: endpoint.origin,
     hostname: endpoint.hostname,
@@ -419,8 +436,8 @@ const tunnel = (request: ProxiedRequest, upgrade: Upgrade, endpoint: Endpoint, h
     onClosed: (bytesIn, bytesOut) => {
       if (!opened) return
       table.webSockets?.closed(route.id)
-      route.metrics.record(request.method, 101, performance.now() - started)
-      log(101, bytesIn, bytesOut)
+      route.metrics.record(request.method, accepted, performance.now() - started)
+      log(accepted, bytesIn, bytesOut)
       done()
     }
   }).start()

@@ -1,18 +1,25 @@
 /**
- * A WebSocket upgrade proxied to an upstream: the client's `Upgrade: websocket` request goes
- * to the endpoint (ws over http://, wss over https://); a 101 from it joins the two sockets,
- * anything else goes back to the client as the answer. Joined, frames stream both ways with
- * backpressure (a side that cannot keep up pauses the other), unchanged; the tunnel closes
- * when either side closes, or after `idleTimeoutMs` without a byte either way. `goAway`
- * (the listener drains) sends each side a Close with 1001 between two of its frames.
+ * A WebSocket proxied to an upstream: the client's handshake goes to the endpoint as an
+ * HTTP/1.1 `Upgrade: websocket` request (ws over http://, wss over https://); a 101 from it
+ * joins the client to the upstream's socket, anything else goes back to the client as the
+ * answer. The client is an HTTP/1.1 connection (it gets the 101) or an HTTP/2 stream opened
+ * with an extended CONNECT (RFC 8441: it gets a 200, and its stream carries the frames).
+ * Joined, frames stream both ways with backpressure (a side that cannot keep up pauses the
+ * other), unchanged; the tunnel closes when either side closes, or after `idleTimeoutMs`
+ * without a byte either way. `goAway` (the listener drains) sends each side a Close with 1001
+ * between two of its frames.
  */
 import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http"
+import { constants, type ServerHttp2Stream } from "node:http2"
 import { request as httpsRequest } from "node:https"
 import type { Socket } from "node:net"
+import type { Readable, Writable } from "node:stream"
 import type { UpstreamTlsOptions } from "../config/CertificateFiles.ts"
-import { UpstreamConnectTimeout, type GatewayError } from "../middleware/GatewayError.ts"
+import { UpstreamConnectTimeout, UpstreamProtocolError, type GatewayError } from "../middleware/GatewayError.ts"
 import { HOP_BY_HOP } from "../middleware/HopByHop.ts"
+import { HTTP2_SETTINGS, resetByGateway } from "./Http2Streams.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
+import { acceptFor } from "./WebSocketHandshake.ts"
 import { closeFrame, FrameTracker } from "./WebSocketFrames.ts"
 
 /** Open tunnels of a listener, closed with 1001 when it drains. */
@@ -23,10 +30,25 @@ const GO_AWAY_WAIT_MS = 1_000
 /** How long the peers get to answer the Close before the sockets are cut. */
 const CLOSE_LINGER_MS = 2_000
 
+/** The client's side of a tunnel. */
+export type TunnelClient =
+  | {
+    readonly kind: "http1"
+    readonly socket: Socket
+    /** Bytes the client sent after its request head. */
+    readonly head: Buffer
+  }
+  | {
+    readonly kind: "http2"
+    /** The frames from the client: the stream as node:http2's request reads it, like any request body. */
+    readonly readable: Readable
+    readonly stream: ServerHttp2Stream
+    /** The key the gateway sent the upstream, which its Sec-WebSocket-Accept must answer. */
+    readonly key: string
+  }
+
 export interface TunnelRequest {
-  readonly client: Socket
-  /** Bytes the client sent after its request head. */
-  readonly head: Buffer
+  readonly client: TunnelClient
   /** A response on the client's socket, for an answer that is not a 101. */
   readonly res: ServerResponse
   readonly origin: string
@@ -55,12 +77,12 @@ class Pump {
   readonly frames = new FrameTracker()
   bytes = 0
   stopping = false
-  private readonly from: Socket
-  private readonly to: Socket
+  private readonly from: Readable
+  private readonly to: Writable
   private readonly closeCode: Buffer
   private readonly onActivity: () => void
   private readonly onStopped: () => void
-  constructor(from: Socket, to: Socket, closeCode: Buffer, onActivity: () => void, onStopped: () => void) {
+  constructor(from: Readable, to: Writable, closeCode: Buffer, onActivity: () => void, onStopped: () => void) {
     this.from = from
     this.to = to
     this.closeCode = closeCode
@@ -68,6 +90,12 @@ class Pump {
     this.onStopped = onStopped
     from.on("data", this.onData)
     to.on("drain", () => from.resume())
+  }
+
+  /** Stops reading: nothing more goes to `to` (an HTTP/2 client's stream left to finish). */
+  detach(): void {
+    this.from.removeListener("data", this.onData)
+    this.from.resume()
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -152,7 +180,7 @@ export class Tunnel {
         : fromUpstreamError(error))
     })
     // The client leaving before the upstream answered ends the attempt.
-    r.client.once("close", () => {
+    this.clientStream.once("close", () => {
       if (!answered) req.destroy()
     })
     req.end()
@@ -161,52 +189,75 @@ export class Tunnel {
   /** The upstream answered without upgrading: its response is the client's answer. */
   private refused(res: IncomingMessage): void {
     const r = this.request
-    const head: Array<string> = []
-    const raw = res.rawHeaders
-    for (let i = 0; i < raw.length; i += 2) if (!HOP_BY_HOP.has(raw[i].toLowerCase())) head.push(raw[i], raw[i + 1])
-    r.res.shouldKeepAlive = false
-    r.res.writeHead(res.statusCode ?? 502, res.statusMessage, head)
+    const head = endToEnd(res.rawHeaders)
+    if (r.client.kind === "http1") {
+      r.res.shouldKeepAlive = false
+      r.res.writeHead(res.statusCode ?? 502, res.statusMessage, head)
+    } else r.res.writeHead(res.statusCode ?? 502, head)
     let bytes = 0
     res.on("data", (c: Buffer) => (bytes += c.length))
     res.pipe(r.res)
     res.once("end", () => r.onRefused(res.statusCode ?? 502, bytes))
   }
 
+  /** What closes and fails on the client's side: its socket, or its HTTP/2 stream. */
+  private get clientStream(): Socket | ServerHttp2Stream {
+    const client = this.request.client
+    return client.kind === "http1" ? client.socket : client.stream
+  }
+
   private join(res: IncomingMessage, upstream: Socket, upstreamHead: Buffer): void {
     const r = this.request
     const client = r.client
     this.upstream = upstream
-    const lines = [`HTTP/1.1 101 ${res.statusMessage || "Switching Protocols"}`]
-    const raw = res.rawHeaders
-    for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
-    client.write(`${lines.join("\r\n")}\r\n\r\n`)
+    let from: Readable
+    let to: Writable
+    if (client.kind === "http1") {
+      const lines = [`HTTP/1.1 101 ${res.statusMessage || "Switching Protocols"}`]
+      const raw = res.rawHeaders
+      for (let i = 0; i < raw.length; i += 2) lines.push(`${raw[i]}: ${raw[i + 1]}`)
+      client.socket.write(`${lines.join("\r\n")}\r\n\r\n`)
+      client.socket.setNoDelay(true)
+      from = to = client.socket
+    } else {
+      // The gateway made the key, so it checks the answer, as the client would have.
+      if (res.headers["sec-websocket-accept"] !== acceptFor(client.key)) {
+        upstream.destroy()
+        r.onFailed(new UpstreamProtocolError({ message: "The upstream's Sec-WebSocket-Accept does not answer the handshake's key" }))
+        return
+      }
+      // RFC 8441 §5: a 200 accepts the stream; the upgrade's own fields stay on the upstream's hop.
+      r.res.writeHead(200, endToEnd(res.rawHeaders, "sec-websocket-accept"))
+      from = client.readable
+      to = client.stream
+    }
     upstream.setNoDelay(true)
-    client.setNoDelay(true)
     r.tunnels.add(this)
     r.onOpen()
     const touch = () => {
       this.lastActivity = performance.now()
     }
-    this.up = new Pump(client, upstream, closeFrame(1001, true), touch, () => this.afterClose())
-    this.down = new Pump(upstream, client, closeFrame(1001, false), touch, () => this.afterClose())
+    this.up = new Pump(from, upstream, closeFrame(1001, true), touch, () => this.afterClose())
+    this.down = new Pump(upstream, to, closeFrame(1001, false), touch, () => this.afterClose())
     if (upstreamHead.length > 0) {
       this.down.frames.feed(upstreamHead)
       this.down.bytes += upstreamHead.length
-      client.write(upstreamHead)
+      to.write(upstreamHead)
     }
-    if (r.head.length > 0) {
-      this.up.frames.feed(r.head)
-      this.up.bytes += r.head.length
-      upstream.write(r.head)
+    if (client.kind === "http1" && client.head.length > 0) {
+      this.up.frames.feed(client.head)
+      this.up.bytes += client.head.length
+      upstream.write(client.head)
     }
     const end = () => this.end()
-    client.once("close", end)
+    this.clientStream.once("close", end)
     upstream.once("close", end)
-    client.once("error", end)
+    this.clientStream.once("error", end)
     upstream.once("error", end)
-    // A side that half-closes has nothing more to send: the other side is told the same.
-    client.once("end", () => upstream.end())
-    upstream.once("end", () => client.end())
+    // A side that half-closes has nothing more to send: the other side is told the same
+    // (on HTTP/2, END_STREAM stands for the FIN: RFC 8441 §4).
+    from.once("end", () => upstream.end())
+    upstream.once("end", () => to.end())
     touch()
     this.armIdle()
     // The drain told the open tunnels before this one was joined.
@@ -245,8 +296,37 @@ export class Tunnel {
     if (this.idle !== undefined) clearTimeout(this.idle)
     const r = this.request
     r.tunnels.delete(this)
-    r.client.destroy()
+    const client = r.client
+    if (client.kind === "http1") client.socket.destroy()
+    else closeClientStream(client.stream, this.up)
     this.upstream?.destroy()
     r.onClosed(this.up?.bytes ?? 0, this.down?.bytes ?? 0)
   }
+}
+
+/**
+ * Ends an HTTP/2 client's side of a closed tunnel. When the upstream finished its side, the
+ * stream's END_STREAM is queued behind the last frames (a Close, often): it is left to go out,
+ * and the stream to close once the client ends its side too, within CLOSE_LINGER_MS. Otherwise
+ * (the upstream failed or the tunnel timed out) the stream is reset with CANCEL, what RFC 8441
+ * §4 maps a TCP reset to.
+ */
+const closeClientStream = (stream: ServerHttp2Stream, up: Pump | undefined): void => {
+  if (stream.closed || stream.destroyed) return
+  if (!stream.writableEnded) {
+    resetByGateway(stream, constants.NGHTTP2_CANCEL)
+    return
+  }
+  up?.detach()
+  setTimeout(resetByGateway, CLOSE_LINGER_MS, stream, constants.NGHTTP2_CANCEL).unref()
+}
+
+/** An upstream response's fields that go on to the client: not hop-by-hop, nor `except`. */
+const endToEnd = (raw: ReadonlyArray<string>, except?: string): Array<string> => {
+  const head: Array<string> = []
+  for (let i = 0; i < raw.length; i += 2) {
+    const name = raw[i].toLowerCase()
+    if (!HOP_BY_HOP.has(name) && name !== HTTP2_SETTINGS && name !== except) head.push(raw[i], raw[i + 1])
+  }
+  return head
 }

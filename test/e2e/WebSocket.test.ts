@@ -20,51 +20,7 @@ import { request, simpleConfig, startGateway } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { growth, scrapeAdmin, series } from "../support/prometheus.ts"
-
-interface WsUpstream {
-  readonly url: string
-  /** Each handshake request the upstream accepted. */
-  readonly handshakes: Array<IncomingMessage>
-  /** Close codes the upstream received, in order. */
-  readonly closes: Array<number>
-  /** Every message the upstream received. */
-  readonly messages: Array<Buffer>
-}
-
-/** An echo WebSocket server on loopback (over TLS with `tls`); `refuse` answers every handshake 403. */
-const startWsUpstream = (options: { readonly refuse?: boolean; readonly tls?: { cert: string; key: string } } = {}): Effect.Effect<WsUpstream, never, ScopeType.Scope> =>
-  Effect.acquireRelease(
-    Effect.callback<WsUpstream & { server: Server; wss: WebSocketServer }>((resume) => {
-      const handshakes: Array<IncomingMessage> = []
-      const closes: Array<number> = []
-      const messages: Array<Buffer> = []
-      const server = options.tls === undefined
-        ? createServer()
-        : createHttpsServer({ cert: readFileSync(options.tls.cert), key: readFileSync(options.tls.key) })
-      const wss = new WebSocketServer({
-        server,
-        verifyClient: (_info, done) => (options.refuse === true ? done(false, 403, "Forbidden") : done(true))
-      })
-      wss.on("connection", (socket, req) => {
-        handshakes.push(req)
-        socket.on("message", (data, isBinary) => {
-          messages.push(data as Buffer)
-          socket.send(data, { binary: isBinary })
-        })
-        socket.on("close", (code) => closes.push(code))
-      })
-      server.listen(0, "127.0.0.1", () => {
-        const port = (server.address() as AddressInfo).port
-        resume(Effect.succeed({ url: `${options.tls === undefined ? "http" : "https"}://127.0.0.1:${port}`, handshakes, closes, messages, server, wss }))
-      })
-    }),
-    (u) => Effect.callback<void>((resume) => {
-      for (const c of u.wss.clients) c.terminate()
-      u.wss.close()
-      u.server.closeAllConnections()
-      u.server.close(() => resume(Effect.void))
-    })
-  )
+import { startWsUpstream } from "../support/webSocket.ts"
 
 /** A connected client; fails the test when the handshake does not succeed. */
 const connect = (url: string, options: ConstructorParameters<typeof WebSocket>[2] = {}) =>
