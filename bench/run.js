@@ -14,6 +14,7 @@ import { fileURLToPath } from "node:url"
 import { middlewareVariants, startAuthServer, startRedis } from "./middlewares.js"
 import { fibergateTlsYaml, makeBenchCert, nginxTlsServer } from "./tls.js"
 import { nginxH2Server, runH2load } from "./h2.js"
+import { fibergateWsYaml, nginxWsServer, runWsLoad, WS_ECHO_SCRIPT } from "./websocket.js"
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(BENCH_DIR, "..")
@@ -72,6 +73,11 @@ const settings = {
   h2Rounds: intArg("BENCH_H2_ROUNDS", 3, 1),
   h2Clients: intArg("BENCH_H2_CLIENTS", 10, 1),
   h2Streams: intArg("BENCH_H2_STREAMS", 10, 1),
+  ws: boolArg("BENCH_WS", "1"),
+  wsRounds: intArg("BENCH_WS_ROUNDS", 3, 1),
+  wsConnections: intArg("BENCH_WS_CONNECTIONS", 50, 1),
+  wsWindow: intArg("BENCH_WS_WINDOW", 4, 1),
+  wsSize: intArg("BENCH_WS_SIZE", 128, 1),
   peers: (env.BENCH_PEERS ?? ALL_PEERS.join(","))
     .split(",")
     .map((s) => s.trim())
@@ -1103,6 +1109,68 @@ async function h2Cost(nodeBin, nginxBin, h2loadBin, feats, upstreamPorts, fdRais
   return peers.map(({ label, rounds }) => ({ label, rounds }))
 }
 
+/**
+ * WebSocket echo: the `ws` echo upstream directly, through fibergate and through nginx, one
+ * worker each, rounds alternating the order; the load is bench/ws-load.js. Returns
+ * [{ label, rounds: [{ rate, p50, p99, errors, cpuUsPerMessage, rssKb }] }].
+ */
+async function webSocketCost(nodeBin, nginxBin, feats, fdRaise) {
+  const dir = path.join(tmpDir, "ws")
+  fs.mkdirSync(dir, { recursive: true })
+  const children = []
+  const rows = []
+  try {
+    const upstreamPort = await freePort()
+    const echo = startChild("ws-echo", nodeBin, [WS_ECHO_SCRIPT, String(upstreamPort)], { logFile: path.join(dir, "ws-echo.log"), cpu: 1, fdLimit: fdRaise })
+    children.push(echo)
+    await waitReady(echo, "ws echo upstream", async () => (await httpGet(upstreamPort, "/", 1000)).status > 0)
+    rows.push({ label: "direct (ws echo upstream)", port: upstreamPort, child: null, rounds: [] })
+
+    const fgPort = await freePort()
+    const adminPort = await freePort()
+    const yamlFile = path.join(dir, "fibergate-ws.yaml")
+    fs.writeFileSync(yamlFile, fibergateWsYaml(fgPort, adminPort, upstreamPort))
+    const bin = env.BENCH_FIBERGATE_BIN ? path.resolve(env.BENCH_FIBERGATE_BIN) : path.join(ROOT, "bin", "fibergate.js")
+    const logFile = path.join(dir, "fibergate-ws.log")
+    const fg = startChild("fibergate-ws", nodeBin, [...shebangFlags(bin), bin, "run", "-c", yamlFile], { logFile, cpu: 0, fdLimit: fdRaise })
+    children.push(fg)
+    await waitReady(fg, "fibergate (ws)", async () => (await httpGet(adminPort, "/ready", 1000)).status === 200).catch((e) => {
+      throw new Error(`${e.message}\n${tail(logFile)}`)
+    })
+    rows.push({ label: "fibergate", port: fgPort, child: fg, rounds: [] })
+
+    const ngPort = await freePort()
+    const c = nginxCommon(dir, "nginx-ws", feats)
+    const ng = await startNginx("nginx-ws", nginxBin, `${c.main}\nhttp {\n  ${c.http}\n${nginxWsServer(ngPort, upstreamPort)}\n}\n`, dir, ngPort, 0)
+    children.push(ng)
+    rows.push({ label: `nginx ${feats.version}`, port: ngPort, child: ng, rounds: [] })
+
+    const load = { connections: settings.wsConnections, window: settings.wsWindow, size: settings.wsSize }
+    const url = (p) => `ws://${HOST}:${p.port}/`
+    for (const p of rows) {
+      const warm = await runWsLoad(nodeBin, url(p), { ...load, seconds: Math.min(settings.duration.seconds, 3) })
+      if (warm.messages === 0) throw new Error(`${p.label}: no WebSocket message came back (${warm.errors} errors)`)
+    }
+    for (let round = 0; round < settings.wsRounds; round++) {
+      for (const [i] of rows.entries()) {
+        const p = rows[(i + round) % rows.length]
+        const pid = p.child?.pid
+        const cpuBefore = pid === undefined ? 0 : treeCpuSeconds(pid)
+        const stop = pid === undefined ? () => null : sampleRss(pid)
+        const r = await runWsLoad(nodeBin, url(p), { ...load, seconds: settings.duration.seconds })
+        r.rssKb = stop()
+        r.cpuUsPerMessage = pid === undefined || r.messages === 0 ? null : ((treeCpuSeconds(pid) - cpuBefore) * 1e6) / r.messages
+        p.rounds.push(r)
+        console.log(`bench: ws round ${round + 1}/${settings.wsRounds} ${p.label}: ${fmtInt(r.rate)} messages/s, p50 ${fmtMs(r.p50)}, p99 ${fmtMs(r.p99)}${r.cpuUsPerMessage === null ? "" : `, ${r.cpuUsPerMessage.toFixed(1)} µs CPU/message, RSS ${fmtMB(r.rssKb)} MB`}, ${r.errors} errors`)
+        await sleep(300)
+      }
+    }
+  } finally {
+    for (const child of children) await stopChild(child)
+  }
+  return rows.map(({ label, rounds }) => ({ label, rounds }))
+}
+
 // ---------------------------------------------------------------------------------------------
 // leak check, idle connections, route-table micro-benchmark
 
@@ -1492,6 +1560,10 @@ async function main() {
     else h2Rows = await h2Cost(nodeBin, tools.nginx, h2load, feats, upstreamPorts, fdRaise)
   }
 
+  // WebSocket echo: direct, through fibergate, through nginx
+  let wsRows = null
+  if (settings.ws && live.some((p) => p.key === "fibergate")) wsRows = await webSocketCost(nodeBin, tools.nginx, feats, fdRaise)
+
   // leak check: fibergate only, BENCH_LEAK_RUNS runs of ~BENCH_LEAK_REQUESTS requests each, RSS after 2 s idle
   const fgLive = live.find((p) => p.key === "fibergate")
   let leak = null
@@ -1672,6 +1744,28 @@ async function main() {
     if (h2Rows.length === 2) {
       const [fg, ng] = h2Rows
       lines.push("", `fibergate / nginx over h2: ${median(fg.rounds.map((r, i) => r.rps / ng.rounds[i].rps)).toFixed(2)}x`)
+    }
+  }
+
+  if (wsRows !== null && wsRows.length > 0) {
+    lines.push(
+      "",
+      `WebSocket echo, one worker each, the same \`ws\` echo upstream (a Node process, as is the load: \`bench/ws-load.js\`), ${settings.wsConnections} WebSockets each with ${settings.wsWindow} binary messages of ${settings.wsSize} bytes in flight, ${settings.duration.seconds} s, ${settings.wsRounds} rounds alternating; ratios are the medians of each round's:`,
+      ""
+    )
+    lines.push(`| peer | messages/s (median) | round trip p50 | p99 | CPU µs/message | peak RSS MB | errors | per-round messages/s |`, `| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |`)
+    for (const p of wsRows) {
+      const m = (f) => median(p.rounds.map(f))
+      const cpu = p.rounds[0]?.cpuUsPerMessage == null ? "–" : m((r) => r.cpuUsPerMessage ?? 0).toFixed(1)
+      const rss = p.rounds[0]?.rssKb == null ? "–" : fmtMB(m((r) => r.rssKb ?? 0))
+      lines.push(
+        `| ${p.label} | ${fmtInt(m((r) => r.rate))} | ${fmtMs(m((r) => r.p50 ?? 0))} | ${fmtMs(m((r) => r.p99 ?? 0))} | ${cpu} | ${rss} | ${p.rounds.reduce((a, r) => a + r.errors, 0)} | ${p.rounds.map((r) => fmtInt(r.rate)).join(", ")} |`
+      )
+    }
+    if (wsRows.length === 3) {
+      const [direct, fg, ng] = wsRows
+      const ratio = (a, b) => median(a.rounds.map((r, i) => r.rate / b.rounds[i].rate)).toFixed(2)
+      lines.push("", `fibergate / direct: ${ratio(fg, direct)}x; fibergate / nginx: ${ratio(fg, ng)}x`)
     }
   }
 
