@@ -15,7 +15,7 @@ import { request as httpsRequest } from "node:https"
 import type { Socket } from "node:net"
 import type { Readable, Writable } from "node:stream"
 import type { UpstreamTlsOptions } from "../config/CertificateFiles.ts"
-import { UpstreamConnectTimeout, UpstreamProtocolError, type GatewayError } from "../middleware/GatewayError.ts"
+import { UpstreamProtocolError, type GatewayError } from "../middleware/GatewayError.ts"
 import { HOP_BY_HOP } from "../middleware/HopByHop.ts"
 import { HTTP2_SETTINGS, resetByGateway } from "./Http2Streams.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
@@ -125,10 +125,8 @@ class Pump {
     if (this.frames.atBoundary) this.sendClose()
   }
 
-  private closed = false
+  /** Called once: by `stop` at a boundary, else by the chunk that reaches one (then nothing more is read). */
   private sendClose(): void {
-    if (this.closed) return
-    this.closed = true
     this.from.removeListener("data", this.onData)
     this.to.write(this.closeCode)
     this.onStopped()
@@ -175,9 +173,8 @@ export class Tunnel {
       clearTimeout(timer)
       if (answered) return
       answered = true
-      r.onFailed((error as { code?: string }).code === "UND_ERR_CONNECT_TIMEOUT"
-        ? new UpstreamConnectTimeout({ message: "Timed out connecting to the upstream" })
-        : fromUpstreamError(error))
+      // The timer's error carries undici's code, so it maps as a pool's connect timeout does.
+      r.onFailed(fromUpstreamError(error))
     })
     // The client leaving before the upstream answered ends the attempt.
     this.clientStream.once("close", () => {

@@ -21,6 +21,7 @@ import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually } from "../support/liveGateway.ts"
 import { growth, scrapeAdmin, series } from "../support/prometheus.ts"
 import { startWsUpstream } from "../support/webSocket.ts"
+import { unansweredPort } from "../support/blackhole.ts"
 
 /** A connected client; fails the test when the handshake does not succeed. */
 const connect = (url: string, options: ConstructorParameters<typeof WebSocket>[2] = {}) =>
@@ -129,6 +130,26 @@ describe("WebSocket", () => {
       assert.strictEqual(yield* refusal(wsUrl(down.url("/"))), "Unexpected server response: 502")
     }))
 
+  it.live("an upstream's refusal reaches an HTTP/1.1 client with its status line and body, then the connection closes; it is logged with its status and bytes", () =>
+    Effect.gen(function*() {
+      const capture = yield* captureAccessLog
+      const refusing = yield* startWsUpstream({ refuse: true })
+      const gateway = yield* startGateway({ ...simpleConfig([refusing.url]), log: { level: "none", access_log: true, format: "json" } })
+      const socket = connectNet(gateway.port, "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      let received = ""
+      let ended = false
+      socket.on("data", (d: Buffer) => (received += d.toString("latin1")))
+      socket.on("close", () => (ended = true))
+      socket.write("GET /no HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
+      yield* eventually(Effect.sync(() => ended), "the connection closed after the refusal")
+      assert.match(received, /^HTTP\/1\.1 403 Forbidden\r\n/)
+      assert.match(received, /\r\n\r\nForbidden$/)
+      yield* eventually(Effect.sync(() => capture.lines.length >= 1), "the access-log line")
+      const line = capture.lines[0]
+      assert.deepStrictEqual([line.status, line.path, line.bytes_out, line.upstream], [403, "/no", 9, refusing.url])
+    }))
+
   it.live("wss: to an https upstream verified against its CA, and on an https listener", () =>
     Effect.gen(function*() {
       const { dir } = yield* scopedCertDir
@@ -159,6 +180,50 @@ describe("WebSocket", () => {
       yield* quietClosed
       assert.isAtLeast(performance.now() - started, 280)
       assert.strictEqual(busy.readyState, WebSocket.OPEN)
+      // 0 turns the timeout off: a quiet tunnel stays.
+      const never = yield* startGateway(simpleConfig([upstream.url], { websocket: { idle_timeout: "0s" } }))
+      const kept = yield* connect(wsUrl(never.url("/")))
+      yield* Effect.sleep("100 millis")
+      assert.strictEqual((yield* roundTrip(kept, "still here")).data.toString(), "still here")
+    }))
+
+  it.live("a frame sent right behind the handshake, in the same packet, reaches the upstream once the tunnel is joined", () =>
+    Effect.gen(function*() {
+      const upstream = yield* startWsUpstream()
+      const gateway = yield* startGateway(simpleConfig([upstream.url]))
+      const socket = connectNet(gateway.port, "127.0.0.1")
+      yield* Effect.addFinalizer(() => Effect.sync(() => socket.destroy()))
+      const mask = [9, 8, 7, 6]
+      const text = Buffer.from("early")
+      const frame = Buffer.from([0x81, 0x80 | text.length, ...mask, ...text.map((b, i) => b ^ mask[i % 4])])
+      socket.write(Buffer.concat([
+        Buffer.from("GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n", "latin1"),
+        frame
+      ]))
+      let received = Buffer.alloc(0)
+      socket.on("data", (d: Buffer) => (received = Buffer.concat([received, d])))
+      // The echo: an unmasked text frame "early" after the 101's head.
+      yield* eventually(Effect.sync(() => received.includes(Buffer.concat([Buffer.from([0x81, text.length]), text]))), "the echo of the early frame")
+      const head = received.toString("latin1").split("\r\n\r\n")[0]
+      assert.match(head, /^HTTP\/1\.1 101 Switching Protocols\r\n/)
+      // The upstream's fields as they came, and nothing else.
+      assert.match(head, /\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK\+xOo=(\r\n|$)/i)
+      assert.notInclude(head, "undefined")
+      assert.deepStrictEqual(upstream.messages.map((m) => m.toString()), ["early"])
+    }))
+
+  it.live("pool.connect_timeout: a handshake to an endpoint that never answers the SYN is a 504; a joined tunnel outlives it", () =>
+    Effect.gen(function*() {
+      const port = yield* unansweredPort
+      const silent = yield* startGateway(simpleConfig([`http://127.0.0.1:${port}`], {}, { pool: { connect_timeout: "200ms" } }))
+      const started = performance.now()
+      assert.strictEqual(yield* refusal(wsUrl(silent.url("/"))), "Unexpected server response: 504")
+      assert.isAtLeast(performance.now() - started, 180)
+      const upstream = yield* startWsUpstream()
+      const gateway = yield* startGateway(simpleConfig([upstream.url], {}, { pool: { connect_timeout: "200ms" } }))
+      const ws = yield* connect(wsUrl(gateway.url("/")))
+      yield* Effect.sleep("400 millis")
+      assert.strictEqual((yield* roundTrip(ws, "later")).data.toString(), "later")
     }))
 
   it.live("a tunnel survives a reload that keeps its route and upstream", () =>
@@ -191,7 +256,7 @@ describe("WebSocket", () => {
       yield* Fiber.join(closing)
     }))
 
-  it.live("a drain that comes in the middle of a client's frame sends the Close after that frame, which arrives whole", () =>
+  it.live("a drain that comes in the middle of a client's frame sends the Close after that frame, which arrives whole, and nothing after it", () =>
     Effect.gen(function*() {
       const upstream = yield* startWsUpstream()
       const scope = yield* Scope.make()
@@ -216,8 +281,14 @@ describe("WebSocket", () => {
       yield* Effect.sleep("50 millis")
       const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
       yield* Effect.sleep("100 millis")
-      socket.write(masked.subarray(500))
+      // More of the frame, still not its end; then its end with a whole frame behind it in the
+      // same chunk: only the bytes up to the boundary go, the frame after the Close is dropped.
+      socket.write(masked.subarray(500, 700))
+      yield* Effect.sleep("50 millis")
+      const after = Buffer.from([0x81, 0x80 | 2, ...mask, 0x61 ^ mask[0], 0x62 ^ mask[1]])
+      socket.write(Buffer.concat([masked.subarray(700), after]))
       yield* eventually(Effect.sync(() => upstream.closes.includes(1001)), "the upstream told 1001")
+      assert.deepStrictEqual(upstream.closes, [1001])
       assert.strictEqual(upstream.messages.length, 1)
       assert.isTrue(upstream.messages[0].equals(payload))
       // The client got the echo or not, but a Close with 1001 after whole frames.

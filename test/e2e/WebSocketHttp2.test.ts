@@ -18,7 +18,7 @@ import { startGateway } from "../support/harness.ts"
 import { httpsConfig, scopedCertDir } from "../support/https.ts"
 import { eventually, within } from "../support/liveGateway.ts"
 import { growth, scrapeAdmin, series } from "../support/prometheus.ts"
-import { closeCode, closePayload, OPCODE, openH2WebSocket, startWsUpstream, type H2WebSocket } from "../support/webSocket.ts"
+import { closeCode, closePayload, FrameReader, OPCODE, openH2WebSocket, startWsUpstream, type H2WebSocket, type WsFrame } from "../support/webSocket.ts"
 
 const h2cConfig = (upstream: string, route: Record<string, unknown> = {}) => ({
   admin: { listen: "127.0.0.1:0" },
@@ -39,7 +39,8 @@ describe("WebSocket over HTTP/2 (RFC 8441)", () => {
   it.live("h2c: an extended CONNECT opens a WebSocket: 200 with the chosen subprotocol and no upgrade fields; frames echo; the upstream gets an HTTP/1.1 upgrade with the gateway's key; WebSockets and requests share the connection", () =>
     Effect.gen(function*() {
       const upstream = yield* startWsUpstream({ protocols: ["chat"] })
-      const gateway = yield* startGateway(h2cConfig(upstream.url, { match: { path: { prefix: "/ws" } }, rewrite: { strip_prefix: "/ws" } }))
+      // Routed as the GET of an HTTP/1.1 handshake: a route for GET alone takes it.
+      const gateway = yield* startGateway(h2cConfig(upstream.url, { match: { path: { prefix: "/ws" }, methods: ["GET"] }, rewrite: { strip_prefix: "/ws" } }))
       const session = yield* h2Session(gateway.port)
       assert.isTrue(session.remoteSettings.enableConnectProtocol)
       const a = yield* openH2WebSocket(session, "/ws/chat?room=1", { ":authority": "chat.test", "sec-websocket-protocol": "superchat, chat" })
@@ -147,19 +148,113 @@ describe("WebSocket over HTTP/2 (RFC 8441)", () => {
       assert.strictEqual((yield* openH2WebSocket(yield* h2Session(down.port), "/")).status, 502)
 
       // An upstream that says 101 without answering the gateway's key is not a WebSocket server.
-      const keys: Array<string> = []
-      const liar = yield* rawUpgrader((key) => {
-        keys.push(key)
-        return "wrong"
-      })
-      const lied = yield* startGateway(h2cConfig(liar))
+      const liar = yield* rawUpstream((_key, socket) =>
+        socket.write("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: wrong\r\n\r\n")
+      )
+      const lied = yield* startGateway(h2cConfig(liar.url))
       const answer = yield* openH2WebSocket(yield* h2Session(lied.port), "/")
       assert.strictEqual(answer.status, 502)
-      assert.strictEqual(keys.length, 1)
+      assert.strictEqual(liar.sockets.length, 1)
+      yield* eventually(Effect.sync(() => liar.sockets[0].destroyed || liar.sockets[0].readableEnded), "the liar's socket closed")
       // The same upstream answering the key properly is joined.
       const honest = yield* rawUpgrader((key) => acceptFor(key))
       const joined = yield* startGateway(h2cConfig(honest))
       assert.strictEqual((yield* openH2WebSocket(yield* h2Session(joined.port), "/")).status, 200)
+    }))
+
+  it.live("a frame the upstream sends with its 101 reaches the client first; a client that leaves before the upstream answers ends the upstream's attempt", () =>
+    Effect.gen(function*() {
+      // The 101 and a first text frame ("welcome", unmasked) in one write.
+      const greeting = yield* rawUpstream((key, socket) =>
+        socket.write(Buffer.concat([
+          // HTTP2-Settings is HTTP/1.1's h2c field, which node:http2 refuses to send: it is dropped.
+          Buffer.from(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nHTTP2-Settings: AAMAAABk\r\nX-Greeting: yes\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`, "latin1"),
+          Buffer.from([0x81, 7]),
+          Buffer.from("welcome")
+        ]))
+      )
+      const greeted = yield* openH2WebSocket(yield* h2Session((yield* startGateway(h2cConfig(greeting.url))).port), "/")
+      assert.strictEqual(greeted.status, 200)
+      assert.strictEqual(greeted.headers["x-greeting"], "yes")
+      assert.isUndefined(greeted.headers["http2-settings"])
+      const first = yield* within(greeted.frame(1), "the upstream's first frame")
+      assert.deepStrictEqual([first.opcode, first.payload.toString()], [OPCODE.TEXT, "welcome"])
+
+      // An upstream that never answers; the client resets its stream while the gateway waits.
+      const silent = yield* rawUpstream(() => {})
+      const session = yield* h2Session((yield* startGateway(h2cConfig(silent.url))).port)
+      const stream = session.request({ ":method": "CONNECT", ":protocol": "websocket", ":scheme": "http", ":path": "/", ":authority": "localhost", "sec-websocket-version": "13" }, { endStream: false })
+      stream.on("error", () => {})
+      yield* eventually(Effect.sync(() => silent.sockets.length === 1), "the upstream's handshake")
+      stream.close(constants.NGHTTP2_CANCEL)
+      yield* eventually(Effect.sync(() => silent.sockets[0].destroyed || silent.sockets[0].readableEnded), "the upstream's socket closed by the gateway")
+    }))
+
+  it.live("FIN and reset map to END_STREAM and RST_STREAM both ways (RFC 8441 §4); a client that never ends its side after the upstream's FIN is reset after the linger", () =>
+    Effect.gen(function*() {
+      const upstream = yield* rawUpstream((key, socket) =>
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`)
+      )
+      const gateway = yield* startGateway(h2cConfig(upstream.url))
+      const session = yield* h2Session(gateway.port)
+      const joined = (n: number) => eventually(Effect.sync(() => upstream.sockets.length === n), `upstream connection ${n}`)
+
+      // The upstream's connection is reset: the client's stream is reset with CANCEL.
+      const reset = yield* openH2WebSocket(session, "/")
+      yield* joined(1)
+      upstream.sockets[0].resetAndDestroy()
+      assert.strictEqual(yield* Effect.promise(() => reset.closed), constants.NGHTTP2_CANCEL)
+
+      // The client resets its stream: the upstream's connection is closed.
+      const cancelled = yield* openH2WebSocket(session, "/")
+      yield* joined(2)
+      cancelled.stream.close(constants.NGHTTP2_CANCEL)
+      yield* eventually(Effect.sync(() => upstream.sockets[1].destroyed), "the upstream's socket closed")
+
+      // The client's END_STREAM is the upstream's FIN; the upstream's FIN back ends the stream cleanly.
+      const halfClosed = yield* openH2WebSocket(session, "/")
+      yield* joined(3)
+      const finSeen = Effect.callback<void>((resume) => {
+        upstream.sockets[2].once("end", () => resume(Effect.void))
+      })
+      halfClosed.stream.end()
+      yield* within(finSeen, "the upstream's FIN")
+      assert.strictEqual(yield* Effect.promise(() => halfClosed.closed), constants.NGHTTP2_NO_ERROR)
+
+      // The upstream's FIN ends the stream; a client that never ends its side is reset after the linger.
+      const lingering = yield* openH2WebSocket(session, "/")
+      yield* joined(4)
+      const finAt = performance.now()
+      upstream.sockets[3].end()
+      yield* eventually(Effect.sync(lingering.ended), "END_STREAM after the upstream's FIN")
+      assert.strictEqual(yield* Effect.promise(() => lingering.closed), constants.NGHTTP2_CANCEL)
+      assert.isAtLeast(performance.now() - finAt, 1_900)
+    }))
+
+  it.live("a drain with peers that never answer the Close: each side gets the gateway's own Close with 1001, then the tunnel is cut", () =>
+    Effect.gen(function*() {
+      const frames: Array<WsFrame> = []
+      const reader = new FrameReader()
+      const upstream = yield* rawUpstream((key, socket) => {
+        socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acceptFor(key)}\r\n\r\n`)
+        socket.on("data", (d: Buffer) => frames.push(...reader.feed(d)))
+      })
+      const scope = yield* Scope.make()
+      const context = yield* Layer.buildWithScope(Gateway.layer({ ...h2cConfig(upstream.url), shutdown: { drain_timeout: "10s" } }), scope).pipe(
+        Effect.provideService(References.MinimumLogLevel, "Warn")
+      )
+      const session = yield* h2Session(Context.get(context, Listeners).addresses.get("web")!.port)
+      const ws = yield* openH2WebSocket(session, "/")
+      yield* eventually(Effect.sync(() => upstream.sockets.length === 1), "the upstream joined")
+      const closing = yield* Effect.forkChild(Scope.close(scope, Exit.void))
+      const told = yield* within(ws.frame(1), "the gateway's Close")
+      assert.deepStrictEqual([told.opcode, closeCode(told)], [OPCODE.CLOSE, 1001])
+      yield* eventually(Effect.sync(() => frames.length === 1), "the upstream's Close")
+      assert.deepStrictEqual([frames[0].opcode, closeCode(frames[0])], [OPCODE.CLOSE, 1001])
+      // Neither side answers: the tunnel is cut once the linger is over, and the drain ends.
+      yield* within(Effect.promise(() => ws.closed), "the stream cut", 6_000)
+      yield* eventually(Effect.sync(() => upstream.sockets[0].destroyed), "the upstream's socket cut", 6_000)
+      yield* Fiber.join(closing)
     }))
 
   it.live("on an https listener (ALPN h2) to a wss upstream verified against its CA", () =>
@@ -242,28 +337,25 @@ describe("WebSocket over HTTP/2 (RFC 8441)", () => {
     }))
 })
 
-/**
- * An upstream that answers every upgrade with a 101 whose Sec-WebSocket-Accept is `accept(key)`,
- * then keeps the socket open without a word.
- */
-const rawUpgrader = (accept: (key: string) => string) =>
+/** An upstream of raw sockets: `onHandshake` gets each request head's key and the socket to answer on. */
+const rawUpstream = (onHandshake: (key: string, socket: Socket) => void) =>
   Effect.acquireRelease(
-    Effect.callback<{ url: string; close: () => void }>((resume) => {
-      const sockets = new Set<Socket>()
+    Effect.callback<{ url: string; sockets: Array<Socket>; close: () => void }>((resume) => {
+      const sockets: Array<Socket> = []
       const server = createServer((socket) => {
-        sockets.add(socket)
+        sockets.push(socket)
         let head = ""
         socket.on("data", (d: Buffer) => {
+          if (head.includes("\r\n\r\n")) return
           head += d.toString("latin1")
-          if (!head.includes("\r\n\r\n")) return
-          const key = /sec-websocket-key: *([^\r\n]*)/i.exec(head)?.[1] ?? ""
-          socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(key)}\r\n\r\n`)
+          if (head.includes("\r\n\r\n")) onHandshake(/sec-websocket-key: *([^\r\n]*)/i.exec(head)?.[1] ?? "", socket)
         })
         socket.on("error", () => {})
       })
       server.listen(0, "127.0.0.1", () =>
         resume(Effect.succeed({
           url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+          sockets,
           close: () => {
             for (const s of sockets) s.destroy()
             server.close()
@@ -271,4 +363,10 @@ const rawUpgrader = (accept: (key: string) => string) =>
         })))
     }),
     (u) => Effect.sync(u.close)
+  )
+
+/** A raw upstream answering every upgrade with a 101 whose Sec-WebSocket-Accept is `accept(key)`, then silent. */
+const rawUpgrader = (accept: (key: string) => string) =>
+  rawUpstream((key, socket) =>
+    socket.write(`HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept(key)}\r\n\r\n`)
   ).pipe(Effect.map((u) => u.url))

@@ -16,14 +16,17 @@ describe("grpcTimeoutMs", () => {
   })
 
   it("refuses what is not 1 to 8 digits and a unit", () => {
-    for (const bad of ["", "S", "m5", "1.5S", "123456789S", "10s", "10", "-1S", " 1S", "1 S"]) {
+    // ":" and "a" sit just past "9" and far past it; "/" just before "0".
+    for (const bad of ["", "S", "m5", "1.5S", "123456789S", "10s", "10", "-1S", " 1S", "1 S", "1:S", "9aS", "1/S"]) {
       assert.isUndefined(grpcTimeoutMs(bad), bad)
     }
   })
 })
 
-const message = (length: number): Uint8Array => {
+/** A message of `length` bytes; `compressed` sets the flag byte, which is not part of the length. */
+const message = (length: number, compressed = false): Uint8Array => {
   const bytes = new Uint8Array(5 + length)
+  bytes[0] = compressed ? 1 : 0
   new DataView(bytes.buffer).setUint32(1, length)
   return bytes
 }
@@ -31,11 +34,12 @@ const message = (length: number): Uint8Array => {
 describe("GrpcFraming", () => {
   it("is at a boundary exactly after whole messages, however the body is chunked", () =>
     fc.assert(fc.property(
-      fc.array(fc.integer({ min: 0, max: 300 }), { maxLength: 6 }),
+      fc.array(fc.tuple(fc.integer({ min: 0, max: 300 }), fc.boolean()), { maxLength: 6 }),
       fc.integer({ min: 0, max: 400 }),
       fc.array(fc.integer({ min: 1, max: 64 }), { minLength: 1, maxLength: 20 }),
-      (lengths, cutAt, chunkSizes) => {
-        const whole = Buffer.concat(lengths.map(message))
+      (messages, cutAt, chunkSizes) => {
+        const lengths = messages.map(([length]) => length)
+        const whole = Buffer.concat(messages.map(([length, compressed]) => message(length, compressed)))
         const sent = whole.subarray(0, Math.min(cutAt, whole.length))
         const framing = new GrpcFraming()
         let i = 0
