@@ -1,7 +1,7 @@
 import { defineConfig } from "vitest/config"
 
 // What `npm run mutate` runs against each mutant: the whole suite but the tests that run the
-// gateway in a child process (the CLI, the cluster, the access log through `fibergate run`).
+// gateway in a child process (the CLI, the cluster, the access log through `fibergate run`, the installed package).
 // Stryker records coverage only in its own test process, so those tests are never picked for a
 // mutant and only cost time; the demo test's fixed ports would also collide between Stryker's
 // two test runners.
@@ -13,7 +13,8 @@ export default defineConfig({
       "test/cli/**",
       "test/workers/Cluster.test.ts",
       "test/e2e/ReloadCli.test.ts",
-      "test/telemetry/AccessLog.e2e.test.ts"
+      "test/telemetry/AccessLog.e2e.test.ts",
+      "test/package/**"
     ],
     testTimeout: 30_000,
     hookTimeout: 30_000

@@ -3,7 +3,9 @@
 // one on big machines): measured with bench/, it cut peak RSS under load from ~365 MB to
 // ~260 MB with the same req/s and a slightly lower p99. `npm start`, `npx fibergate` and the
 // bench all run this file through its shebang, so the flag is set in one place.
-// Runs the TypeScript sources directly: Node >= 22.18 strips types natively, so there is no build step.
+// In the repository it runs the TypeScript sources directly (Node >= 22.18 strips types, so
+// development needs no build); an installed package has no sources, only the JavaScript that
+// `npm pack` built into dist/ (Node does not strip types under node_modules).
 const [major, minor] = process.versions.node.split(".").map(Number)
 if (major < 22 || (major === 22 && minor < 19)) {
   console.error(`fibergate needs Node >= 22.19 (this is ${process.version}); run it through npm/npx in the project, which use the pinned Node 24.`)
@@ -13,5 +15,7 @@ if (major < 22 || (major === 22 && minor < 19)) {
 // handler (after loading modules and binding), the default action would kill the process, so
 // a reload sent to a starting worker is ignored instead: it reads the config fresh anyway.
 process.on("SIGHUP", () => {})
-const { main } = await import("../src/cli/main.ts")
+import { existsSync } from "node:fs"
+const sources = new URL("../src/cli/main.ts", import.meta.url)
+const { main } = await import(existsSync(sources) ? sources.href : new URL("../dist/cli/main.js", import.meta.url).href)
 main()
