@@ -19,6 +19,7 @@ import { echoUpstream } from "../demo/EchoUpstream.ts"
 import * as Gateway from "../gateway/Gateway.ts"
 import { ListenError } from "../listener/Listen.ts"
 import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts"
+import { openAdminWarning } from "../admin/AdminExposure.ts"
 import { loggingLayer } from "./Logging.ts"
 import { configFromValue, ConfigSource } from "../config/ConfigSource.ts"
 import { layerReloadOnSighup } from "../config/ReloadOnSignal.ts"
@@ -135,18 +136,21 @@ const check = Command.make(
     const path = Option.getOrElse(config, () => process.env.FIBERGATE_CONFIG ?? DEFAULT_CONFIG)
     const loaded = yield* reportStartupError(loadConfigFile(path, process.env))
     const routes = loaded.servers.reduce((n, s) => n + s.routes.length, 0)
-    // Routes that can never match are reported but do not fail the check: the config is valid.
+    // Warnings do not fail the check: the config is valid.
     const warnings = findShadowedRoutes(loaded)
     if (warnings.length > 0) {
       yield* Console.error(
         [`fibergate: warning: ${warnings.length} route(s) can never match`, ...warnings.map((w) => formatShadowWarning(path, w))].join("\n")
       )
     }
+    const openAdmin = openAdminWarning(loaded)
+    if (openAdmin !== undefined) yield* Console.error(`fibergate: warning: ${path}: ${openAdmin}`)
+    const count = warnings.length + (openAdmin === undefined ? 0 : 1)
     const summary = `${loaded.servers.length} server(s), ${routes} route(s), ${Object.keys(loaded.upstreams).length} upstream(s)`
-    yield* Console.log(`${path}: ok (${summary}${warnings.length > 0 ? `, ${warnings.length} warning(s)` : ""})`)
+    yield* Console.log(`${path}: ok (${summary}${count > 0 ? `, ${count} warning(s)` : ""})`)
   })
 ).pipe(Command.withDescription(
-  "Validate a config file; exit 0 when valid (warning about routes that can never match), 1 with every error otherwise"
+  "Validate a config file; exit 0 when valid (warning about routes that can never match and a token-less admin API beyond loopback), 1 with every error otherwise"
 ))
 
 const demo = Command.make(

@@ -71,6 +71,31 @@ describe("fibergate check", () => {
       assert.include(result.stdout, `${path}: ok (1 server(s), 4 route(s), 1 upstream(s), 3 warning(s))`)
     }))
 
+  it.live("check warns about an admin API beyond loopback without a token, and still exits 0; with a token it does not", () =>
+    Effect.gen(function*() {
+      const config = (admin: string) => [
+        admin,
+        "servers:",
+        "  - name: web",
+        "    listen: 127.0.0.1:0",
+        "    routes: [ { id: all, upstream: app } ]",
+        "upstreams:",
+        "  app:",
+        "    endpoints: [ { url: \"http://127.0.0.1:3000\" } ]",
+        ""
+      ].join("\n")
+      const open = yield* tempFile("open-admin.yaml", config("admin: { listen: \"0.0.0.0:9901\" }"))
+      const result = yield* runCli(["check", "-c", open])
+      assert.strictEqual(result.code, 0, result.stderr)
+      assert.include(result.stderr, `fibergate: warning: ${open}: admin.listen 0.0.0.0:9901 is not a loopback address and admin.token is not set`)
+      assert.include(result.stdout, `${open}: ok (1 server(s), 1 route(s), 1 upstream(s), 1 warning(s))`)
+      const guarded = yield* tempFile("guarded-admin.yaml", config("admin: { listen: \"0.0.0.0:9901\", token: s3cret }"))
+      const quiet = yield* runCli(["check", "-c", guarded])
+      assert.strictEqual(quiet.code, 0, quiet.stderr)
+      assert.notInclude(quiet.stderr, "warning")
+      assert.include(quiet.stdout, `${guarded}: ok (1 server(s), 1 route(s), 1 upstream(s))`)
+    }))
+
   it.live("check prints no warning when every route can match, a regex before a catch-all included", () =>
     Effect.gen(function*() {
       const path = yield* tempFile("fine.yaml", [
