@@ -1,5 +1,5 @@
 /**
- * The `fibergate` command: `run`, `check` and `demo`.
+ * The `fibergate` command: `run`, `check`, `schema` and `demo`.
  */
 import * as NodeRuntime from "@effect/platform-node/NodeRuntime"
 import * as NodeServices from "@effect/platform-node/NodeServices"
@@ -20,6 +20,7 @@ import * as Gateway from "../gateway/Gateway.ts"
 import { ListenError } from "../listener/Listen.ts"
 import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts"
 import { openAdminWarning } from "../admin/AdminExposure.ts"
+import { configJsonSchema } from "../config/JsonSchema.ts"
 import { loggingLayer } from "./Logging.ts"
 import { configFromValue, ConfigSource } from "../config/ConfigSource.ts"
 import { layerReloadOnSighup } from "../config/ReloadOnSignal.ts"
@@ -153,6 +154,12 @@ const check = Command.make(
   "Validate a config file; exit 0 when valid (warning about routes that can never match and a token-less admin API beyond loopback), 1 with every error otherwise"
 ))
 
+const schema = Command.make(
+  "schema",
+  {},
+  () => Console.log(JSON.stringify(configJsonSchema(), null, 2))
+).pipe(Command.withDescription("Print the config's JSON Schema (draft 2020-12), for editors: config/fibergate.schema.json is the same"))
+
 const demo = Command.make(
   "demo",
   {},
@@ -178,7 +185,7 @@ const demo = Command.make(
 
 export const cli = Command.make("fibergate").pipe(
   Command.withDescription("fibergate: a reverse proxy and API gateway on Effect"),
-  Command.withSubcommands([run, check, demo])
+  Command.withSubcommands([run, check, schema, demo])
 )
 
 /**

@@ -5,7 +5,9 @@
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { request, startUpstream } from "../support/harness.ts"
-import { exitOf, fetchWhenUp, oneRouteConfig, runCli, spawnCli, tempFile, VERSION } from "../support/cli.ts"
+import { exitOf, fetchWhenUp, oneRouteConfig, ROOT, runCli, spawnCli, tempFile, VERSION } from "../support/cli.ts"
+import { readFileSync } from "node:fs"
+import { join } from "node:path"
 import { freePort, holdPort } from "../support/net.ts"
 
 
@@ -94,6 +96,15 @@ describe("fibergate check", () => {
       assert.strictEqual(quiet.code, 0, quiet.stderr)
       assert.notInclude(quiet.stderr, "warning")
       assert.include(quiet.stdout, `${guarded}: ok (1 server(s), 1 route(s), 1 upstream(s))`)
+    }))
+
+  it.live("schema prints the config's JSON Schema, the one config/fibergate.schema.json holds", () =>
+    Effect.gen(function*() {
+      const result = yield* runCli(["schema"])
+      assert.strictEqual(result.code, 0, result.stderr)
+      const printed = JSON.parse(result.stdout) as Record<string, unknown>
+      assert.strictEqual(printed.$schema, "https://json-schema.org/draft/2020-12/schema")
+      assert.deepStrictEqual(printed, JSON.parse(readFileSync(join(ROOT, "config", "fibergate.schema.json"), "utf8")))
     }))
 
   it.live("check prints no warning when every route can match, a regex before a catch-all included", () =>

@@ -101,7 +101,7 @@ describe("the npm package", () => {
       assert.strictEqual(packed.code, 0, packed.stderr)
       const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>
       const files = info.files.map((f) => f.path)
-      for (const needed of ["dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "bin/fibergate.js", "config/fibergate.yaml", "config/demo.yaml", "README.md", "LICENSE", "package.json"]) {
+      for (const needed of ["dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "bin/fibergate.js", "config/fibergate.yaml", "config/demo.yaml", "config/fibergate.schema.json", "README.md", "LICENSE", "package.json"]) {
         assert.include(files, needed)
       }
       const tops = new Set(files.map((f) => f.split("/")[0]))
