@@ -38,7 +38,8 @@ import * as Metric from "effect/Metric"
 import * as Result from "effect/Result"
 import * as Schema from "effect/Schema"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createServer, type IncomingMessage, type ServerResponse } from "node:http"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { nodeHttp } from "../config/NodeModules.ts"
 import { ConfigError, formatPath } from "../config/ConfigError.ts"
 import { decodeConfig } from "../config/ConfigLoader.ts"
 import { ConfigSource, publishConfig } from "../config/ConfigSource.ts"
@@ -244,7 +245,7 @@ export class Admin extends Context.Service<Admin, {
 
       // Request fibers belong to this layer's scope: closed after the server has drained.
       const runFork = yield* FiberSet.makeRuntime<never>()
-      const server = createServer((req, res) => void runFork(serve(req, res)))
+      const server = nodeHttp.createServer((req, res) => void runFork(serve(req, res)))
       // `Expect: 100-continue` reaches the handler, which sends 100 only when it reads the body.
       server.on("checkContinue", (req, res) => void runFork(serve(req, res)))
       const address = yield* listenScoped("admin", server, parseListen(initial.admin.listen)!, 1000)

@@ -6,7 +6,7 @@
  */
 import { createPrivateKey, X509Certificate } from "node:crypto"
 import { readFileSync } from "node:fs"
-import { createSecureContext } from "node:tls"
+import { nodeTls } from "./NodeModules.ts"
 import type { UpstreamTls } from "./TlsSchema.ts"
 
 /** A certificate chain and key that load and match, with what SNI and the admin API read from it. */
@@ -79,7 +79,7 @@ export const loadCertificatePair = (certFile: string, keyFile: string): Certific
   if (!x509.checkPrivateKey(privateKey)) return `${keyFile} is not the private key of the certificate in ${certFile}`
   try {
     // What a listener will do with them: the chain and key must make a context.
-    createSecureContext({ cert, key })
+    nodeTls().createSecureContext({ cert, key })
   } catch (error) {
     return `${certFile} with ${keyFile}: ${(error as Error).message}`
   }

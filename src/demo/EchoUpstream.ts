@@ -4,7 +4,7 @@
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
-import { createServer } from "node:http"
+import { nodeHttp } from "../config/NodeModules.ts"
 import { listenScoped, type BoundAddress, type ListenError } from "../listener/Listen.ts"
 
 /**
@@ -15,7 +15,7 @@ export const echoUpstream = (
   name: string,
   at: { readonly host: string; readonly port: number }
 ): Effect.Effect<BoundAddress, ListenError, Scope.Scope> => {
-  const server = createServer((req, res) => {
+  const server = nodeHttp.createServer((req, res) => {
     let size = 0
     req.on("data", (chunk: Buffer) => (size += chunk.length))
     req.on("end", () => {

@@ -14,7 +14,8 @@ import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { ServerOptions } from "node:https"
-import { createSecureContext, type SecureContext, type SecureContextOptions, type Server as TlsServer } from "node:tls"
+import type { SecureContext, SecureContextOptions, Server as TlsServer } from "node:tls"
+import { nodeTls } from "../config/NodeModules.ts"
 import { loadCaBundle, loadCertificatePair, type CertificatePair } from "../config/CertificateFiles.ts"
 import { debounceChanges, DEFAULT_DEBOUNCE, watchFileChanges } from "../config/FileWatch.ts"
 import type { Config } from "../config/Schema.ts"
@@ -81,7 +82,7 @@ const load = (tls: ListenerTls): Loaded | string => {
   const shared = sharedOptions(tls, ca)
   // Each certificate gets a context with the listener's versions and client CAs: the one SNI
   // picks is the one the handshake (and the client certificate's verification) goes on with.
-  const entries = pairs.map((pair) => ({ names: pair.names, value: createSecureContext({ ...shared, cert: pair.cert, key: pair.key }) }))
+  const entries = pairs.map((pair) => ({ names: pair.names, value: nodeTls().createSecureContext({ ...shared, cert: pair.cert, key: pair.key }) }))
   return {
     tls,
     pairs,

@@ -4,7 +4,8 @@
  * reaches the router or an upstream; the connection is closed after the answer because its
  * framing can no longer be trusted.
  */
-import { STATUS_CODES, type ServerResponse } from "node:http"
+import type { ServerResponse } from "node:http"
+import { nodeHttp } from "../config/NodeModules.ts"
 import type { Socket } from "node:net"
 import type { Duplex } from "node:stream"
 import { sendError } from "../proxy/Exchange.ts"
@@ -17,7 +18,7 @@ const writeAndClose = (socket: Duplex, error: GatewayError) => {
     const response = errorResponse(error)
     const code = response.status
     socket.end(
-      `HTTP/1.1 ${code} ${STATUS_CODES[code]}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\n\r\n${response.body}`
+      `HTTP/1.1 ${code} ${nodeHttp.STATUS_CODES[code]}\r\nconnection: close\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(response.body)}\r\n\r\n${response.body}`
     )
   } else socket.destroy()
 }

@@ -17,11 +17,12 @@
 import type * as Context from "effect/Context"
 import * as Metric from "effect/Metric"
 import type { Server as HttpServer } from "node:http"
-import { constants, createServer, type Http2ServerRequest, type Http2ServerResponse, type ServerHttp2Session, type ServerHttp2Stream } from "node:http2"
+import type { Http2ServerRequest, Http2ServerResponse, ServerHttp2Session, ServerHttp2Stream } from "node:http2"
 import type { Socket } from "node:net"
 import type { Server as TlsServer, TLSSocket } from "node:tls"
+import { nodeHttp2 } from "../config/NodeModules.ts"
 import type { Server } from "../config/Schema.ts"
-import { gatewayReset } from "../proxy/Http2Streams.ts"
+import { gatewayReset, Http2Error } from "../proxy/Http2Streams.ts"
 import { limitDefaults } from "../proxy/RouteTable.ts"
 import { http2Goaways, http2Sessions, registerGauge } from "../telemetry/Metrics.ts"
 
@@ -46,7 +47,7 @@ interface SessionState {
   cut: boolean
 }
 
-const cutNow = (session: ServerHttp2Session, reason: RapidReset) => session.destroy(reason, constants.NGHTTP2_ENHANCE_YOUR_CALM)
+const cutNow = (session: ServerHttp2Session, reason: RapidReset) => session.destroy(reason, Http2Error.ENHANCE_YOUR_CALM)
 
 const stateOf: unique symbol = Symbol("fibergate.http2SessionState")
 type Tracked<T> = T & { [stateOf]?: SessionState }
@@ -106,7 +107,7 @@ export const makeHttp2Listener = (
   let draining = false
   let maxHeaderList = settingsOf(config).maxHeaderListSize
   const sessions = new Set<ServerHttp2Session>()
-  const server = createServer({ settings: settingsOf(config), maxHeaderListPairs: MAX_HEADER_PAIRS })
+  const server = nodeHttp2().createServer({ settings: settingsOf(config), maxHeaderListPairs: MAX_HEADER_PAIRS })
   const counters = new Map<string, Metric.Metric<number, unknown>>()
   const count = (reason: string) => {
     let counter = counters.get(reason)
@@ -140,7 +141,7 @@ export const makeHttp2Listener = (
     if (tooManyResets(state.resets, state.opened)) {
       state.cut = true
       count("rapid_reset")
-      session.goaway(constants.NGHTTP2_ENHANCE_YOUR_CALM)
+      session.goaway(Http2Error.ENHANCE_YOUR_CALM)
       setImmediate(cutNow, session, new RapidReset(`${state.resets} of ${state.opened} streams reset by the client`))
     }
   }
@@ -157,14 +158,14 @@ export const makeHttp2Listener = (
     const state = session?.[stateOf]
     if (state === undefined) return
     if (state.cut) {
-      stream.close(constants.NGHTTP2_REFUSED_STREAM)
+      stream.close(Http2Error.REFUSED_STREAM)
       return
     }
     // node:http2 holds a stream's header list to SETTINGS_MAX_HEADER_LIST_SIZE only once the
     // client acknowledged that setting (64 KiB before); a client that never does is held here.
     // (Refused before the Rapid Reset count listens to the stream: not a client reset.)
     if (session!.pendingSettingsAck && headerListBytes(raw) > maxHeaderList) {
-      stream.close(constants.NGHTTP2_ENHANCE_YOUR_CALM)
+      stream.close(Http2Error.ENHANCE_YOUR_CALM)
       return
     }
     state.opened++

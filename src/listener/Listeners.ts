@@ -15,8 +15,8 @@ import * as Result from "effect/Result"
 import * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import * as SubscriptionRef from "effect/SubscriptionRef"
-import { createServer, type Server as HttpServer } from "node:http"
-import { createServer as createHttpsServer } from "node:https"
+import type { Server as HttpServer } from "node:http"
+import { nodeHttp, nodeHttps } from "../config/NodeModules.ts"
 import type { Server as TlsServer } from "node:tls"
 import type { Duplex } from "node:stream"
 import { ConfigSource } from "../config/ConfigSource.ts"
@@ -161,11 +161,11 @@ export class Listeners extends Context.Service<Listeners, {
           if (tls === undefined) return undefined
           // The handshake is part of the head's time, as nginx counts it in client_header_timeout.
           const header = timeouts(server).header
-          const https = createHttpsServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS })
+          const https = nodeHttps().createServer({ ...options, ...tls, handshakeTimeout: header > 0 ? header : HANDSHAKE_TIMEOUT_MS })
           secure = https
           // An https.Server is a node:http server over TLS: the same request, drain and limit API.
           http = https as unknown as HttpServer
-        } else http = createServer(options)
+        } else http = nodeHttp.createServer(options)
         // The timeouts and limits a running server can change, set as a reload sets them
         // (node:http reads them per connection or per check).
         applyLimits(http, server)

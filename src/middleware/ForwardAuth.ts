@@ -6,7 +6,8 @@
  * that does not answer within `timeout` (default 1 s) or cannot be reached gives 503.
  */
 import * as Effect from "effect/Effect"
-import { Agent, type Dispatcher } from "undici"
+import type { Dispatcher } from "undici"
+import { Agent } from "../upstream/Undici.ts"
 import type { ForwardAuth } from "../config/MiddlewareSchema.ts"
 import { AuthUnavailable } from "./GatewayError.ts"
 import { HOP_BY_HOP } from "./HopByHop.ts"

@@ -9,7 +9,8 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey } from "jose"
-import { Agent, type Dispatcher } from "undici"
+import type { Dispatcher } from "undici"
+import { Agent } from "../upstream/Undici.ts"
 
 export const JWKS_MIN_MS = 60_000
 export const JWKS_MAX_MS = 86_400_000

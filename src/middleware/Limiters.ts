@@ -13,7 +13,7 @@ import * as Semaphore from "effect/Semaphore"
 import type { RedisSettings } from "../config/MiddlewareSchema.ts"
 import type { RateLimitStore } from "./RateLimit.ts"
 import { memoryRateLimiter } from "./MemoryLimitStore.ts"
-import { connectRedisLimiter, type RedisLimiter } from "./RedisLimiter.ts"
+import type { RedisLimiter } from "./RedisLimiter.ts"
 
 export class Limiters extends Context.Service<Limiters, {
   readonly rateLimiter: RateLimiter.RateLimiter
@@ -42,6 +42,8 @@ export class Limiters extends Context.Service<Limiters, {
           redis = undefined
           if (old !== undefined) yield* old.close
           if (settings == null) return
+          // Loaded on first use: the Redis client is about a megabyte of JavaScript most configs never run.
+          const { connectRedisLimiter } = yield* Effect.promise(() => import("./RedisLimiter.ts"))
           const connected = yield* connectRedisLimiter(settings, scope)
           redis = { settings, ...connected }
         }),

@@ -4,8 +4,14 @@
  * middlewares, retries and error answers run for both; these are the few places where it differs.
  */
 import type { IncomingMessage, ServerResponse } from "node:http"
-import { constants, type Http2ServerRequest, type Http2ServerResponse, type Http2Stream, type ServerHttp2Stream } from "node:http2"
+import type { Http2ServerRequest, Http2ServerResponse, Http2Stream, ServerHttp2Stream } from "node:http2"
 import type { Socket } from "node:net"
+
+/**
+ * The RFC 9113 §7 error codes the gateway sends, written out rather than read from
+ * node:http2's `constants`, which would load node:http2 for configs that have no HTTP/2.
+ */
+export const Http2Error = { NO_ERROR: 0x0, INTERNAL_ERROR: 0x2, REFUSED_STREAM: 0x7, CANCEL: 0x8, ENHANCE_YOUR_CALM: 0xb } as const
 
 /** Marks a stream the gateway reset itself (not the client: see the Rapid Reset bound in Http2Listener.ts). */
 export const gatewayReset: unique symbol = Symbol("fibergate.gatewayReset")
@@ -25,7 +31,7 @@ const streamOf = (res: ServerResponse): (ServerHttp2Stream & { [gatewayReset]?: 
 export const resetStream = (res: ServerResponse): boolean => {
   const stream = streamOf(res)
   if (stream === undefined) return false
-  resetByGateway(stream, constants.NGHTTP2_INTERNAL_ERROR)
+  resetByGateway(stream, Http2Error.INTERNAL_ERROR)
   return true
 }
 
@@ -48,7 +54,7 @@ const cut = new Error("stream reset by the gateway")
 export const closeStream = (stream: Http2Stream, code: number): void => {
   if (stream.closed || stream.destroyed) return
   if (stream.writableLength === 0) stream.close(code)
-  else stream.destroy(code === constants.NGHTTP2_NO_ERROR ? undefined : cut)
+  else stream.destroy(code === Http2Error.NO_ERROR ? undefined : cut)
 }
 
 /**
@@ -76,7 +82,7 @@ export function stopUnreadBody(this: ServerHttp2Stream): void {
 
 const resetUnread = (stream: ServerHttp2Stream): void => {
   if (stream.closed || stream.destroyed || stream.state.remoteClose === 1) return
-  resetByGateway(stream, constants.NGHTTP2_NO_ERROR)
+  resetByGateway(stream, Http2Error.NO_ERROR)
 }
 
 /**

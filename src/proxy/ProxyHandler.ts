@@ -5,7 +5,8 @@
  */
 import type { CidrMatcher } from "../config/Cidr.ts"
 import { clientAddress, forwardedForList } from "./ClientAddress.ts"
-import { ServerResponse, type IncomingMessage } from "node:http"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import { nodeHttp } from "../config/NodeModules.ts"
 import type { Socket } from "node:net"
 import type { Router } from "../routing/Router.ts"
 import type { PathRewrite } from "../routing/Rewrite.ts"
@@ -185,7 +186,7 @@ type Upgrade = TunnelClient
  */
 export const makeUpgradeHandler = (current: () => ListenerTable, drain: DrainState) =>
 (req: IncomingMessage, socket: Socket, head: Buffer): void => {
-  const res = new ServerResponse(req)
+  const res = new nodeHttp.ServerResponse(req)
   res.assignSocket(socket)
   res.shouldKeepAlive = false
   // The response of a refused upgrade ends the connection: nothing after it can be read.

@@ -32,7 +32,7 @@ import * as Clock from "effect/Clock"
 import { composeSteps, forwarder } from "../middleware/Middleware.ts"
 import { compileChain, type ChainServices } from "../middleware/MiddlewareChain.ts"
 import { makeJwksCache, type JwksCache } from "../middleware/JwksCache.ts"
-import { Agent } from "undici"
+import { Agent } from "../upstream/Undici.ts"
 
 /** Defaults for `servers[].limits`, as nginx and Envoy users expect them. */
 /** A WebSocket tunnel with no byte either way for this long is closed (Envoy's stream idle timeout is 5m, nginx's proxy_read_timeout 60s). */

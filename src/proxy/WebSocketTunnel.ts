@@ -9,15 +9,15 @@
  * without a byte either way. `goAway` (the listener drains) sends each side a Close with 1001
  * between two of its frames.
  */
-import { request as httpRequest, type IncomingMessage, type ServerResponse } from "node:http"
-import { constants, type ServerHttp2Stream } from "node:http2"
-import { request as httpsRequest } from "node:https"
+import type { IncomingMessage, ServerResponse } from "node:http"
+import type { ServerHttp2Stream } from "node:http2"
+import { nodeHttp, nodeHttp2, nodeHttps } from "../config/NodeModules.ts"
 import type { Socket } from "node:net"
 import type { Readable, Writable } from "node:stream"
 import type { UpstreamTlsOptions } from "../config/CertificateFiles.ts"
 import { UpstreamProtocolError, type GatewayError } from "../middleware/GatewayError.ts"
 import { HOP_BY_HOP } from "../middleware/HopByHop.ts"
-import { HTTP2_SETTINGS, resetByGateway } from "./Http2Streams.ts"
+import { HTTP2_SETTINGS, Http2Error, resetByGateway } from "./Http2Streams.ts"
 import { fromUpstreamError } from "./UpstreamErrors.ts"
 import { acceptFor } from "./WebSocketHandshake.ts"
 import { closeFrame, FrameTracker } from "./WebSocketFrames.ts"
@@ -156,7 +156,7 @@ export class Tunnel {
       headers: r.headers,
       ...r.tls
     }
-    const req = r.origin.startsWith("https:") ? httpsRequest(options) : httpRequest(options)
+    const req = r.origin.startsWith("https:") ? nodeHttps().request(options) : nodeHttp.request(options)
     const timer = setTimeout(() => req.destroy(Object.assign(new Error("connect timeout"), { code: "UND_ERR_CONNECT_TIMEOUT" })), r.connectTimeoutMs)
     let answered = false
     req.once("upgrade", (res: IncomingMessage, socket: Socket, upstreamHead: Buffer) => {
@@ -311,11 +311,11 @@ export class Tunnel {
 const closeClientStream = (stream: ServerHttp2Stream, up: Pump | undefined): void => {
   if (stream.closed || stream.destroyed) return
   if (!stream.writableEnded) {
-    resetByGateway(stream, constants.NGHTTP2_CANCEL)
+    resetByGateway(stream, Http2Error.CANCEL)
     return
   }
   up?.detach()
-  setTimeout(resetByGateway, CLOSE_LINGER_MS, stream, constants.NGHTTP2_CANCEL).unref()
+  setTimeout(resetByGateway, CLOSE_LINGER_MS, stream, Http2Error.CANCEL).unref()
 }
 
 /** An upstream response's fields that go on to the client: not hop-by-hop, nor `except`. */

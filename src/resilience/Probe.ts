@@ -4,9 +4,8 @@
  * true/false and never fails; the caller bounds it with the check's timeout.
  */
 import * as Effect from "effect/Effect"
-import { request, type RequestOptions } from "node:http"
-import { request as httpsRequest } from "node:https"
-import { connect as connectH2 } from "node:http2"
+import type { RequestOptions } from "node:http"
+import { nodeHttp, nodeHttp2, nodeHttps } from "../config/NodeModules.ts"
 import { connect } from "node:net"
 import { upstreamTlsOptions } from "../config/CertificateFiles.ts"
 import type { HealthCheck } from "../config/Schema.ts"
@@ -49,7 +48,7 @@ export const httpProbe = (origin: URL, check: HealthCheck, tls?: UpstreamTls): E
       headers: { host: check.host ?? origin.host, "user-agent": "fibergate-health-check", connection: "close" },
       ...tlsOptions
     }
-    const req = secure ? httpsRequest(options) : request(options)
+    const req = secure ? nodeHttps().request(options) : nodeHttp.request(options)
     req.once("error", () => resume(Effect.succeed(false)))
     req.once("response", (res) => {
       const statusOk = res.statusCode !== undefined && res.statusCode >= min && res.statusCode <= max
@@ -141,7 +140,7 @@ export const grpcProbe = (origin: URL, check: HealthCheck, tls?: UpstreamTls): E
   const tlsOptions = secure ? upstreamTlsOptions(tls) : undefined
   const body = healthCheckRequest(check.service ?? "")
   return Effect.callback<boolean>((resume) => {
-    const session = connectH2(origin.origin, tlsOptions === undefined ? {} : { ...tlsOptions })
+    const session = nodeHttp2().connect(origin.origin, tlsOptions === undefined ? {} : { ...tlsOptions })
     let answered = false
     const answer = (ok: boolean) => {
       if (answered) return

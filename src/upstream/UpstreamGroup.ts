@@ -6,7 +6,8 @@
 import { upstreamTlsOptions, type UpstreamTlsOptions } from "../config/CertificateFiles.ts"
 import { createHash } from "node:crypto"
 import { isIP } from "node:net"
-import { buildConnector, Pool } from "undici"
+import type * as Undici from "undici"
+import { buildConnector, Pool } from "./Undici.ts"
 import type { Upstream } from "../config/Schema.ts"
 import { makeBalancer, type Balancer, type HashOn } from "./Balancer.ts"
 import { makeEndpointState, type EndpointState } from "./Endpoint.ts"
@@ -21,7 +22,7 @@ export interface Endpoint extends EndpointState, OutlierState, CircuitState {
   /** The origin's host and port, for trace attributes. */
   readonly hostname: string
   readonly port: number
-  readonly pool: Pool
+  readonly pool: Undici.Pool
   /**
    * The name an https:// endpoint's certificate is checked for: `tls.server_name`, else the
    * URL's host, never the client's Host (undici and node:https would take that by default).
@@ -85,12 +86,12 @@ const poolKeyOf = (upstream: Upstream, tls: UpstreamTlsOptions | undefined): str
  * undici's TLS connector, except that an IP address as the name to check is not sent as SNI
  * (RFC 6066 has no IP names; node:tls warns), the certificate is then checked for the IP.
  */
-const connectorFor = (tls: UpstreamTlsOptions, http2: boolean, timeout: number): buildConnector.connector => {
+const connectorFor = (tls: UpstreamTlsOptions, http2: boolean, timeout: number): Undici.buildConnector.connector => {
   const connect = buildConnector({ ...tls, allowH2: http2, timeout })
   return (options, callback) => connect(options.servername != null && isIP(options.servername) !== 0 ? { ...options, servername: undefined } : options, callback)
 }
 
-const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | undefined): Pool => {
+const makePool = (origin: string, upstream: Upstream, tls: UpstreamTlsOptions | undefined): Undici.Pool => {
   const pool = upstream.pool ?? {}
   const http2 = pool.http2 === true
   const connectTimeout = pool.connect_timeout ?? poolDefaults.connect_timeout
@@ -130,12 +131,12 @@ export const buildUpstreamGroup = (
   onEject: (endpoint: Endpoint, forMs: number) => void = () => {},
   onCircuitOpen: (endpoint: Endpoint, forMs: number) => void = () => {},
   metrics: UpstreamMetrics = noUpstreamMetrics
-): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Pool> } => {
+): { readonly group: UpstreamGroup; readonly retired: ReadonlyArray<Undici.Pool> } => {
   const tls = upstream.endpoints.some((e) => e.url.startsWith("https:")) ? upstreamTlsOptions(upstream.tls) : undefined
   const poolKey = poolKeyOf(upstream, tls)
   const circuit = compileCircuitPolicy(upstream.circuit_breaker)
   const reusable = new Map<string, Endpoint>()
-  const retiredPools: Array<Pool> = []
+  const retiredPools: Array<Undici.Pool> = []
   for (const e of previous?.endpoints ?? []) reusable.set(e.origin, e)
   const endpoints = upstream.endpoints.map((config): Endpoint => {
     const url = new URL(config.url)

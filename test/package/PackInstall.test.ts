@@ -4,6 +4,11 @@
  * `npx` (`--version`, `check`, `run` serving a request), a plain-Node ESM import of
  * `Gateway.layer` running a gateway, and `tsc` checking a consumer file against the shipped
  * types. The install resolves from npm's cache, which `npm ci` filled (`--prefer-offline`).
+ *
+ * The installed CLI runs the esbuild bundle (dist/cli/fibergate.js), not the modules the
+ * repository runs, so what only the bundle does is checked here: the chunks it loads on first
+ * use (the Redis limiter), the HTTP/2 upstream client whose loading the build defers, and its
+ * resident memory at rest.
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect } from "effect"
@@ -13,8 +18,10 @@ import { createServer, type AddressInfo } from "node:net"
 import { tmpdir } from "node:os"
 import { dirname, join } from "node:path"
 import { fileURLToPath } from "node:url"
+import { createServer as createH2cServer } from "node:http2"
 import { startUpstream } from "../support/harness.ts"
 import { eventually } from "../support/liveGateway.ts"
+import { startRedis } from "../support/redis.ts"
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..", "..")
 const pkg = JSON.parse(readFileSync(join(ROOT, "package.json"), "utf8")) as { devDependencies: Record<string, string> }
@@ -55,6 +62,52 @@ upstreams:
   app: { endpoints: [ { url: "${upstream}" } ] }
 log: { level: warn, access_log: false }
 `
+
+/** The config `run` starts on: one route, and the admin API for the metrics. */
+const runConfig = (listen: string, admin: string, upstream: string) => `servers:
+  - name: web
+    listen: "${listen}"
+    routes: [ { id: all, upstream: app } ]
+upstreams:
+  app: { endpoints: [ { url: "${upstream}" } ] }
+admin: { listen: "${admin}" }
+telemetry: { metrics: { enabled: true } }
+log: { level: warn, access_log: false }
+`
+
+/** The config it is then reloaded to: a route rate-limited in Redis and one to an h2c upstream. */
+const reloadedConfig = (listen: string, admin: string, upstream: string, h2c: string, redis: string) => `servers:
+  - name: web
+    listen: "${listen}"
+    routes:
+      - { id: limited, match: { path: { prefix: /limited } }, upstream: app, middlewares: [ { rate_limit: { key: global, limit: 1, window: 1m, store: redis } } ] }
+      - { id: h2, match: { path: { prefix: /h2 } }, upstream: h2 }
+      - { id: all, upstream: app }
+upstreams:
+  app: { endpoints: [ { url: "${upstream}" } ] }
+  h2: { endpoints: [ { url: "${h2c}" } ], pool: { http2: true } }
+redis: { url: "${redis}", timeout: 1s, on_error: allow }
+admin: { listen: "${admin}" }
+telemetry: { metrics: { enabled: true } }
+log: { level: warn, access_log: false }
+`
+
+/** An HTTP/2 upstream by prior knowledge that names the protocol it was spoken to in. */
+const startH2cUpstream = Effect.acquireRelease(
+  Effect.callback<{ readonly url: string; readonly close: () => void }>((resume) => {
+    const server = createH2cServer((req, res) => res.end(`h2 upstream: HTTP/${req.httpVersion}`))
+    server.listen(0, "127.0.0.1", () =>
+      resume(Effect.succeed({ url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`, close: () => server.close() })))
+  }),
+  (upstream) => Effect.sync(upstream.close)
+)
+
+/**
+ * The bound on the installed gateway's resident memory at rest. The bundle starts in about
+ * 75 MB; the same code run as separate modules (dist/cli/main.js) in about 120 MB: a build
+ * that stopped bundling would fail here. Wide enough for a machine's variance.
+ */
+const IDLE_RSS_BOUND_MB = 100
 
 /**
  * A consumer of the library: the same text runs as plain-Node ESM (consumer.mjs) and is
@@ -101,12 +154,13 @@ describe("the npm package", () => {
       assert.strictEqual(packed.code, 0, packed.stderr)
       const [info] = JSON.parse(packed.stdout) as Array<{ filename: string; files: Array<{ path: string }> }>
       const files = info.files.map((f) => f.path)
-      for (const needed of ["dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "bin/fibergate.js", "config/fibergate.yaml", "config/demo.yaml", "config/fibergate.schema.json", "README.md", "LICENSE", "package.json"]) {
+      for (const needed of ["dist/index.js", "dist/index.d.ts", "dist/cli/main.js", "dist/cli/fibergate.js", "bin/fibergate.js", "config/fibergate.yaml", "config/demo.yaml", "config/fibergate.schema.json", "README.md", "LICENSE", "package.json"]) {
         assert.include(files, needed)
       }
       const tops = new Set(files.map((f) => f.split("/")[0]))
       for (const absent of ["src", "test", "bench", ".ci", "examples", "scripts", "node_modules"]) assert.isFalse(tops.has(absent), absent)
       assert.isFalse(files.some((f) => f.endsWith(".ts") && !f.endsWith(".d.ts")), "no TypeScript source")
+      assert.isTrue(files.some((f) => /^dist\/cli\/chunks\/RedisLimiter-\w+\.js$/.test(f)), "the Redis limiter is a chunk of its own")
 
       const project = join(dir, "project")
       yield* run("mkdir", ["-p", project], dir)
@@ -128,8 +182,12 @@ describe("the npm package", () => {
       assert.notStrictEqual(refused.code, 0)
       assert.match(refused.stderr + refused.stdout, /nowhere/)
 
-      // `run` from the installed bin serves a request, then stops on SIGTERM.
-      const child = spawn("npx", ["--no-install", "fibergate", "run", "-c", "gateway.yaml"], { cwd: project, env, stdio: "ignore", detached: true })
+      // `run` from the installed bin serves requests, then stops on SIGTERM.
+      const redis = yield* startRedis
+      const h2c = yield* startH2cUpstream
+      const adminPort = yield* freePort
+      writeFileSync(join(project, "run.yaml"), runConfig(`127.0.0.1:${port}`, `127.0.0.1:${adminPort}`, upstream.url))
+      const child = spawn("npx", ["--no-install", "fibergate", "run", "-c", "run.yaml"], { cwd: project, env, stdio: "ignore", detached: true })
       yield* Effect.addFinalizer(() => Effect.sync(() => {
         try {
           process.kill(-child.pid!, "SIGKILL")
@@ -149,6 +207,16 @@ describe("the npm package", () => {
       )
       assert.strictEqual(answered?.status, 200)
       assert.strictEqual(JSON.parse(answered!.body).url, "/through-cli")
+      const metrics = yield* get(`http://127.0.0.1:${adminPort}/metrics`)
+      const rss = Number(/^process_resident_memory_bytes(?:\{[^}]*\})? (\d+)/m.exec(metrics.body)?.[1])
+      assert.isAbove(rss, 20 * 2 ** 20, metrics.body.slice(0, 300))
+      assert.isBelow(rss / 2 ** 20, IDLE_RSS_BOUND_MB)
+      // Reloaded (it follows the file) to what loads on first use: the Redis chunk, which then
+      // counts (with Redis unreachable, on_error: allow would pass every request), and undici's
+      // HTTP/2 client.
+      writeFileSync(join(project, "run.yaml"), reloadedConfig(`127.0.0.1:${port}`, `127.0.0.1:${adminPort}`, upstream.url, h2c.url, redis.url))
+      yield* eventually(get(`http://127.0.0.1:${port}/h2`).pipe(Effect.map((r) => r.body === "h2 upstream: HTTP/2.0"), Effect.orElseSucceed(() => false)), "the h2c upstream answering after the reload", 10_000)
+      yield* eventually(get(`http://127.0.0.1:${port}/limited`).pipe(Effect.map((r) => r.status === 429), Effect.orElseSucceed(() => false)), "a request limited through Redis", 10_000)
       // npx does not pass signals on: the group (npx and the gateway under it) gets the SIGTERM.
       process.kill(-child.pid!, "SIGTERM")
       yield* eventually(get(`http://127.0.0.1:${port}/`).pipe(Effect.as(false), Effect.orElseSucceed(() => true)), "the gateway stopped", 10_000)
