@@ -15,6 +15,8 @@ describe("AdminExposure", () => {
     assert.isUndefined(openAdminWarning(withAdmin({ listen: "127.0.0.1:9901" })))
     assert.isUndefined(openAdminWarning(withAdmin({ listen: "[::1]:9901" })))
     assert.isUndefined(openAdminWarning(withAdmin({ listen: "0.0.0.0:9901", token: "secret" })))
+    // Not an address at all: the config's own check reports it, not this warning.
+    assert.isUndefined(openAdminWarning(withAdmin({ listen: "nonsense" })))
     for (const listen of ["0.0.0.0:9901", ":9901", "[::]:9901", "10.0.0.5:9901", "admin.internal:9901"]) {
       const warning = openAdminWarning(withAdmin({ listen }))
       assert.strictEqual(

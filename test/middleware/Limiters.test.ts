@@ -6,7 +6,27 @@
  */
 import { assert, describe, it } from "@effect/vitest"
 import { Effect, References } from "effect"
+import { connect } from "node:net"
 import { Limiters, redisStore } from "../../src/middleware/Limiters.ts"
+import { eventually } from "../support/liveGateway.ts"
+import { startRedis } from "../support/redis.ts"
+
+/** How many clients the Redis server at `port` has, itself asking included (CLIENT LIST). */
+const redisClients = (port: number) =>
+  Effect.promise(() => new Promise<number>((resolve, reject) => {
+    const socket = connect(port, "127.0.0.1", () => socket.write("CLIENT LIST\r\n"))
+    let text = ""
+    socket.on("data", (chunk) => {
+      text += chunk
+      // A bulk string: $<length>\r\n<lines>\r\n
+      const header = /^\$(\d+)\r\n/.exec(text)
+      if (header !== null && text.length >= header[0].length + Number(header[1]) + 2) {
+        socket.end()
+        resolve(text.slice(header[0].length, header[0].length + Number(header[1])).split("\n").filter((l) => l.startsWith("id=")).length)
+      }
+    })
+    socket.on("error", reject)
+  }))
 
 // Nothing listens there: the client keeps reconnecting in the background, which is all these tests need.
 const base = { url: "redis://127.0.0.1:1" }
@@ -22,9 +42,12 @@ describe("Limiters", () => {
       assert.strictEqual(first?.url, base.url)
       yield* limiters.useRedis({ ...base })
       assert.strictEqual(limiters.redis(), first)
+      // Each step changes one setting of the one before, so each comparison is what replaces it.
       let previous = first
+      let settings: Parameters<typeof limiters.useRedis>[0] = base
       for (const change of [{ key_prefix: "other:" }, { timeout: 75 }, { on_error: "deny" as const }, { url: "redis://127.0.0.1:2" }]) {
-        yield* limiters.useRedis({ ...base, ...change })
+        settings = { ...settings!, ...change }
+        yield* limiters.useRedis(settings)
         const next = limiters.redis()
         assert.notStrictEqual(next, previous, JSON.stringify(change))
         assert.isDefined(next)
@@ -34,6 +57,20 @@ describe("Limiters", () => {
       assert.isUndefined(limiters.redis())
       yield* limiters.useRedis(undefined)
       assert.isUndefined(limiters.redis())
+    }))))
+
+  it.live("a replaced or dropped Redis limiter closes its connection", () =>
+    quiet(Effect.scoped(Effect.gen(function*() {
+      const redis = yield* startRedis
+      const limiters = yield* Limiters.make
+      yield* limiters.useRedis({ url: redis.url })
+      yield* eventually(Effect.sync(() => limiters.redis()?.limiter !== undefined), "connected", 5_000)
+      assert.strictEqual(yield* redisClients(redis.port), 2)
+      yield* limiters.useRedis({ url: redis.url, key_prefix: "other:" })
+      yield* eventually(Effect.sync(() => limiters.redis()?.limiter !== undefined), "connected again", 5_000)
+      yield* eventually(redisClients(redis.port).pipe(Effect.map((n) => n === 2)), "the first connection closed", 5_000)
+      yield* limiters.useRedis(null)
+      yield* eventually(redisClients(redis.port).pipe(Effect.map((n) => n === 1)), "the second connection closed", 5_000)
     }))))
 
   it.effect("a Redis limiter's defaults: key prefix fibergate:, 50 ms, on_error allow; each as set otherwise", () =>
