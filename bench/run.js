@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// fibergate benchmark: fibergate vs @fastify/http-proxy vs nginx, all proxying to one nginx upstream.
+// fibergate benchmark: fibergate vs @fastify/http-proxy, nginx, Caddy and HAProxy, all proxying to one nginx upstream.
 // Run with `npm run bench` (uses the Node pinned in devDependencies). See bench/README.md.
 //
 // Everything binds to and loads 127.0.0.1 only; every load run is bounded in time; every child
@@ -15,13 +15,20 @@ import { middlewareVariants, startAuthServer, startRedis } from "./middlewares.j
 import { fibergateTlsYaml, makeBenchCert, nginxTlsServer } from "./tls.js"
 import { nginxH2Server, runH2load } from "./h2.js"
 import { fibergateWsYaml, nginxWsServer, runWsLoad, WS_ECHO_SCRIPT } from "./websocket.js"
+import { caddyCommand, caddyfile } from "./peers/caddy.js"
+import { haproxyCommand, haproxyConfig } from "./peers/haproxy.js"
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT = path.resolve(BENCH_DIR, "..")
 const HOST = "127.0.0.1"
 const BODY = "hello world\n"
 const BIG_BYTES = 1024 * 1024
-const FLOOR = 1.2 // project floor: fibergate req/s >= 1.2x @fastify/http-proxy
+// Issue 13's goals: fibergate req/s >= 1.5x @fastify/http-proxy and >= 1.2x Caddy, p99 at
+// BENCH_CONNECTIONS <= Caddy's; idle RSS <= 70 MB and peak RSS under the main load <= 120 MB.
+const FLOOR = 1.5
+const CADDY_FLOOR = 1.2
+const FG_IDLE_RSS_TARGET_MB = 70
+const FG_PEAK_RSS_TARGET_MB = 120
 const IDLE_RSS_TARGET_MB = 200 // project target: fibergate RSS with BENCH_IDLE_CONNECTIONS idle keep-alive connections
 const LEAK_GROWTH_LIMIT = 0.1 // leak check: RSS growth from run 2 to run N above this is flagged
 const LEAK_IDLE_MS = 2000 // leak check: idle time before reading RSS after each run
@@ -43,7 +50,7 @@ const intArg = (name, def, min = 0) => {
 }
 const boolArg = (name, def) => !["0", "false", "no", "off", ""].includes(String(env[name] ?? def).toLowerCase())
 
-const ALL_PEERS = ["fibergate", "fastify", "nginx"]
+const ALL_PEERS = ["fibergate", "fastify", "nginx", "caddy", "haproxy"]
 const settings = {
   duration: durationArg("BENCH_DURATION", "10s"),
   warmup: durationArg("BENCH_WARMUP", "2s"),
@@ -58,6 +65,7 @@ const settings = {
   startTimeout: intArg("BENCH_START_TIMEOUT", 30, 1),
   latency: boolArg("BENCH_LATENCY", "1"),
   leak: boolArg("BENCH_LEAK", "1"),
+  bundle: boolArg("BENCH_BUNDLE", "1"),
   leakRuns: intArg("BENCH_LEAK_RUNS", 5, 1),
   leakRequests: intArg("BENCH_LEAK_REQUESTS", 1_000_000, 1),
   idle: boolArg("BENCH_IDLE", "1"),
@@ -100,7 +108,7 @@ function die(msg) {
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
 
 /** Spawns a child in its own process group; stdout/stderr go to a log file unless captured. */
-function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu, stdin = "ignore", fdLimit } = {}) {
+function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu, stdin = "ignore", fdLimit, extraEnv = {} } = {}) {
   if (fdLimit) {
     // raise the fd limit for this child only (Node cannot raise its own beyond the hard limit; we are root)
     args = ["-c", `ulimit -n ${fdLimit} && exec "$0" "$@"`, cmd, ...args]
@@ -120,7 +128,7 @@ function startChild(name, cmd, args, { capture = false, logFile, cwd = ROOT, cpu
     cwd,
     detached: true, // own process group: signals from the terminal don't reach it, we stop it ourselves
     stdio: [stdin, capture ? "pipe" : out, capture ? "pipe" : out],
-    env: { ...process.env, NODE_ENV: "production" },
+    env: { ...process.env, NODE_ENV: "production", ...extraEnv },
   })
   if (fd !== null) fs.closeSync(fd)
   child.benchName = name
@@ -224,6 +232,8 @@ function ensureTools() {
     ["wrk", "wrk"],
     ["nginx", "nginx-light"],
     ["h2load", "nghttp2-client"],
+    ...(settings.peers.includes("caddy") ? [["caddy", "caddy"]] : []),
+    ...(settings.peers.includes("haproxy") ? [["haproxy", "haproxy"]] : []),
   ]
   const missing = wanted.filter(([bin]) => !which(bin)).map(([, pkg]) => pkg)
   if (missing.length > 0) {
@@ -242,10 +252,12 @@ function ensureTools() {
       // without policy-rc.d the package starts a system nginx on :80; we don't want it running
       spawnSync("invoke-rc.d", ["nginx", "stop"], { stdio: "ignore", timeout: 30_000 })
     }
+    // the same for the system services the caddy and haproxy packages start
+    for (const service of ["caddy", "haproxy"]) if (missing.includes(service) && !hadPolicy) spawnSync("invoke-rc.d", [service, "stop"], { stdio: "ignore", timeout: 30_000 })
     console.log(`bench: installed ${missing.join(" ")}`)
   }
   for (const [bin] of wanted) if (!which(bin)) die(`${bin} still not found after install`)
-  return { wrk: which("wrk"), nginx: which("nginx") }
+  return { wrk: which("wrk"), nginx: which("nginx"), caddy: which("caddy"), haproxy: which("haproxy") }
 }
 
 function toolVersion(cmd, args) {
@@ -691,6 +703,8 @@ const LABELS = {
   fibergate: "fibergate",
   fastify: "@fastify/http-proxy",
   nginx: "nginx (proxy)",
+  caddy: "Caddy",
+  haproxy: "HAProxy",
   direct: "nginx upstream (direct, baseline)",
 }
 
@@ -751,6 +765,21 @@ async function startNginx(name, nginxBin, conf, dir, port, cpu) {
     await waitReady(child, name, async () => (await httpGet(port, "/", 1000)).status > 0)
   } catch (e) {
     const logs = [tail(logFile), tail(path.join(dir, `${name}.error.log`))].filter(Boolean).join("\n")
+    throw new Error(`${e.message}${logs ? `\n${logs}` : ""}`)
+  }
+  return child
+}
+
+/** A peer run from a config file: Caddy or HAProxy, on cpu0 like the other proxies. */
+async function startConfigured(name, bin, file, text, command, port) {
+  fs.writeFileSync(file, text)
+  const logFile = path.join(path.dirname(file), `${name}.log`)
+  const { args, env: extraEnv } = command(file)
+  const child = startChild(name, bin, args, { logFile, cpu: 0, extraEnv })
+  try {
+    await waitReady(child, name, async () => (await httpGet(port, "/", 1000)).status > 0)
+  } catch (e) {
+    const logs = tail(logFile)
     throw new Error(`${e.message}${logs ? `\n${logs}` : ""}`)
   }
   return child
@@ -1424,6 +1453,15 @@ async function main() {
   const fdRaise = fdSoft < fdNeeded ? Math.max(65535, fdNeeded) : undefined
   if (fdRaise) console.log(`bench: ulimit -n is ${fdSoft} < ${fdNeeded}; starting the Node peers and the idle clients with ulimit -n ${fdRaise}`)
 
+  // fibergate as users run it: the installed package's bundle (`npm run build`, then FG_BUNDLE=1
+  // makes bin/fibergate.js pick dist/cli/fibergate.js over src/); BENCH_BUNDLE=0 runs src/.
+  if (settings.bundle) {
+    console.log("bench: building the bundle (npm run build)")
+    const built = spawnSync(nodeBin, [path.join(ROOT, "scripts", "build.js")], { cwd: ROOT, stdio: "inherit", timeout: 300_000 })
+    if (built.status !== 0) die("npm run build failed; BENCH_BUNDLE=0 runs fibergate from src/")
+    process.env.FG_BUNDLE = "1"
+  }
+
   // upstream: one nginx worker listening on two ports (two endpoint URLs for the balancers)
   const upstreamPorts = [await freePort()]
   while (upstreamPorts.length < 2) {
@@ -1444,6 +1482,11 @@ async function main() {
   const startPeer = (key, port) => {
     if (key === "fibergate") return startFibergate(nodeBin, tmpDir, port, upstreamPorts, fdRaise)
     if (key === "fastify") return startFastify(nodeBin, tmpDir, port, upstreamPort, fdRaise)
+    if (key === "caddy") return startConfigured("caddy", tools.caddy, path.join(tmpDir, "Caddyfile"), caddyfile(HOST, port, upstreamPorts), caddyCommand, port)
+    if (key === "haproxy") {
+      const maxconn = settings.idle ? Math.max(8192, settings.idleConnections + 4096) : 8192
+      return startConfigured("haproxy", tools.haproxy, path.join(tmpDir, "haproxy.cfg"), haproxyConfig(HOST, port, upstreamPorts, maxconn), haproxyCommand, port)
+    }
     return startNginx("nginx-proxy", tools.nginx, nginxProxyConf(tmpDir, port, upstreamPorts, feats), tmpDir, port, 0)
   }
   const peers = [] // { key, label, child, port, rounds: [], big, error }
@@ -1455,7 +1498,9 @@ async function main() {
       peer.child = await startPeer(key, port)
       await verifyProxy(port)
       if (settings.big) peer.bigNote = await checkBig(port)
-      console.log(`bench: ${peer.label} pid ${peer.child.pid} on ${HOST}:${port}${peer.child.benchHow ? ` (${peer.child.benchHow})` : ""}`)
+      await sleep(1000)
+      peer.idleRssKb = treeRss(peer.child.pid)
+      console.log(`bench: ${peer.label} pid ${peer.child.pid} on ${HOST}:${port}${peer.child.benchHow ? ` (${peer.child.benchHow})` : ""}, idle RSS ${fmtMB(peer.idleRssKb)} MB`)
       if (peer.child.benchConfig) {
         peer.configChecks = await verifyFibergateConfig(port, upstreamPorts)
         console.log(`bench: fibergate realistic config: ${peer.child.benchConfig.routeCount} routes; ${peer.child.benchConfig.check.split("\n")[0]}`)
@@ -1633,7 +1678,8 @@ async function main() {
     lines.push(`- fibergate config: **NOT the realistic route table** (fell back to \`${fgPeer.child.benchHow}\`)`)
   }
   lines.push("")
-  lines.push(`| peer | req/s (median of ${settings.rounds}) | p50 | p99 | peak RSS MB | ratio vs @fastify/http-proxy | ratio vs nginx | errors |`)
+  const fgRps = byKey.fibergate?.child ? summary(byKey.fibergate).rps : null
+  lines.push(`| peer | req/s (median of ${settings.rounds}) | p50 | p99 | idle RSS MB | peak RSS MB | fibergate ÷ peer (req/s) | errors |`)
   lines.push(`| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |`)
   for (const p of peers) {
     if (!p.child) {
@@ -1642,12 +1688,12 @@ async function main() {
     }
     const s = summary(p)
     lines.push(
-      `| ${p.label} | ${fmtInt(s.rps)} | ${fmtMs(s.p50)} | ${fmtMs(s.p99)} | ${fmtMB(s.rssKb)} | ${fmtRatio(s.rps, fastifyRps)} | ${fmtRatio(s.rps, nginxRps)} | ${s.errors} |`,
+      `| ${p.label} | ${fmtInt(s.rps)} | ${fmtMs(s.p50)} | ${fmtMs(s.p99)} | ${fmtMB(p.idleRssKb)} | ${fmtMB(s.rssKb)} | ${p.key === "fibergate" ? "–" : fmtRatio(fgRps, s.rps)} | ${s.errors} |`,
     )
   }
   if (settings.direct) {
     const s = summary(direct)
-    lines.push(`| ${direct.label} | ${fmtInt(s.rps)} | ${fmtMs(s.p50)} | ${fmtMs(s.p99)} | ${fmtMB(s.rssKb)} | – | – | ${s.errors} |`)
+    lines.push(`| ${direct.label} | ${fmtInt(s.rps)} | ${fmtMs(s.p50)} | ${fmtMs(s.p99)} | – | ${fmtMB(s.rssKb)} | – | ${s.errors} |`)
   }
   lines.push("")
   lines.push("Per-round req/s:")
@@ -1788,9 +1834,19 @@ async function main() {
   else if (!fastifyRps) verdict = "fibergate / @fastify/http-proxy: not measured (@fastify/http-proxy not running)"
   else {
     const ratio = summary(fg).rps / fastifyRps
-    verdict = `**fibergate / @fastify/http-proxy = ${ratio.toFixed(2)}x** (floor ${FLOOR}x: ${ratio >= FLOOR ? "meets the floor" : "BELOW THE FLOOR"})`
+    verdict = `**fibergate / @fastify/http-proxy = ${ratio.toFixed(2)}x** (goal ${FLOOR}x: ${ratio >= FLOOR ? "met" : "NOT MET"})`
   }
   lines.push(verdict)
+  const caddy = byKey.caddy
+  if (fg?.child && caddy?.child) {
+    const f = summary(fg), c = summary(caddy)
+    const ratio = f.rps / c.rps
+    lines.push(`**fibergate / Caddy = ${ratio.toFixed(2)}x** (goal ${CADDY_FLOOR}x: ${ratio >= CADDY_FLOOR ? "met" : "NOT MET"}); p99 ${fmtMs(f.p99)} vs Caddy's ${fmtMs(c.p99)} (goal: at most Caddy's: ${f.p99 <= c.p99 ? "met" : "NOT MET"})`)
+  }
+  if (fg?.child) {
+    const idle = fg.idleRssKb / 1024, peak = summary(fg).rssKb / 1024
+    lines.push(`fibergate RSS: idle ${idle.toFixed(1)} MB (goal ${FG_IDLE_RSS_TARGET_MB}: ${idle <= FG_IDLE_RSS_TARGET_MB ? "met" : "NOT MET"}), peak under the main load ${peak.toFixed(1)} MB (goal ${FG_PEAK_RSS_TARGET_MB}: ${peak <= FG_PEAK_RSS_TARGET_MB ? "met" : "NOT MET"})`)
+  }
 
   if (leak) {
     lines.push(

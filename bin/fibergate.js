@@ -7,8 +7,8 @@
 // development needs no build); an installed package has no sources (Node does not strip types
 // under node_modules), only what `npm pack` built: it runs the bundle dist/cli/fibergate.js,
 // which starts in about 75 MB of RSS against about 120 MB for the same code as separate modules
-// (README, "Footprint"). FIBERGATE_BUNDLE=1 runs the bundle in the repository too (after
-// `npm run build`), as the bench does.
+// (README, "Footprint"). FG_BUNDLE=1 runs the bundle in the repository too (after
+// `npm run build`), as the bench does (not a FIBERGATE_* name: those override config keys).
 const [major, minor] = process.versions.node.split(".").map(Number)
 if (major < 22 || (major === 22 && minor < 19)) {
   console.error(`fibergate needs Node >= 22.19 (this is ${process.version}); run it through npm/npx in the project, which use the pinned Node 24.`)
@@ -21,5 +21,5 @@ process.on("SIGHUP", () => {})
 import { existsSync } from "node:fs"
 const sources = new URL("../src/cli/main.ts", import.meta.url)
 const bundle = new URL("../dist/cli/fibergate.js", import.meta.url)
-const { main } = await import(existsSync(sources) && process.env.FIBERGATE_BUNDLE !== "1" ? sources.href : bundle.href)
+const { main } = await import(existsSync(sources) && process.env.FG_BUNDLE !== "1" ? sources.href : bundle.href)
 main()
