@@ -50,7 +50,7 @@ export const isIpAddress = (text: string): boolean => parseAddress(text) !== und
 export const CidrText = Schema.String.pipe(
   Schema.check(Schema.makeFilter((text: string) =>
     parseRange(text) !== undefined || "Expected an IP address or a CIDR range such as 10.0.0.0/8 or 2001:db8::/32"
-  ))
+  , { toJsonSchema: () => [{}, true] as const })) // no JSON Schema form; annotations on it kept (see Schema.ts)
 )
 
 /** Whether an address (as a socket reports it) is in one of the ranges; false for what is not an address. */

@@ -3,7 +3,9 @@
  * editors (yaml-language-server) and other tools: `fibergate schema` prints it, and
  * `config/fibergate.schema.json` is the same document, kept in sync by a test. Unknown keys are
  * refused, as the gateway refuses them. It is a first check only: the gateway's decoder (and
- * its cross-field checks: route targets, TLS files) stays the authority.
+ * its cross-field checks: route targets, TLS files) stays the authority. Every key's
+ * `description`, and its `default` where the gateway applies one, are annotations in Schema.ts
+ * (see its header): the generator emits them as they are, nothing here adds or rewrites them.
  */
 import * as Schema from "effect/Schema"
 import { Config } from "./Schema.ts"
