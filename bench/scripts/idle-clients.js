@@ -1,9 +1,9 @@
 #!/usr/bin/env node
-// Opens N idle keep-alive HTTP/1.1 connections to host:port for bench/run.js (the idle-connection
-// memory check). Each connection sends one `GET /` and reads the whole response, then stays open
-// and idle.
+// Opens N idle keep-alive HTTP/1.1 connections to host:port for the bench's idle-connection
+// memory check (bench/measure/idle.js). Each connection sends one `GET /` and reads the whole
+// response, then stays open and idle.
 //
-// Usage: node bench/idle-clients.js <host> <port> <connections> [max-hold-seconds=300] [path=/]
+// Usage: node bench/scripts/idle-clients.js <host> <port> <connections> [max-hold-seconds=300] [path=/]
 //
 // Protocol on stdout/stdin (one line each):
 //   -> "ready opened=<n> ok=<n> failed=<n> open=<n> ms=<n>"  once every connection has answered or failed
@@ -11,7 +11,7 @@
 //   <- "close"   -> destroys every socket, prints "closed open=0" and exits 0
 // It also closes everything and exits when stdin ends (the parent died), on SIGTERM/SIGINT, and
 // after max-hold-seconds whatever happens, so no socket outlives the benchmark.
-// The fd limit cannot be raised from Node beyond the hard limit: run.js starts this script via
+// The fd limit cannot be raised from Node beyond the hard limit: the bench starts this script via
 // `bash -c "ulimit -n 65535 && exec node ..."` when `ulimit -n` is too low.
 import net from "node:net"
 import readline from "node:readline"
