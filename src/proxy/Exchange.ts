@@ -239,6 +239,23 @@ const recordTry = (group: UpstreamGroup, attempt: Try, failure: OutlierFailure |
 const outlierFailureOf = (failure: TryFailure | undefined): OutlierFailure | undefined =>
   failure === undefined ? undefined : typeof failure === "number" ? "5xx" : failure
 
+const exchangeOfResponse = Symbol("fibergate.exchange")
+type ExchangeResponse = ServerResponse & { [exchangeOfResponse]?: Exchange }
+
+/**
+ * The `close` listener of every exchange's response (`this` is the response): one function for
+ * all, not a closure per exchange stored on it. With that closure, each request's objects
+ * (exchange, request, response, headers) survived two scavenges and were promoted, about 600
+ * bytes per request even at one connection (--trace-gc-nvp); without it, 77, which is what
+ * node:http and undici alone promote. V8 pretenures closures stored on a property (Effect's
+ * fiber code avoids them for the same reason), and an old-generation closure keeps what its
+ * context holds alive until a mark-compact. Fewer promotions mean shorter scavenges (0.44 ms
+ * instead of 0.85 on average) and a smaller old generation under load.
+ */
+function onClientClose(this: ExchangeResponse): void {
+  this[exchangeOfResponse]?.clientClosed()
+}
+
 export class Exchange implements Receiving, RetryingExchange {
   current: Try | undefined = undefined
   /** Resumes the request's fiber once the exchange has finished (or with its retries). */
@@ -273,7 +290,6 @@ export class Exchange implements Receiving, RetryingExchange {
   private traceId: string | undefined = undefined
   /** The request's pipeline, when the exchange has one. */
   pipeline: ExchangeHooks | undefined = undefined
-  readonly onClientClose: () => void
   /** The client connection (node:http detaches `req.socket` once the body is read). */
   private readonly connection: ClientConnection | undefined
   readonly req: IncomingMessage
@@ -306,10 +322,8 @@ export class Exchange implements Receiving, RetryingExchange {
     this.started = performance.now()
     route.group.active++
     countRequest(route.group.retryBudget, this.started)
-    this.onClientClose = () => {
-      if (!this.done) this.abort(new ClientGone("client closed the connection"), undefined)
-    }
-    res.once("close", this.onClientClose)
+    ;(res as ExchangeResponse)[exchangeOfResponse] = this
+    res.on("close", onClientClose)
     // Until its body is in, a refusal the parser finds on this connection is this request's.
     this.connection = connectionOfResponse(res)
     if (this.connection !== undefined) this.connection.receiving = this
@@ -322,6 +336,11 @@ export class Exchange implements Receiving, RetryingExchange {
     this.tracer = tracer
     this.span = span
     this.traceId = traceId
+  }
+
+  /** The client closed the connection before the response was done. */
+  clientClosed(): void {
+    if (!this.done) this.abort(new ClientGone("client closed the connection"), undefined)
   }
 
   /** Ends the exchange with an error found in the client's request (see ClientConnection.Receiving). */
@@ -589,7 +608,7 @@ export class Exchange implements Receiving, RetryingExchange {
     const group = this.route.group
     group.active--
     if (this.timer !== undefined) clearTimeout(this.timer)
-    this.res.removeListener("close", this.onClientClose)
+    this.res.removeListener("close", onClientClose)
     const connection = this.connection
     if (connection !== undefined && connection.receiving === this) connection.receiving = undefined
     const elapsed = performance.now() - this.started
