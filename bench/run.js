@@ -23,6 +23,7 @@ import { leakCheck, leakReport } from "./measure/leak.js"
 import { goalsReport, loadReport, mainLoad, summary } from "./measure/load.js"
 import { middlewareCost, middlewareReport } from "./measure/middlewares.js"
 import { routesBench } from "./measure/routes.js"
+import { shippedIdle } from "./measure/shipped-idle.js"
 import { telemetryCost, telemetryReport } from "./measure/telemetry.js"
 import { tlsCost, tlsReport } from "./measure/tls.js"
 import { webSocketCost, webSocketReport } from "./measure/websocket.js"
@@ -82,6 +83,8 @@ async function main() {
   const direct = { key: "direct", label: LABELS.direct, port: upstreamPorts[0], child: upstream.child, rounds: [], big: null, latency: null }
   const fgLive = live.find((p) => p.key === "fibergate")
 
+  // idle RSS on the shipped config, which issue 13's idle target is about, before any load
+  const shipped = fgLive ? await shippedIdle(ctx) : null
   await mainLoad(ctx, live, direct)
   if (settings.latency) await oneConnectionLatency(ctx, direct, live)
   if (settings.big) await bigThroughput(ctx, direct, live)
@@ -131,7 +134,7 @@ async function main() {
     ...(h2Rows !== null ? h2Report(h2Rows) : []),
     ...(wsRows !== null ? webSocketReport(wsRows) : []),
     ...bigReport(peers, direct),
-    ...goalsReport(peers),
+    ...goalsReport(peers, shipped),
     ...(leak ? leakReport(leak) : []),
     ...idleReport(peers),
     ...(routes ? ["", routes.output] : []),
@@ -165,6 +168,7 @@ async function main() {
           configChecks: p.configChecks ?? null,
         })),
         fibergateConfig: fgPeer?.child?.benchConfig ? { routes: fgPeer.child.benchConfig.routeCount, features: fgPeer.child.benchConfig.features } : null,
+        shippedIdle: shipped,
         leak,
         routes,
       },

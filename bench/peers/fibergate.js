@@ -9,14 +9,22 @@ import { freePort, httpGet, startServer } from "../lib/net.js"
 import { FIBERGATE_BIN, HOST, RESULTS_DIR, ROOT } from "../lib/settings.js"
 import { fibergateConfig } from "./fibergate-config.js"
 
-/** The node flags on the bin's `#!/usr/bin/env -S node …` line, so the bench runs fibergate as `npx fibergate` would. */
-function shebangFlags(bin) {
+/**
+ * The environment and node flags on the bin's `#!/usr/bin/env -S NAME=value … node …` line, so
+ * the bench runs fibergate as `npx fibergate` would.
+ */
+function shebang(bin) {
   const first = fs.readFileSync(bin, "utf8").split("\n", 1)[0]
-  const m = /^#!\S*env -S node(.*)$/.exec(first)
-  return m === null ? [] : m[1].trim().split(/\s+/).filter(Boolean)
+  const m = /^#!\S*env -S (.*)$/.exec(first)
+  const words = m === null ? [] : m[1].trim().split(/\s+/).filter(Boolean)
+  const node = words.indexOf("node")
+  if (node < 0) return { env: {}, flags: [] }
+  const env = Object.fromEntries(words.slice(0, node).map((w) => [w.slice(0, w.indexOf("=")), w.slice(w.indexOf("=") + 1)]))
+  return { env, flags: words.slice(node + 1) }
 }
 
-const runArgs = (bin, ...args) => [...shebangFlags(bin), bin, "run", ...args]
+const runArgs = (bin, ...args) => [...shebang(bin).flags, bin, "run", ...args]
+const runEnv = (bin) => shebang(bin).env
 const adminReady = (adminPort) => async () => (await httpGet(adminPort, "/ready", 1000)).status === 200
 
 /**
@@ -61,7 +69,7 @@ export async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitA
   for (const [i, a] of attempts.entries()) {
     const logFile = path.join(dir, `fibergate-${i}.log`)
     try {
-      const child = await startServer("fibergate", nodeBin, a.args, { logFile, cpu: 0, fdLimit: fdLimitArg }, { label: `fibergate (${a.how})`, ready: a.ready, tailBytes: 1200 })
+      const child = await startServer("fibergate", nodeBin, a.args, { logFile, cpu: 0, fdLimit: fdLimitArg, extraEnv: runEnv(bin) }, { label: `fibergate (${a.how})`, ready: a.ready, tailBytes: 1200 })
       child.benchHow = a.how
       child.benchConfig = a.realistic ? { ...config, check: checkOut } : null
       if (!a.realistic) console.error("bench: WARNING: fibergate runs the plain CLI config (one catch-all route), NOT the realistic route table")
@@ -82,7 +90,7 @@ export async function startFibergateYaml(name, label, nodeBin, dir, yaml, fdLimi
   const yamlFile = path.join(dir, `fibergate-${name}.yaml`)
   fs.writeFileSync(yamlFile, yaml(adminPort))
   const logFile = path.join(dir, `fibergate-${name}.log`)
-  return startServer(`fibergate-${name}`, nodeBin, runArgs(FIBERGATE_BIN, "-c", yamlFile), { logFile, cpu: 0, fdLimit: fdLimitArg }, { label, ready: adminReady(adminPort) })
+  return startServer(`fibergate-${name}`, nodeBin, runArgs(FIBERGATE_BIN, "-c", yamlFile), { logFile, cpu: 0, fdLimit: fdLimitArg, extraEnv: runEnv(FIBERGATE_BIN) }, { label, ready: adminReady(adminPort) })
 }
 
 /**

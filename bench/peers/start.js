@@ -65,10 +65,14 @@ async function checkBig(port) {
 
 /**
  * Starts every peer of BENCH_PEERS on a free port, checks it proxies (and /big, with BENCH_BIG),
- * reads its idle RSS 1 s later, and for fibergate checks its routing. A peer that fails is
+ * reads its idle RSS IDLE_READ_MS later (fibergate compacts its heap once, 1 s after start), and
+ * for fibergate checks its routing. A peer that fails is
  * reported and stopped; the others still run. Resolves { peers, failed }: each peer is
  * { key, label, child (null when it failed), port, rounds: [], big, bigNote, error, latency, idle, idleRssKb, configChecks }.
  */
+/** How long after a peer answers its idle RSS is read, for every peer alike. */
+export const IDLE_READ_MS = 3000
+
 export async function startPeers(ctx) {
   const peers = []
   const failed = []
@@ -79,7 +83,7 @@ export async function startPeers(ctx) {
       peer.child = await startPeer(ctx, key, port)
       await verifyProxy(port)
       if (settings.big) peer.bigNote = await checkBig(port)
-      await sleep(1000)
+      await sleep(IDLE_READ_MS)
       peer.idleRssKb = treeRss(peer.child.pid)
       console.log(`bench: ${peer.label} pid ${peer.child.pid} on ${HOST}:${port}${peer.child.benchHow ? ` (${peer.child.benchHow})` : ""}, idle RSS ${fmtMB(peer.idleRssKb)} MB`)
       if (peer.child.benchConfig) {

@@ -22,6 +22,7 @@ import { findShadowedRoutes, formatShadowWarning } from "../routing/Shadowing.ts
 import { openAdminWarning } from "../admin/AdminExposure.ts"
 import { configJsonSchema } from "../config/JsonSchema.ts"
 import { loggingLayer } from "./Logging.ts"
+import { compactAfterStartup } from "./StartupCompaction.ts"
 import { configFromValue, ConfigSource } from "../config/ConfigSource.ts"
 import { layerReloadOnSighup } from "../config/ReloadOnSignal.ts"
 import { DEFAULT_DRAIN_TIMEOUT_MS } from "../listener/Listeners.ts"
@@ -60,7 +61,7 @@ export const quickConfig = (listen: string, upstreams: ReadonlyArray<string>): u
 })
 
 const runGateway = (layer: Layer.Layer<Gateway.GatewayServices, ConfigError | ListenError>, config: Config) =>
-  Layer.launch(layer).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
+  Layer.launch(Layer.tap(layer, () => Effect.sync(() => compactAfterStartup()))).pipe(reportStartupError, Effect.provide(loggingLayer(config.log)))
 
 /**
  * The gateway of `run -c FILE`: it follows the file (unless `--no-watch`) and also re-reads it
