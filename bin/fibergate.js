@@ -11,7 +11,7 @@
 // In the repository it runs the TypeScript sources directly (Node >= 22.18 strips types, so
 // development needs no build); an installed package has no sources (Node does not strip types
 // under node_modules), only what `npm pack` built: it runs the bundle dist/cli/fibergate.js,
-// which starts in about 75 MB of RSS against about 120 MB for the same code as separate modules
+// which starts in about 70 MB of RSS against about 110 MB for the same code as separate modules
 // (README, "Footprint"). FG_BUNDLE=1 runs the bundle in the repository too (after
 // `npm run build`), as the bench does (not a FIBERGATE_* name: those override config keys).
 const [major, minor] = process.versions.node.split(".").map(Number)

@@ -1,6 +1,7 @@
 // The peers by key (BENCH_PEERS): their labels, how each one starts on a port (one file a peer
 // in this folder), the check that a started peer really proxies, and the start of them all
 // before the main load.
+import { spawnSync } from "node:child_process"
 import fs from "node:fs"
 import path from "node:path"
 import { sleep, stopChild } from "../lib/children.js"
@@ -23,6 +24,12 @@ export const LABELS = {
   direct: "nginx upstream (direct, baseline)",
 }
 
+/** The hard limit on open files (`ulimit -Hn`), which no child can go above. */
+const hardFdLimit = () => {
+  const v = (spawnSync("bash", ["-c", "ulimit -Hn"], { encoding: "utf8", timeout: 5000 }).stdout ?? "").trim()
+  return v === "unlimited" ? Infinity : Number(v) || 1_000_000
+}
+
 /** A peer run from a config file (Caddy, HAProxy: `command(file)` gives its args and env), on cpu0 like the other proxies. */
 function startConfigured(name, bin, file, text, command, port) {
   fs.writeFileSync(file, text)
@@ -41,7 +48,12 @@ export function startPeer(ctx, key, port) {
   if (key === "fastify") return startFastify(nodeBin, tmpDir, port, upstreamPorts[0], fdRaise)
   if (key === "caddy") return startConfigured("caddy", tools.caddy, path.join(tmpDir, "Caddyfile"), caddyfile(HOST, port, upstreamPorts), caddyCommand, port)
   if (key === "haproxy") {
-    const maxconn = settings.idle ? Math.max(8192, settings.idleConnections + 4096) : 8192
+    // HAProxy refuses to start unless it can raise its fd limit to about twice maxconn (a
+    // client and a server socket each), and a child cannot go above the hard limit (raising it
+    // needs CAP_SYS_RESOURCE, which this sandbox does not give root): maxconn stays under it.
+    const wanted = settings.idle ? Math.max(8192, settings.idleConnections + 4096) : 8192
+    const maxconn = Math.min(wanted, Math.floor((hardFdLimit() - 1000) / 2))
+    if (maxconn < wanted) console.warn(`bench: HAProxy maxconn ${maxconn} (the fd hard limit is ${hardFdLimit()}), not ${wanted}: its idle check may hold fewer connections`)
     return startConfigured("haproxy", tools.haproxy, path.join(tmpDir, "haproxy.cfg"), haproxyConfig(HOST, port, upstreamPorts, maxconn), haproxyCommand, port)
   }
   return startNginx("nginx-proxy", tools.nginx, nginxProxyConf(tmpDir, port, upstreamPorts, feats), tmpDir, port, 0)

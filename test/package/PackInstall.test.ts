@@ -104,7 +104,7 @@ const startH2cUpstream = Effect.acquireRelease(
 
 /**
  * The bound on the installed gateway's resident memory at rest. The bundle starts in about
- * 75 MB; the same code run as separate modules (dist/cli/main.js) in about 120 MB: a build
+ * 70 MB; the same code run as separate modules (dist/cli/main.js) in about 120 MB: a build
  * that stopped bundling would fail here. Wide enough for a machine's variance.
  */
 const IDLE_RSS_BOUND_MB = 100
