@@ -10,7 +10,11 @@ export default defineConfig({
     include: ["test/**/*.test.ts"],
     exclude: [
       "**/node_modules/**",
-      "test/cli/**",
+      "test/cli/Cli.test.ts",
+      "test/cli/ConfigPath.test.ts",
+      "test/cli/Demo.e2e.test.ts",
+      "test/cli/RunClaims.test.ts",
+      "test/cli/Shutdown.e2e.test.ts",
       "test/workers/Cluster.test.ts",
       "test/e2e/ReloadCli.test.ts",
       "test/telemetry/AccessLog.e2e.test.ts",
