@@ -15,6 +15,7 @@ export default defineConfig({
       "test/cli/Demo.e2e.test.ts",
       "test/cli/RunClaims.test.ts",
       "test/cli/Shutdown.e2e.test.ts",
+      "test/cli/Promotion.e2e.test.ts",
       "test/workers/Cluster.test.ts",
       "test/e2e/ReloadCli.test.ts",
       "test/telemetry/AccessLog.e2e.test.ts",

@@ -10,7 +10,7 @@ import { fmtInt, fmtMs, median, tableHead, tableRow } from "../lib/format.js"
 import { freePort } from "../lib/net.js"
 import { alternating, warmupDuration, withCpu } from "../lib/runner.js"
 import { HOST, settings } from "../lib/settings.js"
-import { startFibergateYaml } from "../peers/fibergate.js"
+import { measureYamlHead, startFibergateYaml } from "../peers/fibergate.js"
 import { backendBlock, nginxConf, startNginx } from "../peers/nginx.js"
 
 /** A self-signed P-256 certificate for `bench.test` in `dir`: { cert, key } paths. */
@@ -26,10 +26,7 @@ function makeBenchCert(dir) {
 
 /** fibergate on `port` over TLS with one catch-all route balancing over the upstream's ports. */
 function fibergateTlsYaml(port, adminPort, upstreamPorts, cert) {
-  return `admin: { listen: "${HOST}:${adminPort}" }
-log: { level: warn, access_log: false }
-telemetry: { metrics: { enabled: true } }
-servers:
+  return `${measureYamlHead(adminPort)}servers:
   - name: tls
     listen: "${HOST}:${port}"
     protocol: https

@@ -10,7 +10,7 @@ import { freePort, httpGet, waitReady } from "../lib/net.js"
 import { sampleRss } from "../lib/procfs.js"
 import { alternating, withCpu } from "../lib/runner.js"
 import { BENCH_DIR, HOST, settings } from "../lib/settings.js"
-import { startFibergateYaml } from "../peers/fibergate.js"
+import { measureYamlHead, startFibergateYaml } from "../peers/fibergate.js"
 import { nginxConf, startNginx } from "../peers/nginx.js"
 
 const WS_ECHO_SCRIPT = path.join(BENCH_DIR, "scripts", "ws-echo.js")
@@ -18,10 +18,7 @@ const WS_LOAD_SCRIPT = path.join(BENCH_DIR, "scripts", "ws-load.js")
 
 /** fibergate on `port` with one route to the echo upstream (the default websocket settings). */
 function fibergateWsYaml(port, adminPort, upstreamPort) {
-  return `admin: { listen: "${HOST}:${adminPort}" }
-log: { level: warn, access_log: false }
-telemetry: { metrics: { enabled: true } }
-servers:
+  return `${measureYamlHead(adminPort)}servers:
   - name: ws
     listen: "${HOST}:${port}"
     limits: { max_connections: 100000 }

@@ -81,6 +81,12 @@ export async function startFibergate(nodeBin, dir, port, upstreamPorts, fdLimitA
   throw new Error(errors.join("\n---\n"))
 }
 
+/** The head every measurement's own config starts with: the admin API (startFibergateYaml's readiness check), quiet logs, metrics on as in the main config. */
+export const measureYamlHead = (adminPort) => `admin: { listen: "${HOST}:${adminPort}" }
+log: { level: warn, access_log: false }
+telemetry: { metrics: { enabled: true } }
+`
+
 /**
  * fibergate (FIBERGATE_BIN) on a config of the caller's, `yaml(adminPort)`, written to
  * `dir`/fibergate-`name`.yaml, on cpu0; resolves once its admin API says it is ready.
